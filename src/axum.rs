@@ -1,0 +1,74 @@
+//! axum extractors for [`ResolvedCustomer`] (feature `axum`).
+
+use std::convert::Infallible;
+use std::fmt;
+
+use axum_core::extract::{FromRequestParts, OptionalFromRequestParts};
+use axum_core::response::{IntoResponse, Response};
+use http::StatusCode;
+use http::request::Parts;
+
+use crate::customer::ResolvedCustomer;
+
+/// The rejection of the [`ResolvedCustomer`] extractor: the handler is not behind
+/// [`ResolveCustomerLayer`](crate::ResolveCustomerLayer). A server bug, so 500.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MissingResolvedCustomer;
+
+impl fmt::Display for MissingResolvedCustomer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(
+            "missing ResolvedCustomer request extension: is the handler behind ResolveCustomerLayer?",
+        )
+    }
+}
+
+impl std::error::Error for MissingResolvedCustomer {}
+
+impl IntoResponse for MissingResolvedCustomer {
+    fn into_response(self) -> Response {
+        (StatusCode::INTERNAL_SERVER_ERROR, self.to_string()).into_response()
+    }
+}
+
+/// Extracts the customer the layer resolved.
+///
+/// ```
+/// use axum::{Router, routing::post};
+/// use tower_resolve_customer::{RegistrationToken, ResolveCustomerLayer, ResolvedCustomer};
+///
+/// async fn register(customer: ResolvedCustomer) -> String {
+///     format!("welcome, account {}", customer.customer_aws_account_id())
+/// }
+///
+/// let app: Router = Router::new()
+///     .route("/register", post(register))
+///     .layer(ResolveCustomerLayer::new(|_: RegistrationToken| async {
+///         Ok(ResolvedCustomer::new("123456789012", "prod-abc123"))
+///     }));
+/// ```
+///
+/// `Option<ResolvedCustomer>` extracts `None` instead of failing, for routes
+/// behind an [optional](crate::ResolveCustomerLayer::optional) layer.
+impl<S: Send + Sync> FromRequestParts<S> for ResolvedCustomer {
+    type Rejection = MissingResolvedCustomer;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        parts
+            .extensions
+            .get::<ResolvedCustomer>()
+            .cloned()
+            .ok_or(MissingResolvedCustomer)
+    }
+}
+
+impl<S: Send + Sync> OptionalFromRequestParts<S> for ResolvedCustomer {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        _state: &S,
+    ) -> Result<Option<Self>, Self::Rejection> {
+        Ok(parts.extensions.get::<ResolvedCustomer>().cloned())
+    }
+}

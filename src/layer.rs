@@ -1,0 +1,276 @@
+//! [`ResolveCustomerLayer`]: configuration, and the state its services share.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::Response;
+use tower_layer::Layer;
+
+use crate::cache::{DedupeCache, Policy};
+use crate::error::ResolveError;
+use crate::rejection::{Responder, problem_details};
+use crate::resolver::Resolver;
+use crate::service::ResolveCustomer;
+use crate::source::TokenSource;
+use crate::token::DEFAULT_MAX_TOKEN_LEN;
+
+/// Default for [`ResolveCustomerLayer::max_body_bytes`]: 16 KiB.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 16 * 1024;
+/// Default for [`ResolveCustomerLayer::cache_ttl`]: 30 minutes.
+pub const DEFAULT_CACHE_TTL: Duration = Duration::from_secs(30 * 60);
+/// Default for [`ResolveCustomerLayer::negative_cache_ttl`]: 30 seconds.
+pub const DEFAULT_NEGATIVE_CACHE_TTL: Duration = Duration::from_secs(30);
+/// Default for [`ResolveCustomerLayer::cache_capacity`]: 10,000 entries.
+pub const DEFAULT_CACHE_CAPACITY: u64 = 10_000;
+/// Default for [`ResolveCustomerLayer::resolve_timeout`]: 10 seconds.
+pub const DEFAULT_RESOLVE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Puts a [`ResolvedCustomer`](crate::ResolvedCustomer) in front of a service.
+///
+/// The layer finds the registration token (see [`TokenSource`]), redeems it once
+/// through the [`Resolver`] behind a short-lived single-flight cache, and inserts
+/// the [`ResolvedCustomer`](crate::ResolvedCustomer) into the request's
+/// extensions. Requests that cannot be given a customer are answered by the
+/// rejection responder ([`problem_details`] by default) without reaching the
+/// inner service.
+///
+/// Every service made by one layer value (and by its clones) shares one cache
+/// and one resolver, so a buyer's double submit is deduplicated across routes
+/// and connections. Builder methods start a fresh cache: configure first, then
+/// layer.
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_resolve_customer::{RegistrationToken, ResolveCustomerLayer, ResolvedCustomer};
+///
+/// let layer = ResolveCustomerLayer::new(|_token: RegistrationToken| async {
+///     Ok(ResolvedCustomer::new("123456789012", "prod-abc123"))
+/// })
+/// .allowed_product_codes(["prod-abc123"])
+/// .cache_ttl(Duration::from_secs(600))
+/// .resolve_timeout(Duration::from_secs(5));
+/// # let _ = layer;
+/// ```
+pub struct ResolveCustomerLayer<R> {
+    resolver: Arc<R>,
+    config: Config,
+    responder: Responder,
+    shared: Arc<OnceLock<Arc<Shared<R>>>>,
+}
+
+/// What the services read on every request.
+#[derive(Clone)]
+pub(crate) struct Config {
+    pub(crate) source: TokenSource,
+    pub(crate) required: bool,
+    pub(crate) allowed_products: Option<Arc<HashSet<Box<str>>>>,
+    pub(crate) max_body_bytes: usize,
+    pub(crate) max_token_len: usize,
+    pub(crate) cache_ttl: Duration,
+    pub(crate) negative_ttl: Duration,
+    pub(crate) cache_capacity: u64,
+    pub(crate) resolve_timeout: Duration,
+}
+
+/// The state shared by every service a layer makes.
+pub(crate) struct Shared<R> {
+    pub(crate) config: Config,
+    pub(crate) cache: DedupeCache<R>,
+    pub(crate) responder: Responder,
+}
+
+impl<R> Shared<R> {
+    pub(crate) fn reject(&self, error: &ResolveError) -> Response<Bytes> {
+        (self.responder)(error)
+    }
+}
+
+impl<R: Resolver> ResolveCustomerLayer<R> {
+    /// A layer that redeems tokens with `resolver`, with the defaults: token from
+    /// the Marketplace form post, required, any product, 16 KiB body limit, 30 min
+    /// cache TTL, 30 s negative TTL, 10,000 entries, 10 s resolve timeout,
+    /// `application/problem+json` rejections.
+    pub fn new(resolver: R) -> Self {
+        Self::from_arc(Arc::new(resolver))
+    }
+
+    /// Like [`new`](Self::new), for a resolver already shared elsewhere.
+    pub fn from_arc(resolver: Arc<R>) -> Self {
+        Self {
+            resolver,
+            config: Config {
+                source: TokenSource::default(),
+                required: true,
+                allowed_products: None,
+                max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+                max_token_len: DEFAULT_MAX_TOKEN_LEN,
+                cache_ttl: DEFAULT_CACHE_TTL,
+                negative_ttl: DEFAULT_NEGATIVE_CACHE_TTL,
+                cache_capacity: DEFAULT_CACHE_CAPACITY,
+                resolve_timeout: DEFAULT_RESOLVE_TIMEOUT,
+            },
+            responder: Arc::new(problem_details),
+            shared: Arc::default(),
+        }
+    }
+
+    fn configure(mut self, f: impl FnOnce(&mut Config)) -> Self {
+        f(&mut self.config);
+        self.shared = Arc::default();
+        self
+    }
+
+    /// Where to look for the token (default: [`TokenSource::form`]).
+    pub fn token_source(self, source: TokenSource) -> Self {
+        self.configure(|c| c.source = source)
+    }
+
+    /// Requests without a token are rejected with
+    /// [`ResolveError::MissingToken`] and never reach the inner service. The
+    /// default.
+    pub fn required(self) -> Self {
+        self.configure(|c| c.required = true)
+    }
+
+    /// Requests without a token pass through without a
+    /// [`ResolvedCustomer`](crate::ResolvedCustomer) extension. A token that is
+    /// present but malformed, ambiguous or refused is still rejected.
+    pub fn optional(self) -> Self {
+        self.configure(|c| c.required = false)
+    }
+
+    /// Only customers of these products reach the inner service; others are
+    /// rejected with [`ResolveError::ProductMismatch`] (403).
+    pub fn allowed_product_codes<I, S>(self, codes: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let codes = codes
+            .into_iter()
+            .map(|c| c.into().into_boxed_str())
+            .collect();
+        self.configure(|c| c.allowed_products = Some(Arc::new(codes)))
+    }
+
+    /// The largest form body read to find the token (default 16 KiB). A larger
+    /// `Content-Length` is refused before reading; a streamed body is refused as
+    /// soon as it grows past the limit. Either way: 413.
+    pub fn max_body_bytes(self, limit: usize) -> Self {
+        self.configure(|c| c.max_body_bytes = limit)
+    }
+
+    /// The longest token accepted, in bytes (default 4 KiB).
+    pub fn max_token_len(self, limit: usize) -> Self {
+        self.configure(|c| c.max_token_len = limit)
+    }
+
+    /// How long a successful resolution is remembered (default 30 minutes). For
+    /// that long, the same token keeps resolving to the same customer without an
+    /// upstream call, even if AWS would now call it expired.
+    pub fn cache_ttl(self, ttl: Duration) -> Self {
+        self.configure(|c| c.cache_ttl = ttl)
+    }
+
+    /// How many tokens are remembered at most (default 10,000).
+    pub fn cache_capacity(self, entries: u64) -> Self {
+        self.configure(|c| c.cache_capacity = entries)
+    }
+
+    /// How long an `InvalidToken` / `ExpiredToken` answer is remembered (default
+    /// 30 seconds). Transient failures are never remembered.
+    pub fn negative_cache_ttl(self, ttl: Duration) -> Self {
+        self.configure(|c| c.negative_ttl = ttl)
+    }
+
+    /// How long one upstream resolve may take, retries included (default 10 s);
+    /// past it, waiting requests get [`ResolveError::Timeout`] (504).
+    pub fn resolve_timeout(self, timeout: Duration) -> Self {
+        self.configure(|c| c.resolve_timeout = timeout)
+    }
+
+    /// Replaces the default [`problem_details`] rejection.
+    ///
+    /// The body may be anything convertible to [`Bytes`]: `String`, `Vec<u8>`,
+    /// `&'static str`, ...
+    ///
+    /// ```
+    /// use http::{Response, StatusCode};
+    /// use tower_resolve_customer::{RegistrationToken, ResolveCustomerLayer, ResolveError, ResolvedCustomer};
+    ///
+    /// let layer = ResolveCustomerLayer::new(|_: RegistrationToken| async {
+    ///     Ok(ResolvedCustomer::new("123456789012", "prod-abc123"))
+    /// })
+    /// .rejection(|error: &ResolveError| {
+    ///     let mut page = Response::new(format!("<h1>{}</h1>", error.public_message()));
+    ///     *page.status_mut() = error.status();
+    ///     page
+    /// });
+    /// # let _ = layer;
+    /// ```
+    pub fn rejection<F, T>(mut self, responder: F) -> Self
+    where
+        F: Fn(&ResolveError) -> Response<T> + Send + Sync + 'static,
+        T: Into<Bytes>,
+    {
+        self.responder = Arc::new(move |e: &ResolveError| responder(e).map(Into::into));
+        self.shared = Arc::default();
+        self
+    }
+
+    fn shared(&self) -> Arc<Shared<R>> {
+        Arc::clone(self.shared.get_or_init(|| {
+            let policy = Policy {
+                ttl: self.config.cache_ttl,
+                negative_ttl: self.config.negative_ttl,
+                timeout: self.config.resolve_timeout,
+            };
+            Arc::new(Shared {
+                config: self.config.clone(),
+                cache: DedupeCache::new(
+                    Arc::clone(&self.resolver),
+                    policy,
+                    self.config.cache_capacity,
+                ),
+                responder: Arc::clone(&self.responder),
+            })
+        }))
+    }
+}
+
+impl<R> Clone for ResolveCustomerLayer<R> {
+    fn clone(&self) -> Self {
+        Self {
+            resolver: Arc::clone(&self.resolver),
+            config: self.config.clone(),
+            responder: Arc::clone(&self.responder),
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+impl<R> fmt::Debug for ResolveCustomerLayer<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResolveCustomerLayer")
+            .field("source", &self.config.source)
+            .field("required", &self.config.required)
+            .field("allowed_products", &self.config.allowed_products)
+            .field("max_body_bytes", &self.config.max_body_bytes)
+            .field("cache_ttl", &self.config.cache_ttl)
+            .field("cache_capacity", &self.config.cache_capacity)
+            .field("negative_cache_ttl", &self.config.negative_ttl)
+            .field("resolve_timeout", &self.config.resolve_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, R: Resolver> Layer<S> for ResolveCustomerLayer<R> {
+    type Service = ResolveCustomer<S, R>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        ResolveCustomer::new(inner, self.shared())
+    }
+}

@@ -1,0 +1,115 @@
+//! Tower middleware that redeems AWS Marketplace SaaS registration tokens.
+//!
+//! When a buyer subscribes to a SaaS product on AWS Marketplace, their browser
+//! `POST`s an urlencoded form with the field `x-amzn-marketplace-token` to the
+//! seller's registration URL. The seller must redeem that token at once with the
+//! Marketplace Metering API's `ResolveCustomer` to learn who the buyer is.
+//!
+//! [`ResolveCustomerLayer`] does that in front of any tower service (axum routes,
+//! tonic and hyper services):
+//!
+//! - it finds the token ([`TokenSource`]: the form field by default, or a header,
+//!   query parameter or cookie), buffering a form body within a limit and handing
+//!   it on byte for byte, trailers included;
+//! - it redeems the token through a [`Resolver`] ([`AwsMarketplaceResolver`] with
+//!   the default `aws` feature, or any async closure) behind a short-lived,
+//!   single-flight cache: concurrent and repeated requests with one token make one
+//!   upstream call, so a buyer's double submit or refresh is never turned away by
+//!   a single-use token;
+//! - it inserts the [`ResolvedCustomer`] into the request's extensions, or answers
+//!   with an RFC 9457 problem response ([`problem_details`]) without calling the
+//!   inner service.
+//!
+//! The token is never logged, never shown by `Debug`, never put in a rejection,
+//! and never used as a cache key (a digest is).
+//!
+//! # Example
+//!
+//! ```
+//! use axum::{Router, routing::post};
+//! use http::{Request, header::CONTENT_TYPE};
+//! use tower::ServiceExt;
+//! use tower_resolve_customer::{RegistrationToken, ResolveCustomerLayer, ResolveError, ResolvedCustomer};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! // In production: `AwsMarketplaceResolver::from_conf(&aws_config)`.
+//! let resolver = |token: RegistrationToken| async move {
+//!     match token.expose() {
+//!         "demo+token/==" => Ok(ResolvedCustomer::new("123456789012", "prod-abc123")),
+//!         _ => Err(ResolveError::InvalidToken),
+//!     }
+//! };
+//!
+//! let app = Router::new()
+//!     .route(
+//!         "/register",
+//!         post(|request: Request<axum::body::Body>| async move {
+//!             let customer = request.extensions().get::<ResolvedCustomer>().unwrap();
+//!             format!("welcome, {}", customer.customer_aws_account_id())
+//!         }),
+//!     )
+//!     .layer(ResolveCustomerLayer::new(resolver));
+//!
+//! // What the buyer's browser sends.
+//! let request = Request::post("/register")
+//!     .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+//!     .body(axum::body::Body::from("x-amzn-marketplace-token=demo%2Btoken%2F%3D%3D"))
+//!     .unwrap();
+//! let response = app.oneshot(request).await.unwrap();
+//! assert_eq!(response.status(), 200);
+//! # }
+//! ```
+//!
+//! # Features
+//!
+//! - `aws` (default): [`AwsMarketplaceResolver`], on `aws-sdk-marketplacemetering`.
+//! - `axum`: [`ResolvedCustomer`] is an axum extractor (and `Option<ResolvedCustomer>`).
+//!
+//! # Runtime
+//!
+//! Resolves run in tasks of their own (so a client that disconnects does not
+//! cancel the upstream call others are waiting for): the layer must be used
+//! inside a tokio runtime.
+
+#![deny(unsafe_code)]
+#![warn(missing_docs, unreachable_pub)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod cache;
+mod customer;
+mod error;
+mod form;
+mod future;
+mod layer;
+mod rejection;
+mod request_body;
+mod resolver;
+mod response_body;
+mod service;
+mod source;
+mod token;
+
+#[cfg(feature = "aws")]
+mod aws;
+#[cfg(feature = "axum")]
+mod axum;
+
+#[cfg(feature = "aws")]
+pub use crate::aws::AwsMarketplaceResolver;
+#[cfg(feature = "axum")]
+pub use crate::axum::MissingResolvedCustomer;
+pub use crate::customer::ResolvedCustomer;
+pub use crate::error::ResolveError;
+pub use crate::future::ResponseFuture;
+pub use crate::layer::{
+    DEFAULT_CACHE_CAPACITY, DEFAULT_CACHE_TTL, DEFAULT_MAX_BODY_BYTES, DEFAULT_NEGATIVE_CACHE_TTL,
+    DEFAULT_RESOLVE_TIMEOUT, ResolveCustomerLayer,
+};
+pub use crate::rejection::problem_details;
+pub use crate::request_body::RequestBody;
+pub use crate::resolver::Resolver;
+pub use crate::response_body::ResponseBody;
+pub use crate::service::ResolveCustomer;
+pub use crate::source::TokenSource;
+pub use crate::token::{DEFAULT_MAX_TOKEN_LEN, RegistrationToken, TOKEN_FIELD, TokenError};

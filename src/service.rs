@@ -1,0 +1,217 @@
+//! [`ResolveCustomer`]: the middleware service.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::request::Parts;
+use http::{Request, Response};
+use http_body::Body;
+use tower_service::Service;
+use tracing::Instrument;
+
+use crate::error::ResolveError;
+use crate::form::{check_content_length, read_limited};
+use crate::future::ResponseFuture;
+use crate::layer::Shared;
+use crate::request_body::RequestBody;
+use crate::resolver::Resolver;
+use crate::response_body::ResponseBody;
+use crate::token::RegistrationToken;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The boxed work of a request that needs a resolve: the request to pass on, or
+/// the rejection to answer with.
+pub(crate) type Resolving<B> =
+    Pin<Box<dyn Future<Output = Result<Request<RequestBody<B>>, Response<Bytes>>> + Send>>;
+
+/// Resolves the registration token of each request before calling the inner
+/// service. Made by [`ResolveCustomerLayer`](crate::ResolveCustomerLayer).
+pub struct ResolveCustomer<S, R> {
+    inner: S,
+    shared: Arc<Shared<R>>,
+}
+
+impl<S, R> ResolveCustomer<S, R> {
+    pub(crate) fn new(inner: S, shared: Arc<Shared<R>>) -> Self {
+        Self { inner, shared }
+    }
+
+    /// The wrapped service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The wrapped service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwraps the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S: Clone, R> Clone for ResolveCustomer<S, R> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+impl<S: fmt::Debug, R> fmt::Debug for ResolveCustomer<S, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResolveCustomer")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, R, ReqBody, ResBody> Service<Request<ReqBody>> for ResolveCustomer<S, R>
+where
+    S: Service<Request<RequestBody<ReqBody>>, Response = Response<ResBody>> + Clone,
+    R: Resolver,
+    ReqBody: Body + Send + 'static,
+    ReqBody::Data: Send,
+    ReqBody::Error: Into<BoxError>,
+{
+    type Response = Response<ResponseBody<ResBody>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S, ReqBody>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+        // `self.inner` was polled ready; keep that instance for this request and
+        // leave a fresh clone for the next `poll_ready`.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+
+        let shared = &self.shared;
+        let config = &shared.config;
+        let (parts, body) = request.into_parts();
+
+        let found = match config.source.find_in_parts(&parts, config.max_token_len) {
+            Ok(found) => found,
+            Err(error) => return ResponseFuture::reject(reject(shared, &error)),
+        };
+
+        if config.source.wants_body(&parts) {
+            if let Err(error) = check_content_length(&parts, config.max_body_bytes) {
+                return ResponseFuture::reject(reject(shared, &error));
+            }
+            let resolving = Box::pin(read_form_then_resolve(
+                Arc::clone(shared),
+                parts,
+                body,
+                found,
+            ));
+            return ResponseFuture::resolve(resolving, inner);
+        }
+
+        match found {
+            Some(token) => {
+                let resolving = Box::pin(resolve_and_pass_on(
+                    Arc::clone(shared),
+                    parts,
+                    RequestBody::new(body),
+                    token,
+                ));
+                ResponseFuture::resolve(resolving, inner)
+            }
+            None if config.required => {
+                ResponseFuture::reject(reject(shared, &ResolveError::MissingToken))
+            }
+            None => {
+                ResponseFuture::call(inner.call(Request::from_parts(parts, RequestBody::new(body))))
+            }
+        }
+    }
+}
+
+fn reject<R>(shared: &Shared<R>, error: &ResolveError) -> Response<Bytes> {
+    tracing::debug!(error = error.kind(), "registration request rejected");
+    shared.reject(error)
+}
+
+/// Reads the form body, looks for the token in it, then resolves; the body is
+/// reinstated as read.
+async fn read_form_then_resolve<R, B>(
+    shared: Arc<Shared<R>>,
+    parts: Parts,
+    body: B,
+    found: Option<RegistrationToken>,
+) -> Result<Request<RequestBody<B>>, Response<Bytes>>
+where
+    R: Resolver,
+    B: Body,
+    B::Error: Into<BoxError>,
+{
+    let config = &shared.config;
+    let buffered = read_limited(body, config.max_body_bytes)
+        .await
+        .map_err(|e| reject(&shared, &e))?;
+    let found = config
+        .source
+        .find_in_form(&buffered.data, found, config.max_token_len)
+        .map_err(|e| reject(&shared, &e))?;
+    let body = RequestBody::buffered(buffered.data, buffered.trailers);
+    match found {
+        Some(token) => resolve_and_pass_on(Arc::clone(&shared), parts, body, token).await,
+        None if config.required => Err(reject(&shared, &ResolveError::MissingToken)),
+        None => Ok(Request::from_parts(parts, body)),
+    }
+}
+
+/// Resolves `token` and, if the customer is acceptable, returns the request with
+/// the customer in its extensions.
+async fn resolve_and_pass_on<R, B>(
+    shared: Arc<Shared<R>>,
+    mut parts: Parts,
+    body: RequestBody<B>,
+    token: RegistrationToken,
+) -> Result<Request<RequestBody<B>>, Response<Bytes>>
+where
+    R: Resolver,
+{
+    let span = tracing::debug_span!(
+        "resolve_customer",
+        cache = tracing::field::Empty,
+        outcome = tracing::field::Empty,
+        latency_us = tracing::field::Empty,
+    );
+    let started = tokio::time::Instant::now();
+    let (outcome, status) = shared.cache.resolve(&token).instrument(span.clone()).await;
+    drop(token);
+    let outcome = outcome.and_then(|customer| match &shared.config.allowed_products {
+        Some(allowed) if !allowed.contains(customer.product_code()) => {
+            Err(ResolveError::ProductMismatch)
+        }
+        _ => Ok(customer),
+    });
+    span.record("cache", status.as_str());
+    span.record(
+        "outcome",
+        match &outcome {
+            Ok(_) => "ok",
+            Err(e) => e.kind(),
+        },
+    );
+    span.record("latency_us", started.elapsed().as_micros() as u64);
+    match outcome {
+        Ok(customer) => {
+            parts.extensions.insert(customer);
+            Ok(Request::from_parts(parts, body))
+        }
+        Err(error) => Err(span.in_scope(|| reject(&shared, &error))),
+    }
+}

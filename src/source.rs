@@ -1,0 +1,274 @@
+//! Where in a request the registration token is looked for.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use http::header::{CONTENT_TYPE, COOKIE};
+use http::{HeaderName, Method, request::Parts};
+
+use crate::error::ResolveError;
+use crate::token::{RegistrationToken, TOKEN_FIELD, TokenError, validate};
+
+/// Where the layer looks for the registration token.
+///
+/// The default is [`TokenSource::form`]: the `x-amzn-marketplace-token` field of a
+/// `POST` with `Content-Type: application/x-www-form-urlencoded`, exactly as AWS
+/// Marketplace sends the buyer's browser. Sources combine with
+/// [`or`](Self::or) / [`first_of`](Self::first_of): they are tried in order and the
+/// first that carries a token supplies it, but every source is still checked and a
+/// request carrying two *different* tokens (in one source or across sources) is
+/// rejected as [ambiguous](crate::ResolveError::AmbiguousToken).
+///
+/// Values are decoded once, as their carrier prescribes: form fields and query
+/// parameters with `application/x-www-form-urlencoded` rules (so `%2B` becomes `+`
+/// and a raw `+` becomes a space, which is then refused), headers and cookies
+/// verbatim (a cookie value may be wrapped in double quotes).
+///
+/// ```
+/// use http::HeaderName;
+/// use tower_resolve_customer::TokenSource;
+///
+/// // The Marketplace form post, or a header set by a gRPC client or an SPA.
+/// let source = TokenSource::form()
+///     .or(TokenSource::header(HeaderName::from_static("x-amzn-marketplace-token")));
+/// # let _ = source;
+/// ```
+#[derive(Clone, Debug)]
+pub struct TokenSource {
+    sources: Arc<[Source]>,
+}
+
+#[derive(Clone, Debug)]
+enum Source {
+    Form(Cow<'static, str>),
+    Header(HeaderName),
+    Query(Cow<'static, str>),
+    Cookie(Cow<'static, str>),
+}
+
+impl Default for TokenSource {
+    fn default() -> Self {
+        Self::form()
+    }
+}
+
+impl TokenSource {
+    fn one(source: Source) -> Self {
+        Self {
+            sources: Arc::new([source]),
+        }
+    }
+
+    /// The `x-amzn-marketplace-token` field of an urlencoded `POST` form.
+    pub fn form() -> Self {
+        Self::form_field(TOKEN_FIELD)
+    }
+
+    /// A named field of an urlencoded `POST` form.
+    ///
+    /// The body is buffered up to the layer's
+    /// [`max_body_bytes`](crate::ResolveCustomerLayer::max_body_bytes) and handed
+    /// on to the inner service unchanged, trailers included.
+    pub fn form_field(name: impl Into<Cow<'static, str>>) -> Self {
+        Self::one(Source::Form(name.into()))
+    }
+
+    /// A request header; a header present twice with different values is
+    /// ambiguous. Header values with bytes outside visible ASCII are refused.
+    pub fn header(name: HeaderName) -> Self {
+        Self::one(Source::Header(name))
+    }
+
+    /// A query-string parameter.
+    pub fn query(name: impl Into<Cow<'static, str>>) -> Self {
+        Self::one(Source::Query(name.into()))
+    }
+
+    /// A cookie. The value is taken verbatim (base64 is valid cookie content).
+    pub fn cookie(name: impl Into<Cow<'static, str>>) -> Self {
+        Self::one(Source::Cookie(name.into()))
+    }
+
+    /// Tries `self`, then `other`.
+    pub fn or(self, other: TokenSource) -> Self {
+        Self::first_of([self, other])
+    }
+
+    /// Tries each source in order.
+    pub fn first_of(sources: impl IntoIterator<Item = TokenSource>) -> Self {
+        let sources: Vec<Source> = sources
+            .into_iter()
+            .flat_map(|s| s.sources.iter().cloned().collect::<Vec<_>>())
+            .collect();
+        Self {
+            sources: sources.into(),
+        }
+    }
+
+    /// Whether the body must be read: a form source is configured and the request
+    /// is an urlencoded `POST`.
+    pub(crate) fn wants_body(&self, parts: &Parts) -> bool {
+        parts.method == Method::POST
+            && is_urlencoded_form(parts)
+            && self.sources.iter().any(|s| matches!(s, Source::Form(_)))
+    }
+
+    /// Looks in every source that needs no body.
+    pub(crate) fn find_in_parts(
+        &self,
+        parts: &Parts,
+        max_len: usize,
+    ) -> Result<Option<RegistrationToken>, ResolveError> {
+        let mut found = Found::new(max_len);
+        for source in self.sources.iter() {
+            match source {
+                Source::Form(_) => {}
+                Source::Header(name) => {
+                    for value in parts.headers.get_all(name) {
+                        let value = value.to_str().map_err(|_| TokenError::Undecodable)?;
+                        found.offer(value)?;
+                    }
+                }
+                Source::Query(name) => {
+                    if let Some(query) = parts.uri.query() {
+                        for (key, value) in form_urlencoded::parse(query.as_bytes()) {
+                            if key == name.as_ref() {
+                                found.offer(&value)?;
+                            }
+                        }
+                    }
+                }
+                Source::Cookie(name) => {
+                    for header in parts.headers.get_all(COOKIE) {
+                        for value in cookie_values(header.as_bytes(), name.as_bytes()) {
+                            let value =
+                                std::str::from_utf8(value).map_err(|_| TokenError::Undecodable)?;
+                            found.offer(value)?;
+                        }
+                    }
+                }
+            }
+        }
+        Ok(found.token)
+    }
+
+    /// Looks in the form fields of a buffered body, given what the other sources
+    /// already found.
+    pub(crate) fn find_in_form(
+        &self,
+        body: &[u8],
+        already: Option<RegistrationToken>,
+        max_len: usize,
+    ) -> Result<Option<RegistrationToken>, ResolveError> {
+        let mut found = Found {
+            token: already,
+            max_len,
+        };
+        for source in self.sources.iter() {
+            if let Source::Form(name) = source {
+                for (key, value) in form_urlencoded::parse(body) {
+                    if key == name.as_ref() {
+                        found.offer(&value)?;
+                    }
+                }
+            }
+        }
+        Ok(found.token)
+    }
+}
+
+/// The token found so far; refuses malformed and disagreeing candidates.
+struct Found {
+    token: Option<RegistrationToken>,
+    max_len: usize,
+}
+
+impl Found {
+    fn new(max_len: usize) -> Self {
+        Self {
+            token: None,
+            max_len,
+        }
+    }
+
+    fn offer(&mut self, candidate: &str) -> Result<(), ResolveError> {
+        match &self.token {
+            Some(existing) if existing.expose() == candidate => Ok(()),
+            Some(_) => {
+                validate(candidate, self.max_len)?;
+                Err(ResolveError::AmbiguousToken)
+            }
+            None => {
+                self.token = Some(RegistrationToken::with_max_len(candidate, self.max_len)?);
+                Ok(())
+            }
+        }
+    }
+}
+
+/// `application/x-www-form-urlencoded`, case-insensitively, with any parameters.
+fn is_urlencoded_form(parts: &Parts) -> bool {
+    let Some(value) = parts.headers.get(CONTENT_TYPE) else {
+        return false;
+    };
+    let essence = value
+        .as_bytes()
+        .split(|&b| b == b';')
+        .next()
+        .unwrap_or_default();
+    essence
+        .trim_ascii()
+        .eq_ignore_ascii_case(b"application/x-www-form-urlencoded")
+}
+
+/// The values of every `name=value` pair called `name` in one `Cookie` header
+/// (RFC 6265 §4.2.1), with surrounding double quotes removed.
+fn cookie_values<'a>(header: &'a [u8], name: &'a [u8]) -> impl Iterator<Item = &'a [u8]> + 'a {
+    header.split(|&b| b == b';').filter_map(move |pair| {
+        let pair = pair.trim_ascii();
+        let eq = pair.iter().position(|&b| b == b'=')?;
+        let (key, value) = (pair[..eq].trim_ascii(), pair[eq + 1..].trim_ascii());
+        if key != name {
+            return None;
+        }
+        Some(match value {
+            [b'"', inner @ .., b'"'] => inner,
+            other => other,
+        })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cookie_pairs() {
+        let h = b"a=1; tok=\"abc=\"; b=2;tok=abc=";
+        let v: Vec<_> = cookie_values(h, b"tok").collect();
+        assert_eq!(v, vec![&b"abc="[..], &b"abc="[..]]);
+        assert_eq!(cookie_values(b"junk;;=;tok", b"tok").count(), 0);
+    }
+
+    #[test]
+    fn content_type_essence() {
+        let parts = |ct: &str| {
+            http::Request::post("/")
+                .header(CONTENT_TYPE, ct)
+                .body(())
+                .unwrap()
+                .into_parts()
+                .0
+        };
+        assert!(is_urlencoded_form(&parts(
+            "application/x-www-form-urlencoded"
+        )));
+        assert!(is_urlencoded_form(&parts(
+            "Application/X-WWW-Form-Urlencoded ; charset=UTF-8"
+        )));
+        assert!(!is_urlencoded_form(&parts(
+            "multipart/form-data; boundary=x"
+        )));
+        assert!(!is_urlencoded_form(&parts("application/json")));
+    }
+}

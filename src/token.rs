@@ -1,0 +1,187 @@
+//! The registration token a buyer's browser carries from AWS Marketplace.
+
+use std::fmt;
+
+/// The form field (and, by convention, header and metadata key) that carries the
+/// registration token: `x-amzn-marketplace-token`.
+pub const TOKEN_FIELD: &str = "x-amzn-marketplace-token";
+
+/// The default upper bound on a token's length, in bytes (4 KiB).
+///
+/// Real tokens are about 184 characters of standard base64.
+pub const DEFAULT_MAX_TOKEN_LEN: usize = 4 * 1024;
+
+/// A syntactically valid AWS Marketplace registration token.
+///
+/// The token is a bearer credential: whoever redeems it first learns who the buyer
+/// is. Its [`Debug`] and [`Display`](fmt::Display) implementations therefore never
+/// show it, and nothing in this crate logs it. Use [`expose`](Self::expose) where
+/// the raw value is genuinely needed (to send it to `ResolveCustomer`).
+///
+/// # Syntax
+///
+/// A token is non-empty, at most a configurable number of bytes long
+/// ([`DEFAULT_MAX_TOKEN_LEN`] by default), and made only of the `token68`
+/// characters of RFC 9110 §11.2, the alphabet of standard and URL-safe base64:
+/// ASCII letters and digits and `+ / = - . _ ~`. Whitespace, control characters,
+/// `%` (a sign of a missing or doubled percent-decoding) and anything outside
+/// visible ASCII are rejected before any upstream call is made.
+///
+/// ```
+/// use tower_resolve_customer::RegistrationToken;
+///
+/// let token = RegistrationToken::new("+tFn41ej/k5vVEuX=").unwrap();
+/// assert_eq!(token.expose(), "+tFn41ej/k5vVEuX=");
+/// assert_eq!(format!("{token:?}"), "RegistrationToken(<redacted, 17 bytes>)");
+///
+/// assert!(RegistrationToken::new("").is_err());
+/// assert!(RegistrationToken::new("has space").is_err());
+/// assert!(RegistrationToken::new("a%2Bb").is_err());
+/// ```
+#[derive(Clone, PartialEq, Eq)]
+pub struct RegistrationToken(Box<str>);
+
+impl RegistrationToken {
+    /// Validates `token` with the default length limit.
+    pub fn new(token: impl Into<String>) -> Result<Self, TokenError> {
+        Self::with_max_len(token, DEFAULT_MAX_TOKEN_LEN)
+    }
+
+    /// Validates `token`, allowing at most `max_len` bytes.
+    pub fn with_max_len(token: impl Into<String>, max_len: usize) -> Result<Self, TokenError> {
+        let token = token.into();
+        validate(&token, max_len)?;
+        Ok(Self(token.into_boxed_str()))
+    }
+
+    /// The raw token. Handle with care: it is a bearer credential.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// The token's length in bytes.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Always `false`: an empty token is rejected on construction.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// Checks `token` against the syntax described on [`RegistrationToken`].
+pub(crate) fn validate(token: &str, max_len: usize) -> Result<(), TokenError> {
+    if token.is_empty() {
+        return Err(TokenError::Empty);
+    }
+    if token.len() > max_len {
+        return Err(TokenError::TooLong { max_len });
+    }
+    if !token.bytes().all(is_token_byte) {
+        return Err(TokenError::InvalidCharacter);
+    }
+    Ok(())
+}
+
+fn is_token_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'=' | b'-' | b'.' | b'_' | b'~')
+}
+
+impl fmt::Debug for RegistrationToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "RegistrationToken(<redacted, {} bytes>)", self.0.len())
+    }
+}
+
+impl fmt::Display for RegistrationToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted registration token>")
+    }
+}
+
+/// Why a candidate token was refused before reaching the resolver.
+///
+/// None of the variants carries the offending value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TokenError {
+    /// The token is empty.
+    Empty,
+    /// The token is longer than the configured limit.
+    TooLong {
+        /// The limit in bytes.
+        max_len: usize,
+    },
+    /// The token holds a character outside the `token68` alphabet (whitespace,
+    /// control characters, `%`, non-ASCII, ...).
+    InvalidCharacter,
+    /// The carrier could not be decoded: a header value with obs-text, a body that
+    /// is not valid UTF-8 where the token sits, and the like.
+    Undecodable,
+}
+
+impl fmt::Display for TokenError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Empty => f.write_str("the registration token is empty"),
+            Self::TooLong { max_len } => {
+                write!(f, "the registration token is longer than {max_len} bytes")
+            }
+            Self::InvalidCharacter => {
+                f.write_str("the registration token contains a character that is not allowed")
+            }
+            Self::Undecodable => f.write_str("the registration token could not be decoded"),
+        }
+    }
+}
+
+impl std::error::Error for TokenError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_base64_alphabets() {
+        let std_b64 = "+tFn41ejk5vVEuXXa2T2mLcwLL5tFz5iUaR4fHV0oR8y6t2UhvTBYZlBKw8hz2LO4b/ab==";
+        assert!(RegistrationToken::new(std_b64).is_ok());
+        assert!(RegistrationToken::new("abc-_DEF.~09").is_ok());
+    }
+
+    #[test]
+    fn rejects_bad_syntax() {
+        assert_eq!(RegistrationToken::new(""), Err(TokenError::Empty));
+        for bad in [
+            "a b",
+            "a\tb",
+            "a\nb",
+            "a\u{7f}b",
+            "a\u{0}b",
+            "é",
+            "a%2B",
+            "a\u{200b}b",
+            "a\"b",
+            "a;b",
+        ] {
+            assert_eq!(
+                RegistrationToken::new(bad),
+                Err(TokenError::InvalidCharacter),
+                "{bad:?}"
+            );
+        }
+        assert_eq!(
+            RegistrationToken::with_max_len("abcd", 3),
+            Err(TokenError::TooLong { max_len: 3 })
+        );
+        assert!(RegistrationToken::with_max_len("abc", 3).is_ok());
+    }
+
+    #[test]
+    fn never_shows_the_token() {
+        let t = RegistrationToken::new("secretTOKEN").unwrap();
+        assert!(!format!("{t:?}").contains("secret"));
+        assert!(!format!("{t}").contains("secret"));
+        assert!(!format!("{t:#?}").contains("secret"));
+    }
+}

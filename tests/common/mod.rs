@@ -1,0 +1,256 @@
+//! Shared test fixtures: a counting, gateable resolver and an echoing inner service.
+#![allow(dead_code, unreachable_pub)]
+
+use std::collections::{HashMap, VecDeque};
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::{HeaderMap, Request, Response};
+use http_body::{Body, Frame};
+use http_body_util::{BodyExt, Full};
+use tokio::sync::Semaphore;
+use tower_resolve_customer::{
+    RegistrationToken, RequestBody, ResolveError, ResolvedCustomer, Resolver,
+};
+
+type Answer = Box<dyn Fn(&str) -> Result<ResolvedCustomer, ResolveError> + Send + Sync>;
+
+pub const FORM: &str = "application/x-www-form-urlencoded";
+
+/// A resolver that counts its calls (per token too), can hold every call until
+/// released, and answers from a script.
+pub struct TestResolver {
+    calls: AtomicUsize,
+    per_token: Mutex<HashMap<String, usize>>,
+    started: Semaphore,
+    gate: Option<Semaphore>,
+    answer: Answer,
+}
+
+impl TestResolver {
+    /// Resolves every token to `customer_for(token)`.
+    pub fn ok() -> Arc<Self> {
+        Self::with(|t| Ok(customer_for(t)))
+    }
+
+    pub fn with(
+        answer: impl Fn(&str) -> Result<ResolvedCustomer, ResolveError> + Send + Sync + 'static,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            calls: AtomicUsize::new(0),
+            per_token: Mutex::new(HashMap::new()),
+            started: Semaphore::new(0),
+            gate: None,
+            answer: Box::new(answer),
+        })
+    }
+
+    /// Like [`with`](Self::with), but every call waits for [`release`](Self::release).
+    pub fn gated(
+        answer: impl Fn(&str) -> Result<ResolvedCustomer, ResolveError> + Send + Sync + 'static,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            calls: AtomicUsize::new(0),
+            per_token: Mutex::new(HashMap::new()),
+            started: Semaphore::new(0),
+            gate: Some(Semaphore::new(0)),
+            answer: Box::new(answer),
+        })
+    }
+
+    pub fn calls(&self) -> usize {
+        self.calls.load(Ordering::SeqCst)
+    }
+
+    pub fn calls_for(&self, token: &str) -> usize {
+        self.per_token
+            .lock()
+            .unwrap()
+            .get(token)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Waits until `n` more calls have started.
+    pub async fn wait_started(&self, n: u32) {
+        self.started.acquire_many(n).await.unwrap().forget();
+    }
+
+    /// Lets `n` held calls answer.
+    pub fn release(&self, n: usize) {
+        self.gate.as_ref().expect("gated resolver").add_permits(n);
+    }
+}
+
+impl Resolver for TestResolver {
+    async fn resolve(&self, token: &RegistrationToken) -> Result<ResolvedCustomer, ResolveError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        *self
+            .per_token
+            .lock()
+            .unwrap()
+            .entry(token.expose().to_owned())
+            .or_default() += 1;
+        self.started.add_permits(1);
+        if let Some(gate) = &self.gate {
+            gate.acquire().await.unwrap().forget();
+        }
+        (self.answer)(token.expose())
+    }
+}
+
+/// A customer whose account id is derived from the token, so answers can be
+/// told apart.
+pub fn customer_for(token: &str) -> ResolvedCustomer {
+    let account = format!(
+        "{:012}",
+        token.bytes().map(u64::from).sum::<u64>() % 1_000_000_000_000
+    );
+    ResolvedCustomer::new(account, "prod-test")
+        .with_license_arn("arn:aws:license-manager::111122223333:license:l-test")
+        .with_agreement_id("agmt-test")
+}
+
+/// What the echo service saw.
+#[derive(Default)]
+pub struct Seen {
+    pub calls: AtomicUsize,
+    pub requests: Mutex<Vec<SeenRequest>>,
+}
+
+pub struct SeenRequest {
+    pub customer: Option<ResolvedCustomer>,
+    pub body: Bytes,
+    pub trailers: Option<HeaderMap>,
+}
+
+/// An inner service that records the customer, the body bytes and trailers it
+/// receives, and answers 200 with the body echoed.
+pub fn echo<B>(
+    seen: Arc<Seen>,
+) -> impl tower::Service<
+    Request<RequestBody<B>>,
+    Response = Response<Full<Bytes>>,
+    Error = Infallible,
+    Future = impl Send,
+> + Clone
++ Send
+where
+    B: Body + Send + 'static,
+    B::Error: std::fmt::Debug,
+{
+    tower::service_fn(move |request: Request<RequestBody<B>>| {
+        let seen = Arc::clone(&seen);
+        async move {
+            seen.calls.fetch_add(1, Ordering::SeqCst);
+            let customer = request.extensions().get::<ResolvedCustomer>().cloned();
+            let collected = request.into_body().collect().await.expect("body");
+            let trailers = collected.trailers().cloned();
+            let body = collected.to_bytes();
+            seen.requests.lock().unwrap().push(SeenRequest {
+                customer,
+                body: body.clone(),
+                trailers,
+            });
+            Ok::<_, Infallible>(Response::new(Full::new(body)))
+        }
+    })
+}
+
+/// A body made of given frames, optionally failing after them.
+pub struct FrameBody {
+    frames: VecDeque<Frame<Bytes>>,
+    fail_at_end: bool,
+    pub polled: Arc<AtomicUsize>,
+}
+
+impl FrameBody {
+    pub fn new(frames: Vec<Frame<Bytes>>) -> Self {
+        Self {
+            frames: frames.into(),
+            fail_at_end: false,
+            polled: Arc::default(),
+        }
+    }
+
+    pub fn chunks(chunks: &[&[u8]]) -> Self {
+        Self::new(
+            chunks
+                .iter()
+                .map(|c| Frame::data(Bytes::copy_from_slice(c)))
+                .collect(),
+        )
+    }
+
+    pub fn failing(mut self) -> Self {
+        self.fail_at_end = true;
+        self
+    }
+}
+
+#[derive(Debug)]
+pub struct BodyFailed;
+impl std::fmt::Display for BodyFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("body failed")
+    }
+}
+impl std::error::Error for BodyFailed {}
+
+impl Body for FrameBody {
+    type Data = Bytes;
+    type Error = BodyFailed;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyFailed>>> {
+        self.polled.fetch_add(1, Ordering::SeqCst);
+        match self.frames.pop_front() {
+            Some(frame) => Poll::Ready(Some(Ok(frame))),
+            None if self.fail_at_end => {
+                self.fail_at_end = false;
+                Poll::Ready(Some(Err(BodyFailed)))
+            }
+            None => Poll::Ready(None),
+        }
+    }
+}
+
+/// A form POST as AWS Marketplace's redirect sends it.
+pub fn form_post(body: impl Into<String>) -> Request<String> {
+    Request::post("/register")
+        .header(http::header::CONTENT_TYPE, FORM)
+        .body(body.into())
+        .unwrap()
+}
+
+/// `x-amzn-marketplace-token=<token, urlencoded>`.
+pub fn form_with_token(token: &str) -> String {
+    form_urlencoded::Serializer::new(String::new())
+        .append_pair("x-amzn-marketplace-token", token)
+        .finish()
+}
+
+/// The response body as text.
+pub async fn text<B: Body>(response: Response<B>) -> String
+where
+    B::Error: std::fmt::Debug,
+{
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    String::from_utf8(bytes.to_vec()).unwrap()
+}
+
+/// A realistic token: 184 characters of standard base64 with `+`, `/` and `=`.
+pub fn realistic_token(seed: u8) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut s: String = (0..182u32)
+        .map(|i| ALPHABET[((i * 7 + u32::from(seed) * 13) % 64) as usize] as char)
+        .collect();
+    s.push_str("==");
+    s
+}

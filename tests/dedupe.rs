@@ -1,0 +1,291 @@
+//! One upstream call per token: concurrency, cancellation, negative and
+//! transient answers, expiry.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use common::*;
+use tower::ServiceExt;
+use tower_layer::Layer;
+use tower_resolve_customer::{ResolveCustomerLayer, ResolveError};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thousand_concurrent_same_token_one_call() {
+    let resolver = TestResolver::gated(|t| Ok(customer_for(t)));
+    let seen = Arc::new(Seen::default());
+    let layer = ResolveCustomerLayer::from_arc(resolver.clone());
+    let token = realistic_token(1);
+
+    let tasks: Vec<_> = (0..1000)
+        .map(|_| {
+            let svc = layer.layer(echo(seen.clone()));
+            let request = form_post(form_with_token(&token));
+            tokio::spawn(async move { svc.oneshot(request).await.unwrap().status() })
+        })
+        .collect();
+    resolver.wait_started(1).await;
+    resolver.release(1);
+    for task in tasks {
+        assert_eq!(task.await.unwrap(), 200);
+    }
+    assert_eq!(resolver.calls(), 1);
+    assert_eq!(seen.calls.load(Ordering::SeqCst), 1000);
+    let expected = customer_for(&token);
+    assert!(
+        seen.requests
+            .lock()
+            .unwrap()
+            .iter()
+            .all(|r| r.customer.as_ref() == Some(&expected))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn distinct_tokens_one_call_each() {
+    const K: usize = 50;
+    let resolver = TestResolver::ok();
+    let seen = Arc::new(Seen::default());
+    let layer = ResolveCustomerLayer::from_arc(resolver.clone());
+    let tokens: Vec<String> = (0..K).map(|i| format!("tok{i}")).collect();
+    let tasks: Vec<_> = tokens
+        .iter()
+        .flat_map(|t| [t.clone(), t.clone(), t.clone()])
+        .map(|token| {
+            let svc = layer.layer(echo(seen.clone()));
+            tokio::spawn(async move {
+                svc.oneshot(form_post(form_with_token(&token)))
+                    .await
+                    .unwrap()
+                    .status()
+            })
+        })
+        .collect();
+    for task in tasks {
+        assert_eq!(task.await.unwrap(), 200);
+    }
+    assert_eq!(resolver.calls(), K);
+    for t in &tokens {
+        assert_eq!(resolver.calls_for(t), 1);
+    }
+    for r in seen.requests.lock().unwrap().iter() {
+        let account = r
+            .customer
+            .as_ref()
+            .unwrap()
+            .customer_aws_account_id()
+            .to_owned();
+        assert!(
+            tokens
+                .iter()
+                .any(|t| customer_for(t).customer_aws_account_id() == account)
+        );
+    }
+}
+
+#[tokio::test]
+async fn dropped_first_caller_still_feeds_waiters_and_cache() {
+    let resolver = TestResolver::gated(|t| Ok(customer_for(t)));
+    let seen = Arc::new(Seen::default());
+    let layer = ResolveCustomerLayer::from_arc(resolver.clone());
+    let token = realistic_token(2);
+    let send = |layer: &ResolveCustomerLayer<TestResolver>| {
+        let svc = layer.layer(echo(seen.clone()));
+        let request = form_post(form_with_token(&token));
+        tokio::spawn(async move { svc.oneshot(request).await.unwrap().status() })
+    };
+
+    let first = send(&layer);
+    resolver.wait_started(1).await;
+    let waiters: Vec<_> = (0..5).map(|_| send(&layer)).collect();
+    // Let the waiters reach the in-flight resolve, then disconnect the first.
+    tokio::task::yield_now().await;
+    first.abort();
+    assert!(first.await.unwrap_err().is_cancelled());
+
+    resolver.release(1);
+    for w in waiters {
+        assert_eq!(w.await.unwrap(), 200);
+    }
+    assert_eq!(send(&layer).await.unwrap(), 200);
+    assert_eq!(resolver.calls(), 1);
+    assert_eq!(seen.calls.load(Ordering::SeqCst), 6);
+}
+
+#[tokio::test]
+async fn dropped_only_caller_still_completes_into_the_cache() {
+    let resolver = TestResolver::gated(|t| Ok(customer_for(t)));
+    let seen = Arc::new(Seen::default());
+    let layer = ResolveCustomerLayer::from_arc(resolver.clone());
+    let token = realistic_token(3);
+
+    let svc = layer.layer(echo(seen.clone()));
+    let first = tokio::spawn(svc.oneshot(form_post(form_with_token(&token))));
+    resolver.wait_started(1).await;
+    first.abort();
+    let _ = first.await;
+    resolver.release(1);
+
+    let svc = layer.layer(echo(seen.clone()));
+    let response = svc
+        .oneshot(form_post(form_with_token(&token)))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(resolver.calls(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn invalid_token_is_negatively_cached_for_the_negative_ttl() {
+    let resolver = TestResolver::with(|_| Err(ResolveError::InvalidToken));
+    let seen = Arc::new(Seen::default());
+    let layer = ResolveCustomerLayer::from_arc(resolver.clone())
+        .negative_cache_ttl(Duration::from_secs(30));
+    let go = || {
+        layer
+            .layer(echo(seen.clone()))
+            .oneshot(form_post(form_with_token("junk")))
+    };
+
+    assert_eq!(go().await.unwrap().status(), 400);
+    assert_eq!(go().await.unwrap().status(), 400);
+    assert_eq!(resolver.calls(), 1);
+
+    tokio::time::advance(Duration::from_secs(29)).await;
+    assert_eq!(go().await.unwrap().status(), 400);
+    assert_eq!(resolver.calls(), 1);
+
+    tokio::time::advance(Duration::from_secs(2)).await;
+    assert_eq!(go().await.unwrap().status(), 400);
+    assert_eq!(resolver.calls(), 2);
+    assert_eq!(seen.calls.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn transient_errors_are_not_cached() {
+    for error in [
+        ResolveError::Throttled,
+        ResolveError::unavailable("InternalServiceErrorException"),
+        ResolveError::Timeout,
+    ] {
+        let status = error.status();
+        let resolver = TestResolver::with(move |_| Err(error.clone()));
+        let seen = Arc::new(Seen::default());
+        let layer = ResolveCustomerLayer::from_arc(resolver.clone());
+        for expected_calls in 1..=3 {
+            let response = layer
+                .layer(echo(seen.clone()))
+                .oneshot(form_post(form_with_token("tok")))
+                .await
+                .unwrap();
+            assert_eq!(response.status(), status);
+            assert_eq!(resolver.calls(), expected_calls);
+        }
+    }
+}
+
+#[tokio::test]
+async fn transient_failure_then_success() {
+    let attempt = std::sync::atomic::AtomicUsize::new(0);
+    let resolver = TestResolver::with(move |t| {
+        if attempt.fetch_add(1, Ordering::SeqCst) == 0 {
+            Err(ResolveError::Throttled)
+        } else {
+            Ok(customer_for(t))
+        }
+    });
+    let seen = Arc::new(Seen::default());
+    let layer = ResolveCustomerLayer::from_arc(resolver.clone());
+    let go = || {
+        layer
+            .layer(echo(seen.clone()))
+            .oneshot(form_post(form_with_token("tok")))
+    };
+    let throttled = go().await.unwrap();
+    assert_eq!(throttled.status(), 503);
+    assert_eq!(throttled.headers()["retry-after"], "1");
+    assert_eq!(go().await.unwrap().status(), 200);
+    assert_eq!(go().await.unwrap().status(), 200);
+    assert_eq!(resolver.calls(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn success_is_kept_for_the_ttl_even_if_upstream_would_now_refuse() {
+    // Single-use semantics upstream: the second redemption would be "expired".
+    let redeemed = std::sync::atomic::AtomicBool::new(false);
+    let resolver = TestResolver::with(move |t| {
+        if redeemed.swap(true, Ordering::SeqCst) {
+            Err(ResolveError::ExpiredToken)
+        } else {
+            Ok(customer_for(t))
+        }
+    });
+    let seen = Arc::new(Seen::default());
+    let layer =
+        ResolveCustomerLayer::from_arc(resolver.clone()).cache_ttl(Duration::from_secs(600));
+    let go = || {
+        layer
+            .layer(echo(seen.clone()))
+            .oneshot(form_post(form_with_token("tok")))
+    };
+
+    assert_eq!(go().await.unwrap().status(), 200);
+    tokio::time::advance(Duration::from_secs(599)).await;
+    assert_eq!(go().await.unwrap().status(), 200, "refresh within the TTL");
+    assert_eq!(resolver.calls(), 1);
+
+    tokio::time::advance(Duration::from_secs(2)).await;
+    let response = go().await.unwrap();
+    assert_eq!(
+        response.status(),
+        400,
+        "after the TTL the upstream is asked again"
+    );
+    assert!(text(response).await.contains("expired-token"));
+    assert_eq!(resolver.calls(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn resolve_timeout_answers_504_and_is_not_cached() {
+    let resolver = TestResolver::gated(|t| Ok(customer_for(t)));
+    let seen = Arc::new(Seen::default());
+    let layer =
+        ResolveCustomerLayer::from_arc(resolver.clone()).resolve_timeout(Duration::from_secs(3));
+    let go = || {
+        layer
+            .layer(echo(seen.clone()))
+            .oneshot(form_post(form_with_token("tok")))
+    };
+
+    // Time is paused: the timer fires once every task is idle.
+    let response = go().await.unwrap();
+    assert_eq!(response.status(), 504);
+    assert!(text(response).await.contains("timeout"));
+
+    resolver.release(1);
+    assert_eq!(go().await.unwrap().status(), 200);
+    assert_eq!(resolver.calls(), 2);
+}
+
+#[tokio::test]
+async fn panicking_resolver_does_not_hang_waiters() {
+    let resolver = TestResolver::with(|t| {
+        if t == "boom" {
+            panic!("resolver bug")
+        }
+        Ok(customer_for(t))
+    });
+    let seen = Arc::new(Seen::default());
+    let layer = ResolveCustomerLayer::from_arc(resolver.clone());
+    let go = |t: &str| {
+        layer
+            .layer(echo(seen.clone()))
+            .oneshot(form_post(form_with_token(t)))
+    };
+    assert_eq!(go("boom").await.unwrap().status(), 503);
+    assert_eq!(go("boom").await.unwrap().status(), 503, "not cached");
+    assert_eq!(resolver.calls(), 2);
+    assert_eq!(go("fine").await.unwrap().status(), 200);
+}

@@ -128,3 +128,145 @@ pub(crate) fn map_sdk_error(error: SdkError<ResolveCustomerError, HttpResponse>)
         other => ResolveError::unavailable(DisplayErrorContext(&other).to_string()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use aws_sdk_marketplacemetering::error::ErrorMetadata;
+    use aws_sdk_marketplacemetering::operation::resolve_customer::ResolveCustomerOutput;
+    use aws_sdk_marketplacemetering::types::Metadata;
+    use aws_sdk_marketplacemetering::types::error::{
+        DisabledApiException, ExpiredTokenException, InternalServiceErrorException,
+        InvalidTokenException, ThrottlingException,
+    };
+    use aws_smithy_runtime_api::client::result::ConnectorError;
+    use aws_smithy_types::body::SdkBody;
+
+    use super::*;
+
+    fn response(status: u16) -> HttpResponse {
+        HttpResponse::new(status.try_into().unwrap(), SdkBody::empty())
+    }
+
+    fn service(error: ResolveCustomerError, status: u16) -> ResolveError {
+        map_sdk_error(SdkError::service_error(error, response(status)))
+    }
+
+    #[test]
+    fn maps_every_modeled_exception() {
+        use ResolveCustomerError as E;
+        let cases = [
+            (
+                E::InvalidTokenException(InvalidTokenException::builder().build()),
+                400,
+                ResolveError::InvalidToken,
+            ),
+            (
+                E::ExpiredTokenException(ExpiredTokenException::builder().build()),
+                400,
+                ResolveError::ExpiredToken,
+            ),
+            (
+                E::ThrottlingException(ThrottlingException::builder().build()),
+                400,
+                ResolveError::Throttled,
+            ),
+            (
+                E::DisabledApiException(DisabledApiException::builder().build()),
+                400,
+                ResolveError::ApiDisabled,
+            ),
+        ];
+        for (error, status, expected) in cases {
+            assert_eq!(service(error, status), expected);
+        }
+        let internal = service(
+            E::InternalServiceErrorException(InternalServiceErrorException::builder().build()),
+            500,
+        );
+        assert_eq!(
+            internal,
+            ResolveError::unavailable("InternalServiceErrorException (HTTP 500)")
+        );
+        assert!(internal.is_retryable());
+    }
+
+    #[test]
+    fn unmodeled_service_errors_are_unavailable_with_their_code() {
+        let error = ResolveCustomerError::generic(
+            ErrorMetadata::builder()
+                .code("AccessDeniedException")
+                .message("User is not authorized")
+                .build(),
+        );
+        assert_eq!(
+            service(error, 400),
+            ResolveError::unavailable("AccessDeniedException (HTTP 400)")
+        );
+        let error = ResolveCustomerError::generic(ErrorMetadata::builder().build());
+        assert!(
+            matches!(service(error, 502), ResolveError::Unavailable(m) if m.contains("HTTP 502"))
+        );
+    }
+
+    #[test]
+    fn timeouts_and_transport_failures() {
+        assert_eq!(
+            map_sdk_error(SdkError::timeout_error("operation timeout")),
+            ResolveError::Timeout
+        );
+        assert_eq!(
+            map_sdk_error(SdkError::dispatch_failure(ConnectorError::timeout(
+                "read timeout".into()
+            ))),
+            ResolveError::Timeout
+        );
+        let refused = map_sdk_error(SdkError::dispatch_failure(ConnectorError::io(
+            "connection refused".into(),
+        )));
+        assert!(
+            matches!(&refused, ResolveError::Unavailable(m) if m.contains("connection refused")),
+            "{refused:?}"
+        );
+        let unreadable = map_sdk_error(SdkError::response_error("bad json", response(200)));
+        assert_eq!(
+            unreadable,
+            ResolveError::unavailable("unreadable response (HTTP 200)")
+        );
+        let unbuilt = map_sdk_error(SdkError::construction_failure("no credentials"));
+        assert!(matches!(&unbuilt, ResolveError::Unavailable(m) if m.contains("no credentials")));
+    }
+
+    #[test]
+    fn output_to_customer() {
+        let output = ResolveCustomerOutput::builder()
+            .customer_aws_account_id("123456789012")
+            .product_code("prod-1")
+            .customer_identifier("cust-1")
+            .license_arn("arn:aws:license-manager::1:license:l-1")
+            .metadata(Metadata::builder().agreement_id("agmt-1").build())
+            .build();
+        let customer = customer_from_output(&output).unwrap();
+        assert_eq!(customer.customer_aws_account_id(), "123456789012");
+        assert_eq!(customer.product_code(), "prod-1");
+        assert_eq!(customer.customer_identifier(), Some("cust-1"));
+        assert_eq!(
+            customer.license_arn(),
+            Some("arn:aws:license-manager::1:license:l-1")
+        );
+        assert_eq!(customer.agreement_id(), Some("agmt-1"));
+
+        let minimal = ResolveCustomerOutput::builder()
+            .customer_aws_account_id("123456789012")
+            .product_code("prod-1")
+            .build();
+        assert_eq!(customer_from_output(&minimal).unwrap().license_arn(), None);
+
+        let broken = ResolveCustomerOutput::builder()
+            .product_code("prod-1")
+            .build();
+        assert!(matches!(
+            customer_from_output(&broken),
+            Err(ResolveError::Unavailable(_))
+        ));
+    }
+}

@@ -1,25 +1,36 @@
 //! The short-lived, single-flight cache in front of the resolver.
 //!
-//! Each entry is a [`Slot`]: created by the first request for a token, completed
-//! by a spawned task that calls the resolver once, awaited by every request for
-//! the same token. The slot is in the cache from the moment the resolve starts,
-//! so concurrent requests join it rather than calling again; the resolve runs in
-//! its own task, so it finishes (and feeds the cache) even when the request that
-//! started it is dropped.
+//! Two structures work together:
+//!
+//! - the *in-flight map*: one [`Slot`] per token being resolved right now. It is
+//!   never evicted, so every request for a token whose resolve is under way joins
+//!   that resolve, however full the caches are. It is guarded by sharded mutexes
+//!   that are never held across an await.
+//! - two moka caches of finished answers: successes (`answers`, the positive
+//!   TTL) and definitive refusals (`refusals`, invalid or expired tokens, the
+//!   negative TTL), bounded separately so a flood of junk tokens cannot push real
+//!   customers out. Both evict least-recently-used entries, so a new customer is
+//!   always admitted. Transient failures are never stored.
+//!
+//! A resolve runs in a task of its own: it finishes (and feeds the cache) even
+//! when every request waiting for it has gone, and a request that times out
+//! leaves it running, so a token AWS has already redeemed is not thrown away.
 //!
 //! Entries are keyed by the first 128 bits of the token's SHA-256, never by the
 //! token itself. Freshness is judged on tokio's clock, so tests can pause time;
 //! moka's own expiry only reclaims memory.
 
-use std::sync::{Arc, OnceLock};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
-use moka::Expiry;
 use moka::future::Cache;
-use moka::ops::compute::{CompResult, Op};
+use moka::policy::EvictionPolicy;
 use sha2::{Digest, Sha256};
 use tokio::sync::Notify;
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use crate::customer::ResolvedCustomer;
 use crate::error::ResolveError;
@@ -30,6 +41,8 @@ type Outcome = Result<ResolvedCustomer, ResolveError>;
 
 /// The cache key: a digest of the token.
 type TokenKey = u128;
+
+const SHARDS: usize = 64;
 
 fn key_of(token: &RegistrationToken) -> TokenKey {
     let digest = Sha256::digest(token.expose().as_bytes());
@@ -59,34 +72,35 @@ impl CacheStatus {
     }
 }
 
-/// Lifetimes of answers.
+/// Sizes and lifetimes.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Policy {
     pub(crate) ttl: Duration,
+    pub(crate) capacity: u64,
     pub(crate) negative_ttl: Duration,
+    pub(crate) negative_capacity: u64,
+    /// How long a request waits for an answer.
     pub(crate) timeout: Duration,
 }
 
 impl Policy {
-    fn lifetime(&self, outcome: &Outcome) -> Duration {
-        match outcome {
-            Ok(_) => self.ttl,
-            Err(e) if e.is_definitive() => self.negative_ttl,
-            Err(_) => Duration::ZERO,
-        }
+    /// How long the upstream call itself may run: past the requests' own
+    /// timeout, so a late answer still reaches the cache for the buyer's retry.
+    fn upstream_deadline(&self) -> Duration {
+        self.timeout.saturating_mul(2)
     }
 }
 
-/// One resolve, shared by every request for the same token.
-pub(crate) struct Slot {
-    done: OnceLock<Done>,
-    ready: Notify,
-}
-
-struct Done {
+/// A finished answer, fresh until `expires_at`.
+struct Answer {
     outcome: Outcome,
     expires_at: Instant,
-    lifetime: Duration,
+}
+
+/// One resolve under way, shared by every request for the same token.
+struct Slot {
+    done: OnceLock<Outcome>,
+    ready: Notify,
 }
 
 impl Slot {
@@ -97,21 +111,9 @@ impl Slot {
         }
     }
 
-    fn is_stale(&self, now: Instant) -> bool {
-        self.done.get().is_some_and(|d| now >= d.expires_at)
-    }
-
-    fn is_done(&self) -> bool {
-        self.done.get().is_some()
-    }
-
     /// Records the outcome (first writer wins) and wakes every waiter.
-    fn complete(&self, outcome: Outcome, lifetime: Duration) {
-        let _ = self.done.set(Done {
-            outcome,
-            expires_at: Instant::now() + lifetime,
-            lifetime,
-        });
+    fn complete(&self, outcome: Outcome) {
+        let _ = self.done.set(outcome);
         self.ready.notify_waiters();
     }
 
@@ -120,209 +122,192 @@ impl Slot {
             let notified = self.ready.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            if let Some(done) = self.done.get() {
-                return done.outcome.clone();
+            if let Some(outcome) = self.done.get() {
+                return outcome.clone();
             }
             notified.await;
         }
     }
 }
 
-/// Tells moka when to reclaim an entry's memory.
-struct SlotExpiry {
-    policy: Policy,
+#[derive(Default)]
+struct Shard {
+    inflight: Mutex<HashMap<TokenKey, Arc<Slot>>>,
+    /// Bumped (under the mutex) each time a resolve leaves the in-flight map,
+    /// after its answer was stored.
+    completions: AtomicU64,
 }
 
-impl SlotExpiry {
-    fn lifetime(&self, slot: &Slot) -> Duration {
-        match slot.done.get() {
-            Some(done) => done.lifetime,
-            // Pending: the resolve ends within the timeout, then the entry is
-            // re-inserted with its real lifetime.
-            None => self.policy.ttl.max(self.policy.negative_ttl) + self.policy.timeout,
-        }
+impl Shard {
+    fn lock(&self) -> MutexGuard<'_, HashMap<TokenKey, Arc<Slot>>> {
+        // The map stays consistent even if a holder panicked: every critical
+        // section is a single insert, lookup or removal.
+        self.inflight.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
-impl Expiry<TokenKey, Arc<Slot>> for SlotExpiry {
-    fn expire_after_create(
-        &self,
-        _key: &TokenKey,
-        slot: &Arc<Slot>,
-        _created_at: std::time::Instant,
-    ) -> Option<Duration> {
-        Some(self.lifetime(slot))
-    }
-
-    fn expire_after_update(
-        &self,
-        _key: &TokenKey,
-        slot: &Arc<Slot>,
-        _updated_at: std::time::Instant,
-        _duration_until_expiry: Option<Duration>,
-    ) -> Option<Duration> {
-        Some(self.lifetime(slot))
-    }
-}
-
-/// The single-flight cache and the resolver behind it.
-pub(crate) struct DedupeCache<R> {
-    cache: Cache<TokenKey, Arc<Slot>>,
+struct Inner<R> {
+    answers: Cache<TokenKey, Arc<Answer>>,
+    refusals: Cache<TokenKey, Arc<Answer>>,
+    shards: Box<[Shard]>,
     resolver: Arc<R>,
     policy: Policy,
 }
 
+/// The single-flight cache and the resolver behind it.
+pub(crate) struct DedupeCache<R> {
+    inner: Arc<Inner<R>>,
+}
+
 impl<R: Resolver> DedupeCache<R> {
-    pub(crate) fn new(resolver: Arc<R>, policy: Policy, capacity: u64) -> Self {
-        let cache = Cache::builder()
-            .max_capacity(capacity)
-            .expire_after(SlotExpiry { policy })
-            .build();
+    pub(crate) fn new(resolver: Arc<R>, policy: Policy) -> Self {
+        let cache = |capacity, ttl| {
+            Cache::builder()
+                .max_capacity(capacity)
+                .time_to_live(ttl)
+                .eviction_policy(EvictionPolicy::lru())
+                .build()
+        };
         Self {
-            cache,
-            resolver,
-            policy,
+            inner: Arc::new(Inner {
+                answers: cache(policy.capacity, policy.ttl),
+                refusals: cache(policy.negative_capacity, policy.negative_ttl),
+                shards: (0..SHARDS).map(|_| Shard::default()).collect(),
+                resolver,
+                policy,
+            }),
         }
     }
 
-    /// The answer for `token`: from the cache, from a resolve under way, or from a
-    /// new resolve.
+    /// The answer for `token`: from the cache, from a resolve under way, or from
+    /// a new resolve.
     pub(crate) async fn resolve(&self, token: &RegistrationToken) -> (Outcome, CacheStatus) {
-        let (slot, status) = self.slot_for(token).await;
-        (slot.wait().await, status)
-    }
-
-    async fn slot_for(&self, token: &RegistrationToken) -> (Arc<Slot>, CacheStatus) {
         let key = key_of(token);
-        let now = Instant::now();
-        if let Some(slot) = self.cache.get(&key).await
-            && !slot.is_stale(now)
-        {
-            let status = if slot.is_done() {
-                CacheStatus::Hit
-            } else {
-                CacheStatus::Joined
-            };
-            return (slot, status);
-        }
-
-        // Absent or stale: decide under moka's per-key lock so that exactly one
-        // request starts the resolve. The closure runs without yielding, so the
-        // task is spawned if and only if its slot is offered for insertion.
-        let result = self
-            .cache
-            .entry(key)
-            .and_compute_with(|existing| {
-                let op = match existing {
-                    Some(entry) if !entry.value().is_stale(Instant::now()) => Op::Nop,
-                    _ => Op::Put(self.start(key, token.clone())),
-                };
-                std::future::ready(op)
-            })
-            .await;
-        match result {
-            CompResult::Inserted(entry) | CompResult::ReplacedWith(entry) => {
-                (entry.into_value(), CacheStatus::Miss)
+        let shard = &self.inner.shards[(key % SHARDS as u128) as usize];
+        loop {
+            let seen = shard.completions.load(Ordering::Acquire);
+            if let Some(answer) = self.inner.cached(key).await {
+                return (answer.outcome.clone(), CacheStatus::Hit);
             }
-            CompResult::Unchanged(entry) => {
-                let slot = entry.into_value();
-                let status = if slot.is_done() {
-                    CacheStatus::Hit
+            let (slot, status) = {
+                let mut inflight = shard.lock();
+                if let Some(slot) = inflight.get(&key) {
+                    (Arc::clone(slot), CacheStatus::Joined)
+                } else if shard.completions.load(Ordering::Acquire) != seen {
+                    // A resolve finished since the cache was read: its answer
+                    // may be there now.
+                    continue;
                 } else {
-                    CacheStatus::Joined
-                };
-                (slot, status)
-            }
-            // Neither is produced by `Op::Put` / `Op::Nop` on a present entry;
-            // answer with a resolve of our own rather than panic.
-            CompResult::StillNone(_) | CompResult::Removed(_) => {
-                (self.start(key, token.clone()), CacheStatus::Miss)
-            }
+                    let slot = Inner::start(&self.inner, key, token.clone());
+                    inflight.insert(key, Arc::clone(&slot));
+                    (slot, CacheStatus::Miss)
+                }
+            };
+            let outcome = tokio::time::timeout(self.inner.policy.timeout, slot.wait())
+                .await
+                .unwrap_or(Err(ResolveError::Timeout));
+            return (outcome, status);
+        }
+    }
+}
+
+impl<R: Resolver> Inner<R> {
+    async fn cached(&self, key: TokenKey) -> Option<Arc<Answer>> {
+        let now = Instant::now();
+        if let Some(answer) = self.answers.get(&key).await
+            && now < answer.expires_at
+        {
+            return Some(answer);
+        }
+        match self.refusals.get(&key).await {
+            Some(answer) if now < answer.expires_at => Some(answer),
+            _ => None,
         }
     }
 
-    /// Creates a slot and spawns the one resolver call that completes it.
-    fn start(&self, key: TokenKey, token: RegistrationToken) -> Arc<Slot> {
+    /// Creates a slot and spawns the one resolver call that completes it. Runs
+    /// under the shard's lock: it must not block.
+    fn start(this: &Arc<Self>, key: TokenKey, token: RegistrationToken) -> Arc<Slot> {
         let slot = Arc::new(Slot::new());
         let completion = Completion {
+            inner: Arc::clone(this),
             slot: Arc::clone(&slot),
-            cache: self.cache.clone(),
             key,
-            policy: self.policy,
-            finished: false,
         };
-        let resolver = Arc::clone(&self.resolver);
-        let timeout = self.policy.timeout;
-        tokio::spawn(async move {
-            let started = Instant::now();
-            let outcome = match tokio::time::timeout(timeout, resolver.resolve(&token)).await {
-                Ok(outcome) => outcome,
-                Err(_) => Err(ResolveError::Timeout),
-            };
-            drop(token);
-            tracing::debug!(
-                outcome = match &outcome {
-                    Ok(_) => "ok",
-                    Err(e) => e.kind(),
-                },
-                upstream_latency_us = started.elapsed().as_micros() as u64,
-                "registration token resolved upstream"
-            );
-            completion.finish(outcome).await;
-        });
+        let resolver = Arc::clone(&this.resolver);
+        let deadline = this.policy.upstream_deadline();
+        let span = tracing::debug_span!("resolve_customer_upstream");
+        tokio::spawn(
+            async move {
+                let started = Instant::now();
+                let outcome = match tokio::time::timeout(deadline, resolver.resolve(&token)).await {
+                    Ok(outcome) => outcome,
+                    Err(_) => Err(ResolveError::Timeout),
+                };
+                drop(token);
+                tracing::debug!(
+                    outcome = match &outcome {
+                        Ok(_) => "ok",
+                        Err(e) => e.kind(),
+                    },
+                    upstream_latency_us = started.elapsed().as_micros() as u64,
+                    "registration token resolved upstream"
+                );
+                completion.finish(outcome).await;
+            }
+            .instrument(span),
+        );
         slot
     }
 }
 
-/// Completes a slot exactly once, even if the resolve task panics or is
-/// cancelled (then with [`ResolveError::Unavailable`]).
-struct Completion {
+/// Completes a slot, stores the answer, and takes the slot out of the in-flight
+/// map; if dropped unfinished (the resolver panicked, the runtime is shutting
+/// down), completes it with [`ResolveError::Unavailable`] instead.
+struct Completion<R> {
+    inner: Arc<Inner<R>>,
     slot: Arc<Slot>,
-    cache: Cache<TokenKey, Arc<Slot>>,
     key: TokenKey,
-    policy: Policy,
-    finished: bool,
 }
 
-impl Completion {
-    async fn finish(mut self, outcome: Outcome) {
-        let lifetime = self.policy.lifetime(&outcome);
-        self.slot.complete(outcome, lifetime);
-        self.finished = true;
-        let keep = lifetime > Duration::ZERO;
-        let slot = Arc::clone(&self.slot);
-        // Re-insert to give moka the real lifetime, or drop a transient failure,
-        // unless a newer slot has taken the key meanwhile.
-        self.cache
-            .entry(self.key)
-            .and_compute_with(|existing| {
-                let op = match existing {
-                    Some(entry) if Arc::ptr_eq(entry.value(), &slot) => {
-                        if keep {
-                            Op::Put(slot)
-                        } else {
-                            Op::Remove
-                        }
-                    }
-                    None if keep => Op::Put(slot),
-                    _ => Op::Nop,
-                };
-                std::future::ready(op)
-            })
+impl<R> Completion<R> {
+    async fn finish(self, outcome: Outcome) {
+        self.slot.complete(outcome.clone());
+        let (cache, lifetime) = match &outcome {
+            Ok(_) => (&self.inner.answers, self.inner.policy.ttl),
+            Err(e) if e.is_definitive() => (&self.inner.refusals, self.inner.policy.negative_ttl),
+            Err(_) => return,
+        };
+        let now = Instant::now();
+        let expires_at = now.checked_add(lifetime).unwrap_or(now);
+        cache
+            .insert(
+                self.key,
+                Arc::new(Answer {
+                    outcome,
+                    expires_at,
+                }),
+            )
             .await;
+        // Dropping `self` now leaves the in-flight map.
     }
 }
 
-impl Drop for Completion {
+impl<R> Drop for Completion<R> {
     fn drop(&mut self) {
-        if !self.finished {
-            // Stale at once, so the next request for this token starts afresh.
-            self.slot.complete(
-                Err(ResolveError::unavailable(
-                    "the resolve task ended without an answer",
-                )),
-                Duration::ZERO,
-            );
+        if self.slot.done.get().is_none() {
+            self.slot.complete(Err(ResolveError::unavailable(
+                "the resolve task ended without an answer",
+            )));
         }
+        let shard = &self.inner.shards[(self.key % SHARDS as u128) as usize];
+        let mut inflight = shard.lock();
+        if inflight
+            .get(&self.key)
+            .is_some_and(|slot| Arc::ptr_eq(slot, &self.slot))
+        {
+            inflight.remove(&self.key);
+        }
+        shard.completions.fetch_add(1, Ordering::Release);
     }
 }

@@ -20,6 +20,7 @@ use crate::token::TokenError;
 /// |---|---|---|
 /// | `MissingToken`, `MalformedToken`, `AmbiguousToken`, `InvalidToken`, `ExpiredToken`, `MalformedBody` | 400 | no |
 /// | `ProductMismatch` | 403 | no |
+/// | `BodyTimeout` | 408 | yes |
 /// | `BodyTooLarge` | 413 | no |
 /// | `Throttled`, `Unavailable` | 503 + `Retry-After` | yes |
 /// | `ApiDisabled` | 503 + `Retry-After` | no |
@@ -36,6 +37,8 @@ pub enum ResolveError {
     AmbiguousToken,
     /// The form body could not be read: the stream failed or ended early.
     MalformedBody,
+    /// The form body did not arrive within the body timeout.
+    BodyTimeout,
     /// The form body is larger than the configured limit.
     BodyTooLarge {
         /// The limit in bytes.
@@ -78,6 +81,7 @@ impl ResolveError {
             | Self::InvalidToken
             | Self::ExpiredToken => StatusCode::BAD_REQUEST,
             Self::ProductMismatch => StatusCode::FORBIDDEN,
+            Self::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Throttled | Self::Unavailable(_) | Self::ApiDisabled => {
                 StatusCode::SERVICE_UNAVAILABLE
@@ -90,7 +94,10 @@ impl ResolveError {
     ///
     /// Retryable errors are never cached.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, Self::Throttled | Self::Unavailable(_) | Self::Timeout)
+        matches!(
+            self,
+            Self::Throttled | Self::Unavailable(_) | Self::Timeout | Self::BodyTimeout
+        )
     }
 
     /// The `Retry-After` the default rejection advertises, if any.
@@ -116,6 +123,7 @@ impl ResolveError {
             Self::MalformedToken(_) => "malformed-token",
             Self::AmbiguousToken => "ambiguous-token",
             Self::MalformedBody => "malformed-body",
+            Self::BodyTimeout => "body-timeout",
             Self::BodyTooLarge { .. } => "body-too-large",
             Self::InvalidToken => "invalid-token",
             Self::ExpiredToken => "expired-token",
@@ -136,6 +144,7 @@ impl ResolveError {
             Self::MalformedToken(_) => "The AWS Marketplace registration token is malformed.",
             Self::AmbiguousToken => "The request carries more than one registration token.",
             Self::MalformedBody => "The request body could not be read.",
+            Self::BodyTimeout => "The request body did not arrive in time.",
             Self::BodyTooLarge { .. } => "The request body is too large.",
             Self::InvalidToken => "The AWS Marketplace registration token is not valid.",
             Self::ExpiredToken => {

@@ -18,6 +18,7 @@ pin_project! {
     ///
     /// Requests that pass through without a token go straight to the inner
     /// service's future, with no allocation.
+    #[must_use = "futures do nothing unless you `.await` or poll them"]
     pub struct ResponseFuture<S, B>
     where
         S: Service<Request<RequestBody<B>>>,

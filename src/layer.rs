@@ -27,6 +27,12 @@ pub const DEFAULT_NEGATIVE_CACHE_TTL: Duration = Duration::from_secs(30);
 pub const DEFAULT_CACHE_CAPACITY: u64 = 10_000;
 /// Default for [`ResolveCustomerLayer::resolve_timeout`]: 10 seconds.
 pub const DEFAULT_RESOLVE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default for [`ResolveCustomerLayer::body_timeout`]: 10 seconds.
+pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The longest duration any setting accepts: one year. Longer values are
+/// clamped to it.
+const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 60 * 60);
 
 /// Puts a [`ResolvedCustomer`](crate::ResolvedCustomer) in front of a service.
 ///
@@ -72,7 +78,9 @@ pub(crate) struct Config {
     pub(crate) cache_ttl: Duration,
     pub(crate) negative_ttl: Duration,
     pub(crate) cache_capacity: u64,
+    pub(crate) negative_capacity: u64,
     pub(crate) resolve_timeout: Duration,
+    pub(crate) body_timeout: Duration,
 }
 
 /// The state shared by every service a layer makes.
@@ -90,9 +98,10 @@ impl<R> Shared<R> {
 
 impl<R: Resolver> ResolveCustomerLayer<R> {
     /// A layer that redeems tokens with `resolver`, with the defaults: token from
-    /// the Marketplace form post, required, any product, 16 KiB body limit, 30 min
-    /// cache TTL, 30 s negative TTL, 10,000 entries, 10 s resolve timeout,
-    /// `application/problem+json` rejections.
+    /// the Marketplace form post, required, any product, 16 KiB body limit read
+    /// within 10 s, 30 min cache TTL for 10,000 customers, 30 s negative TTL for
+    /// 10,000 refused tokens, 10 s resolve timeout, `application/problem+json`
+    /// rejections.
     pub fn new(resolver: R) -> Self {
         Self::from_arc(Arc::new(resolver))
     }
@@ -110,7 +119,9 @@ impl<R: Resolver> ResolveCustomerLayer<R> {
                 cache_ttl: DEFAULT_CACHE_TTL,
                 negative_ttl: DEFAULT_NEGATIVE_CACHE_TTL,
                 cache_capacity: DEFAULT_CACHE_CAPACITY,
+                negative_capacity: DEFAULT_CACHE_CAPACITY,
                 resolve_timeout: DEFAULT_RESOLVE_TIMEOUT,
+                body_timeout: DEFAULT_BODY_TIMEOUT,
             },
             responder: Arc::new(problem_details),
             shared: Arc::default(),
@@ -137,7 +148,9 @@ impl<R: Resolver> ResolveCustomerLayer<R> {
 
     /// Requests without a token pass through without a
     /// [`ResolvedCustomer`](crate::ResolvedCustomer) extension. A token that is
-    /// present but malformed, ambiguous or refused is still rejected.
+    /// present but malformed, ambiguous or refused is still rejected, and so is an
+    /// urlencoded form `POST` over [`max_body_bytes`](Self::max_body_bytes) when
+    /// the form is a token source (the layer cannot tell whether it carries one).
     pub fn optional(self) -> Self {
         self.configure(|c| c.required = false)
     }
@@ -171,25 +184,48 @@ impl<R: Resolver> ResolveCustomerLayer<R> {
     /// How long a successful resolution is remembered (default 30 minutes). For
     /// that long, the same token keeps resolving to the same customer without an
     /// upstream call, even if AWS would now call it expired.
+    ///
+    /// Durations over a year are clamped to a year.
     pub fn cache_ttl(self, ttl: Duration) -> Self {
-        self.configure(|c| c.cache_ttl = ttl)
+        self.configure(|c| c.cache_ttl = ttl.min(MAX_DURATION))
     }
 
-    /// How many tokens are remembered at most (default 10,000).
+    /// How many resolved customers are remembered at most (default 10,000); the
+    /// least recently used go first. Resolves under way are tracked apart and
+    /// never evicted, so concurrent requests for one token always share one
+    /// upstream call, whatever the capacity.
     pub fn cache_capacity(self, entries: u64) -> Self {
         self.configure(|c| c.cache_capacity = entries)
     }
 
     /// How long an `InvalidToken` / `ExpiredToken` answer is remembered (default
-    /// 30 seconds). Transient failures are never remembered.
+    /// 30 seconds). Transient failures (throttling, unavailability, timeouts)
+    /// are never remembered.
     pub fn negative_cache_ttl(self, ttl: Duration) -> Self {
-        self.configure(|c| c.negative_ttl = ttl)
+        self.configure(|c| c.negative_ttl = ttl.min(MAX_DURATION))
     }
 
-    /// How long one upstream resolve may take, retries included (default 10 s);
-    /// past it, waiting requests get [`ResolveError::Timeout`] (504).
+    /// How many refused tokens are remembered at most (default 10,000). Kept
+    /// apart from resolved customers, so junk tokens never evict real buyers.
+    pub fn negative_cache_capacity(self, entries: u64) -> Self {
+        self.configure(|c| c.negative_capacity = entries)
+    }
+
+    /// How long a request waits for its token to be resolved, SDK retries
+    /// included (default 10 s); past it the request gets
+    /// [`ResolveError::Timeout`] (504).
+    ///
+    /// The upstream call itself is given twice as long: an answer that arrives
+    /// late is still cached, so the buyer's retry is served from it instead of
+    /// redeeming the token a second time.
     pub fn resolve_timeout(self, timeout: Duration) -> Self {
-        self.configure(|c| c.resolve_timeout = timeout)
+        self.configure(|c| c.resolve_timeout = timeout.min(MAX_DURATION))
+    }
+
+    /// How long reading a form body may take (default 10 s); past it the request
+    /// gets [`ResolveError::BodyTimeout`] (408).
+    pub fn body_timeout(self, timeout: Duration) -> Self {
+        self.configure(|c| c.body_timeout = timeout.min(MAX_DURATION))
     }
 
     /// Replaces the default [`problem_details`] rejection.
@@ -225,16 +261,14 @@ impl<R: Resolver> ResolveCustomerLayer<R> {
         Arc::clone(self.shared.get_or_init(|| {
             let policy = Policy {
                 ttl: self.config.cache_ttl,
+                capacity: self.config.cache_capacity,
                 negative_ttl: self.config.negative_ttl,
+                negative_capacity: self.config.negative_capacity,
                 timeout: self.config.resolve_timeout,
             };
             Arc::new(Shared {
                 config: self.config.clone(),
-                cache: DedupeCache::new(
-                    Arc::clone(&self.resolver),
-                    policy,
-                    self.config.cache_capacity,
-                ),
+                cache: DedupeCache::new(Arc::clone(&self.resolver), policy),
                 responder: Arc::clone(&self.responder),
             })
         }))
@@ -259,9 +293,12 @@ impl<R> fmt::Debug for ResolveCustomerLayer<R> {
             .field("required", &self.config.required)
             .field("allowed_products", &self.config.allowed_products)
             .field("max_body_bytes", &self.config.max_body_bytes)
+            .field("max_token_len", &self.config.max_token_len)
+            .field("body_timeout", &self.config.body_timeout)
             .field("cache_ttl", &self.config.cache_ttl)
             .field("cache_capacity", &self.config.cache_capacity)
             .field("negative_cache_ttl", &self.config.negative_ttl)
+            .field("negative_cache_capacity", &self.config.negative_capacity)
             .field("resolve_timeout", &self.config.resolve_timeout)
             .finish_non_exhaustive()
     }

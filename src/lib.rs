@@ -103,8 +103,8 @@ pub use crate::customer::ResolvedCustomer;
 pub use crate::error::ResolveError;
 pub use crate::future::ResponseFuture;
 pub use crate::layer::{
-    DEFAULT_CACHE_CAPACITY, DEFAULT_CACHE_TTL, DEFAULT_MAX_BODY_BYTES, DEFAULT_NEGATIVE_CACHE_TTL,
-    DEFAULT_RESOLVE_TIMEOUT, ResolveCustomerLayer,
+    DEFAULT_BODY_TIMEOUT, DEFAULT_CACHE_CAPACITY, DEFAULT_CACHE_TTL, DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_NEGATIVE_CACHE_TTL, DEFAULT_RESOLVE_TIMEOUT, ResolveCustomerLayer,
 };
 pub use crate::rejection::problem_details;
 pub use crate::request_body::RequestBody;

@@ -157,9 +157,13 @@ where
     B::Error: Into<BoxError>,
 {
     let config = &shared.config;
-    let buffered = read_limited(body, config.max_body_bytes)
-        .await
-        .map_err(|e| reject(&shared, &e))?;
+    let buffered = tokio::time::timeout(
+        config.body_timeout,
+        read_limited(body, config.max_body_bytes),
+    )
+    .await
+    .unwrap_or(Err(ResolveError::BodyTimeout))
+    .map_err(|e| reject(&shared, &e))?;
     let found = config
         .source
         .find_in_form(&buffered.data, found, config.max_token_len)

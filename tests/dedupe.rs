@@ -248,7 +248,7 @@ async fn success_is_kept_for_the_ttl_even_if_upstream_would_now_refuse() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn resolve_timeout_answers_504_and_is_not_cached() {
+async fn timed_out_request_leaves_the_resolve_running_for_the_retry() {
     let resolver = TestResolver::gated(|t| Ok(customer_for(t)));
     let seen = Arc::new(Seen::default());
     let layer =
@@ -264,9 +264,105 @@ async fn resolve_timeout_answers_504_and_is_not_cached() {
     assert_eq!(response.status(), 504);
     assert!(text(response).await.contains("timeout"));
 
+    // The upstream answers late; the retry gets that answer, no second call
+    // (which a single-use token would fail as expired).
+    resolver.release(1);
+    assert_eq!(go().await.unwrap().status(), 200);
+    assert_eq!(resolver.calls(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn hung_upstream_is_abandoned_after_twice_the_timeout_and_not_cached() {
+    let resolver = TestResolver::gated(|t| Ok(customer_for(t)));
+    let seen = Arc::new(Seen::default());
+    let layer =
+        ResolveCustomerLayer::from_arc(resolver.clone()).resolve_timeout(Duration::from_secs(3));
+    let go = || {
+        layer
+            .layer(echo(seen.clone()))
+            .oneshot(form_post(form_with_token("tok")))
+    };
+
+    assert_eq!(go().await.unwrap().status(), 504);
+    // Still within the upstream's own deadline: the retry joins the same call.
+    assert_eq!(go().await.unwrap().status(), 504);
+    assert_eq!(resolver.calls(), 1);
+    // Past it: the call was abandoned and a new one starts.
+    tokio::time::advance(Duration::from_secs(1)).await;
     resolver.release(1);
     assert_eq!(go().await.unwrap().status(), 200);
     assert_eq!(resolver.calls(), 2);
+}
+
+#[tokio::test]
+async fn single_flight_holds_with_no_cache_capacity_at_all() {
+    let resolver = TestResolver::gated(|t| Ok(customer_for(t)));
+    let seen = Arc::new(Seen::default());
+    let layer = ResolveCustomerLayer::from_arc(resolver.clone())
+        .cache_capacity(0)
+        .negative_cache_capacity(0);
+    let tasks: Vec<_> = (0..200)
+        .map(|_| {
+            let svc = layer.layer(echo(seen.clone()));
+            tokio::spawn(async move {
+                svc.oneshot(form_post(form_with_token("tok")))
+                    .await
+                    .unwrap()
+                    .status()
+            })
+        })
+        .collect();
+    resolver.wait_started(1).await;
+    // Single-threaded runtime: yielding lets every request task run up to its
+    // wait on the resolve under way.
+    for _ in 0..100 {
+        tokio::task::yield_now().await;
+    }
+    // Enough permits that an (incorrect) second call would not hang the test.
+    resolver.release(10);
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), 200);
+    }
+    assert_eq!(resolver.calls(), 1);
+    assert_eq!(seen.calls.load(Ordering::SeqCst), 200);
+
+    // Nothing is remembered afterwards, by configuration.
+    let svc = layer.layer(echo(seen.clone()));
+    assert_eq!(
+        svc.oneshot(form_post(form_with_token("tok")))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(resolver.calls(), 2);
+}
+
+#[tokio::test]
+async fn junk_tokens_do_not_evict_resolved_customers() {
+    let resolver = TestResolver::with(|t| {
+        if t.starts_with("junk") {
+            Err(ResolveError::InvalidToken)
+        } else {
+            Ok(customer_for(t))
+        }
+    });
+    let seen = Arc::new(Seen::default());
+    let layer = ResolveCustomerLayer::from_arc(resolver.clone())
+        .cache_capacity(10)
+        .negative_cache_capacity(10);
+    let go = |t: String| {
+        layer
+            .layer(echo(seen.clone()))
+            .oneshot(form_post(form_with_token(&t)))
+    };
+
+    assert_eq!(go("buyer".into()).await.unwrap().status(), 200);
+    for i in 0..500 {
+        assert_eq!(go(format!("junk{i}")).await.unwrap().status(), 400);
+    }
+    assert_eq!(go("buyer".into()).await.unwrap().status(), 200);
+    assert_eq!(resolver.calls_for("buyer"), 1);
 }
 
 #[tokio::test]

@@ -96,6 +96,29 @@ async fn failing_body_stream_is_400_and_nothing_is_called() {
     assert_eq!(seen.calls.load(Ordering::SeqCst), 0);
 }
 
+#[tokio::test(start_paused = true)]
+async fn body_that_never_finishes_is_408_after_the_body_timeout() {
+    let resolver = TestResolver::ok();
+    let seen = Arc::new(Seen::default());
+    let layer = ResolveCustomerLayer::from_arc(resolver.clone())
+        .body_timeout(std::time::Duration::from_secs(5));
+    let body = FrameBody::chunks(&[b"x-amzn-marketplace-token=abc&pad="]).hanging();
+    let request = Request::post("/register")
+        .header(CONTENT_TYPE, FORM)
+        .body(body)
+        .unwrap();
+    let started = tokio::time::Instant::now();
+    let response = layer
+        .layer(echo(seen.clone()))
+        .oneshot(request)
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 408);
+    assert_eq!(started.elapsed(), std::time::Duration::from_secs(5));
+    assert_eq!(resolver.calls(), 0);
+    assert_eq!(seen.calls.load(Ordering::SeqCst), 0);
+}
+
 #[tokio::test]
 async fn non_form_bodies_are_streamed_not_buffered() {
     // A body larger than the limit passes when the layer has no reason to read it.

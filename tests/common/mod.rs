@@ -165,6 +165,7 @@ where
 pub struct FrameBody {
     frames: VecDeque<Frame<Bytes>>,
     fail_at_end: bool,
+    hang_at_end: bool,
     pub polled: Arc<AtomicUsize>,
 }
 
@@ -173,6 +174,7 @@ impl FrameBody {
         Self {
             frames: frames.into(),
             fail_at_end: false,
+            hang_at_end: false,
             polled: Arc::default(),
         }
     }
@@ -184,6 +186,12 @@ impl FrameBody {
                 .map(|c| Frame::data(Bytes::copy_from_slice(c)))
                 .collect(),
         )
+    }
+
+    /// Never ends after its frames (a slowloris client).
+    pub fn hanging(mut self) -> Self {
+        self.hang_at_end = true;
+        self
     }
 
     pub fn failing(mut self) -> Self {
@@ -216,6 +224,7 @@ impl Body for FrameBody {
                 self.fail_at_end = false;
                 Poll::Ready(Some(Err(BodyFailed)))
             }
+            None if self.hang_at_end => Poll::Pending,
             None => Poll::Ready(None),
         }
     }

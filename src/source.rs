@@ -80,6 +80,9 @@ impl TokenSource {
     }
 
     /// A query-string parameter.
+    ///
+    /// A token in a URL can end up in access logs, browser history and `Referer`
+    /// headers: prefer the form or a header where the client allows it.
     pub fn query(name: impl Into<Cow<'static, str>>) -> Self {
         Self::one(Source::Query(name.into()))
     }

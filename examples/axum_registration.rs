@@ -5,12 +5,13 @@
 //! `x-amzn-marketplace-token`. [`ResolveCustomerLayer`] redeems that token with
 //! `ResolveCustomer` and hands your handler a [`ResolvedCustomer`].
 //!
-//! This example swaps the AWS resolver for an in-process closure and pushes
-//! simulated Marketplace posts through the app with `tower::ServiceExt::oneshot`:
-//! no AWS account, credentials or sockets are needed.
+//! This example runs the real `AwsMarketplaceResolver` (the AWS SDK client)
+//! against the crate's embedded Marketplace Metering emulator on 127.0.0.1, with
+//! single-use tokens, and pushes simulated Marketplace posts through the app with
+//! `tower::ServiceExt::oneshot`: no AWS account or credentials are needed.
 //!
 //! ```sh
-//! cargo run --example axum_registration --features axum
+//! cargo run --example axum_registration --features axum,test-util
 //! ```
 //!
 //! In production, build the resolver from the seller account's AWS configuration
@@ -22,22 +23,19 @@
 //! ```
 
 use std::collections::HashMap;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use axum::body::Body;
 use axum::http::{Request, header::CONTENT_TYPE};
 use axum::routing::post;
 use axum::{Form, Router};
 use tower::ServiceExt;
-use tower_resolve_customer::{
-    RegistrationToken, ResolveCustomerLayer, ResolveError, ResolvedCustomer, TOKEN_FIELD,
-};
+use tower_resolve_customer::emulator::{MeteringEmulator, RedemptionPolicy};
+use tower_resolve_customer::{ResolveCustomerLayer, ResolvedCustomer, TOKEN_FIELD};
 
 /// The form field AWS Marketplace adds for free-trial offers (`free-trial`).
 const OFFER_TYPE_FIELD: &str = "x-amzn-marketplace-offer-type";
 
-/// The one token the demo resolver knows. Real tokens look alike: standard
+/// The one token the emulator knows. Real tokens look alike: standard
 /// base64, so `+`, `/` and `=` must be percent-encoded in the form body.
 const DEMO_TOKEN: &str = "ZGVtbyB0b2tlbg+/Zm9yIG9mZmxpbmU+dXNl/ZXhhbXBsZQ==";
 
@@ -106,28 +104,19 @@ async fn submit(app: &Router, step: &str, form: String) -> Result<(), Box<dyn st
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    // Counts the calls that would reach the ResolveCustomer API.
-    let upstream_calls = Arc::new(AtomicUsize::new(0));
-
-    // Any async closure taking a `RegistrationToken` is a resolver. This one
-    // stands in for `AwsMarketplaceResolver` and knows a single token.
-    let resolver = {
-        let upstream_calls = Arc::clone(&upstream_calls);
-        move |token: RegistrationToken| {
-            upstream_calls.fetch_add(1, Ordering::SeqCst);
-            async move {
-                if token.expose() == DEMO_TOKEN {
-                    Ok(ResolvedCustomer::new("123456789012", "prod-demo123")
-                        .with_license_arn(
-                            "arn:aws:license-manager::123456789012:license:l-0123456789abcdef0",
-                        )
-                        .with_agreement_id("agmt-demo0123456789"))
-                } else {
-                    Err(ResolveError::InvalidToken)
-                }
-            }
-        }
-    };
+    // A local Marketplace Metering API that knows one token and, like the API
+    // reference describes, refuses it as expired once it has been redeemed.
+    let emulator = MeteringEmulator::start().await?;
+    emulator.set_policy(RedemptionPolicy::SingleUse);
+    emulator.register(
+        DEMO_TOKEN,
+        ResolvedCustomer::new("123456789012", "prod-demo123")
+            .with_license_arn("arn:aws:license-manager::123456789012:license:l-0123456789abcdef0")
+            .with_agreement_id("agmt-demo0123456789"),
+    );
+    // The real SDK-backed resolver, pointed at the emulator's loopback endpoint
+    // with static test credentials.
+    let resolver = emulator.resolver();
 
     // The registration app. `Router::layer` also wraps the router's fallback, so
     // it suits a router that serves only registration. In a larger app, use
@@ -137,7 +126,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .route("/register", post(register))
         .layer(ResolveCustomerLayer::new(resolver).allowed_product_codes(["prod-demo123"]));
 
-    let calls = || upstream_calls.load(Ordering::SeqCst);
+    let calls = || emulator.calls_for(DEMO_TOKEN);
 
     submit(
         &app,
@@ -154,7 +143,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     )
     .await?;
     println!(
-        "     upstream ResolveCustomer calls so far: {} (answered from the cache)",
+        "     upstream ResolveCustomer calls so far: {} (answered from the cache; the \
+         single-use token would now be refused upstream)",
         calls()
     );
 

@@ -65,6 +65,8 @@
 //!
 //! - `aws` (default): [`AwsMarketplaceResolver`], on `aws-sdk-marketplacemetering`.
 //! - `axum`: [`ResolvedCustomer`] is an axum extractor (and `Option<ResolvedCustomer>`).
+//! - `test-util`: [`emulator::MeteringEmulator`], a local Marketplace Metering API
+//!   that speaks the real wire protocol, for tests and offline development.
 //!
 //! # Runtime
 //!
@@ -94,6 +96,8 @@ mod token;
 mod aws;
 #[cfg(feature = "axum")]
 mod axum;
+#[cfg(feature = "test-util")]
+pub mod emulator;
 
 #[cfg(feature = "aws")]
 pub use crate::aws::AwsMarketplaceResolver;

@@ -40,25 +40,23 @@ impl TestResolver {
     pub fn with(
         answer: impl Fn(&str) -> Result<ResolvedCustomer, ResolveError> + Send + Sync + 'static,
     ) -> Arc<Self> {
-        Arc::new(Self {
-            calls: AtomicUsize::new(0),
-            per_token: Mutex::new(HashMap::new()),
-            started: Semaphore::new(0),
-            gate: None,
-            answer: Box::new(answer),
-        })
+        Self::build(None, Box::new(answer))
     }
 
     /// Like [`with`](Self::with), but every call waits for [`release`](Self::release).
     pub fn gated(
         answer: impl Fn(&str) -> Result<ResolvedCustomer, ResolveError> + Send + Sync + 'static,
     ) -> Arc<Self> {
+        Self::build(Some(Semaphore::new(0)), Box::new(answer))
+    }
+
+    fn build(gate: Option<Semaphore>, answer: Answer) -> Arc<Self> {
         Arc::new(Self {
             calls: AtomicUsize::new(0),
             per_token: Mutex::new(HashMap::new()),
             started: Semaphore::new(0),
-            gate: Some(Semaphore::new(0)),
-            answer: Box::new(answer),
+            gate,
+            answer,
         })
     }
 

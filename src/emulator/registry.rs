@@ -1,0 +1,152 @@
+//! What the emulator knows: registered tokens, scripted faults, counters.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::customer::ResolvedCustomer;
+
+/// How often a registered token may be redeemed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum RedemptionPolicy {
+    /// Every redemption until the token expires succeeds, as the AWS Marketplace
+    /// seller guide describes. The default.
+    #[default]
+    ReusableUntilExpiry,
+    /// The first redemption succeeds; later ones get `ExpiredTokenException`, as
+    /// the `ResolveCustomer` API reference describes for a resubmitted token.
+    SingleUse,
+}
+
+/// A failure the emulator produces instead of (or before) answering a call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Fault {
+    /// `ThrottlingException`, HTTP 400.
+    Throttle,
+    /// `InternalServiceErrorException`, HTTP 500.
+    InternalError,
+    /// `DisabledApiException`, HTTP 400.
+    DisabledApi,
+    /// Waits this long, then answers normally.
+    Latency(Duration),
+    /// Closes the connection without answering.
+    CloseConnection,
+    /// Answers HTTP 200 with a body that is not JSON.
+    GarbageBody,
+}
+
+struct Registration {
+    customer: ResolvedCustomer,
+    expires_at: Instant,
+    redeemed: bool,
+}
+
+/// What a `ResolveCustomer` call is answered with.
+pub(crate) enum Verdict {
+    Resolved(ResolvedCustomer),
+    InvalidToken,
+    ExpiredToken,
+}
+
+#[derive(Default)]
+pub(crate) struct Registry {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    tokens: HashMap<String, Registration>,
+    policy: RedemptionPolicy,
+    faults: VecDeque<Fault>,
+    calls: HashMap<String, usize>,
+    redemptions: HashMap<String, usize>,
+    attempts: Vec<u32>,
+    requests: usize,
+}
+
+impl Registry {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn register(&self, token: String, customer: ResolvedCustomer, valid_for: Duration) {
+        let now = Instant::now();
+        let expires_at = now.checked_add(valid_for).unwrap_or(now);
+        self.lock().tokens.insert(
+            token,
+            Registration {
+                customer,
+                expires_at,
+                redeemed: false,
+            },
+        );
+    }
+
+    pub(crate) fn set_policy(&self, policy: RedemptionPolicy) {
+        self.lock().policy = policy;
+    }
+
+    pub(crate) fn push_faults(&self, fault: Fault, times: usize) {
+        let mut inner = self.lock();
+        inner.faults.extend(std::iter::repeat_n(fault, times));
+    }
+
+    pub(crate) fn clear_faults(&self) {
+        self.lock().faults.clear();
+    }
+
+    /// Counts an HTTP request and its `amz-sdk-request` attempt number.
+    pub(crate) fn record_request(&self, attempt: Option<u32>) {
+        let mut inner = self.lock();
+        inner.requests += 1;
+        if let Some(attempt) = attempt {
+            inner.attempts.push(attempt);
+        }
+    }
+
+    /// Counts a well-formed `ResolveCustomer` call for `token`, faulted or not.
+    pub(crate) fn record_call(&self, token: &str) {
+        *self.lock().calls.entry(token.to_owned()).or_default() += 1;
+    }
+
+    pub(crate) fn next_fault(&self) -> Option<Fault> {
+        self.lock().faults.pop_front()
+    }
+
+    /// Answers one well-formed `ResolveCustomer` call for `token`.
+    pub(crate) fn redeem(&self, token: &str) -> Verdict {
+        let mut inner = self.lock();
+        let policy = inner.policy;
+        let Some(registration) = inner.tokens.get_mut(token) else {
+            return Verdict::InvalidToken;
+        };
+        if Instant::now() >= registration.expires_at
+            || (policy == RedemptionPolicy::SingleUse && registration.redeemed)
+        {
+            return Verdict::ExpiredToken;
+        }
+        registration.redeemed = true;
+        let customer = registration.customer.clone();
+        *inner.redemptions.entry(token.to_owned()).or_default() += 1;
+        Verdict::Resolved(customer)
+    }
+
+    pub(crate) fn calls_for(&self, token: &str) -> usize {
+        self.lock().calls.get(token).copied().unwrap_or(0)
+    }
+
+    pub(crate) fn redemptions_of(&self, token: &str) -> usize {
+        self.lock().redemptions.get(token).copied().unwrap_or(0)
+    }
+
+    pub(crate) fn attempts(&self) -> Vec<u32> {
+        self.lock().attempts.clone()
+    }
+
+    pub(crate) fn requests(&self) -> usize {
+        self.lock().requests
+    }
+}

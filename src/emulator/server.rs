@@ -1,0 +1,207 @@
+//! The AWS JSON 1.1 wire protocol of `ResolveCustomer`, served over HTTP/1.1.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::Bytes;
+use http::header::CONTENT_TYPE;
+use http::{HeaderValue, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use serde_json::{Map, Value, json};
+
+use super::registry::{Fault, Registry, Verdict};
+
+const JSON_1_1: &str = "application/x-amz-json-1.1";
+const TARGET: &str = "AWSMPMeteringService.ResolveCustomer";
+const MAX_REQUEST_BYTES: usize = 64 * 1024;
+
+/// Returned by the handler to make hyper drop the connection unanswered.
+#[derive(Debug)]
+pub(crate) struct CloseConnection;
+
+impl std::fmt::Display for CloseConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("connection closed by fault injection")
+    }
+}
+
+impl std::error::Error for CloseConnection {}
+
+static REQUEST_IDS: AtomicU64 = AtomicU64::new(1);
+
+fn request_id() -> String {
+    let n = REQUEST_IDS.fetch_add(1, Ordering::Relaxed);
+    format!("00000000-0000-4000-8000-{n:012x}")
+}
+
+fn json_response(status: StatusCode, body: Value) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static(JSON_1_1));
+    if let Ok(id) = HeaderValue::from_str(&request_id()) {
+        headers.insert("x-amzn-RequestId", id);
+    }
+    response
+}
+
+fn error(status: StatusCode, kind: &str, message: &str) -> Response<Full<Bytes>> {
+    json_response(status, json!({ "__type": kind, "message": message }))
+}
+
+/// `amz-sdk-request: attempt=2; max=3` → `2`.
+fn attempt_number<B>(request: &Request<B>) -> Option<u32> {
+    let value = request.headers().get("amz-sdk-request")?.to_str().ok()?;
+    value
+        .split(';')
+        .find_map(|part| part.trim().strip_prefix("attempt="))
+        .and_then(|n| n.trim().parse().ok())
+}
+
+/// Answers one HTTP request as the Marketplace Metering service would.
+pub(crate) async fn handle<B>(
+    registry: Arc<Registry>,
+    request: Request<B>,
+) -> Result<Response<Full<Bytes>>, CloseConnection>
+where
+    B: http_body::Body,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    registry.record_request(attempt_number(&request));
+
+    let target = request
+        .headers()
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    if request.method() != http::Method::POST || request.uri().path() != "/" || target != TARGET {
+        return Ok(error(
+            StatusCode::BAD_REQUEST,
+            "UnknownOperationException",
+            "The requested operation is not supported.",
+        ));
+    }
+    let content_type = request
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    if !content_type.starts_with(JSON_1_1) {
+        return Ok(error(
+            StatusCode::BAD_REQUEST,
+            "SerializationException",
+            "Content-Type must be application/x-amz-json-1.1.",
+        ));
+    }
+
+    let body = match Limited::new(request.into_body(), MAX_REQUEST_BYTES)
+        .collect()
+        .await
+    {
+        Ok(collected) => collected.to_bytes(),
+        Err(_) => {
+            return Ok(error(
+                StatusCode::BAD_REQUEST,
+                "SerializationException",
+                "The request body could not be read.",
+            ));
+        }
+    };
+    let token = match serde_json::from_slice::<Value>(&body) {
+        Ok(Value::Object(fields)) => match fields.get("RegistrationToken") {
+            Some(Value::String(token)) if !token.is_empty() => token.clone(),
+            Some(Value::String(_)) | None => {
+                return Ok(error(
+                    StatusCode::BAD_REQUEST,
+                    "ValidationException",
+                    "1 validation error detected: Value at 'registrationToken' failed to satisfy constraint: Member must not be null or empty",
+                ));
+            }
+            Some(_) => {
+                return Ok(error(
+                    StatusCode::BAD_REQUEST,
+                    "SerializationException",
+                    "RegistrationToken must be a string.",
+                ));
+            }
+        },
+        _ => {
+            return Ok(error(
+                StatusCode::BAD_REQUEST,
+                "SerializationException",
+                "The request body is not a JSON object.",
+            ));
+        }
+    };
+    registry.record_call(&token);
+
+    while let Some(fault) = registry.next_fault() {
+        match fault {
+            Fault::Latency(delay) => {
+                tokio::time::sleep(delay).await;
+                continue;
+            }
+            Fault::Throttle => {
+                return Ok(error(
+                    StatusCode::BAD_REQUEST,
+                    "ThrottlingException",
+                    "Rate exceeded",
+                ));
+            }
+            Fault::InternalError => {
+                return Ok(error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "InternalServiceErrorException",
+                    "An internal error has occurred.",
+                ));
+            }
+            Fault::DisabledApi => {
+                return Ok(error(
+                    StatusCode::BAD_REQUEST,
+                    "DisabledApiException",
+                    "The API is disabled in the Region.",
+                ));
+            }
+            Fault::CloseConnection => return Err(CloseConnection),
+            Fault::GarbageBody => {
+                let mut response =
+                    Response::new(Full::new(Bytes::from_static(b"<html>upstream gone</html>")));
+                response
+                    .headers_mut()
+                    .insert(CONTENT_TYPE, HeaderValue::from_static(JSON_1_1));
+                return Ok(response);
+            }
+        }
+    }
+
+    Ok(match registry.redeem(&token) {
+        Verdict::Resolved(customer) => {
+            let mut fields = Map::new();
+            fields.insert(
+                "CustomerAWSAccountId".into(),
+                customer.customer_aws_account_id().into(),
+            );
+            fields.insert("ProductCode".into(), customer.product_code().into());
+            if let Some(id) = customer.customer_identifier() {
+                fields.insert("CustomerIdentifier".into(), id.into());
+            }
+            if let Some(arn) = customer.license_arn() {
+                fields.insert("LicenseArn".into(), arn.into());
+            }
+            if let Some(agreement) = customer.agreement_id() {
+                fields.insert("Metadata".into(), json!({ "AgreementId": agreement }));
+            }
+            json_response(StatusCode::OK, Value::Object(fields))
+        }
+        Verdict::InvalidToken => error(
+            StatusCode::BAD_REQUEST,
+            "InvalidTokenException",
+            "Registration token is invalid.",
+        ),
+        Verdict::ExpiredToken => error(
+            StatusCode::BAD_REQUEST,
+            "ExpiredTokenException",
+            "The submitted registration token has expired.",
+        ),
+    })
+}

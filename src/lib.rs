@@ -65,6 +65,8 @@
 //!
 //! - `aws` (default): [`AwsMarketplaceResolver`], on `aws-sdk-marketplacemetering`.
 //! - `axum`: [`ResolvedCustomer`] is an axum extractor (and `Option<ResolvedCustomer>`).
+//! - `grpc`: [`grpc_status`], rejections as gRPC statuses for tonic and other
+//!   gRPC servers.
 //! - `test-util`: [`emulator::MeteringEmulator`], a local Marketplace Metering API
 //!   that speaks the real wire protocol, for tests and offline development.
 //!
@@ -98,6 +100,8 @@ mod aws;
 mod axum;
 #[cfg(feature = "test-util")]
 pub mod emulator;
+#[cfg(feature = "grpc")]
+mod grpc;
 
 #[cfg(feature = "aws")]
 pub use crate::aws::AwsMarketplaceResolver;
@@ -106,6 +110,8 @@ pub use crate::axum::MissingResolvedCustomer;
 pub use crate::customer::ResolvedCustomer;
 pub use crate::error::ResolveError;
 pub use crate::future::ResponseFuture;
+#[cfg(feature = "grpc")]
+pub use crate::grpc::{GrpcCode, grpc_status};
 pub use crate::layer::{
     DEFAULT_BODY_TIMEOUT, DEFAULT_CACHE_CAPACITY, DEFAULT_CACHE_TTL, DEFAULT_MAX_BODY_BYTES,
     DEFAULT_NEGATIVE_CACHE_TTL, DEFAULT_RESOLVE_TIMEOUT, ResolveCustomerLayer,

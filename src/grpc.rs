@@ -1,0 +1,130 @@
+//! gRPC-correct rejections (feature `grpc`).
+
+use bytes::Bytes;
+use http::header::CONTENT_TYPE;
+use http::{HeaderValue, Response};
+
+use crate::error::ResolveError;
+
+/// gRPC status codes used by [`grpc_status`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum GrpcCode {
+    /// `INVALID_ARGUMENT` (3).
+    InvalidArgument = 3,
+    /// `DEADLINE_EXCEEDED` (4).
+    DeadlineExceeded = 4,
+    /// `PERMISSION_DENIED` (7).
+    PermissionDenied = 7,
+    /// `RESOURCE_EXHAUSTED` (8).
+    ResourceExhausted = 8,
+    /// `UNAVAILABLE` (14).
+    Unavailable = 14,
+    /// `UNAUTHENTICATED` (16).
+    Unauthenticated = 16,
+}
+
+impl GrpcCode {
+    /// The code for `error`.
+    ///
+    /// | `ResolveError` | gRPC status |
+    /// |---|---|
+    /// | `MissingToken`, `InvalidToken`, `ExpiredToken` | `UNAUTHENTICATED` |
+    /// | `MalformedToken`, `AmbiguousToken`, `MalformedBody` | `INVALID_ARGUMENT` |
+    /// | `ProductMismatch` | `PERMISSION_DENIED` |
+    /// | `BodyTooLarge` | `RESOURCE_EXHAUSTED` |
+    /// | `Throttled`, `Unavailable`, `ApiDisabled` | `UNAVAILABLE` |
+    /// | `Timeout`, `BodyTimeout` | `DEADLINE_EXCEEDED` |
+    pub fn of(error: &ResolveError) -> Self {
+        match error {
+            ResolveError::MissingToken
+            | ResolveError::InvalidToken
+            | ResolveError::ExpiredToken => Self::Unauthenticated,
+            ResolveError::MalformedToken(_)
+            | ResolveError::AmbiguousToken
+            | ResolveError::MalformedBody => Self::InvalidArgument,
+            ResolveError::ProductMismatch => Self::PermissionDenied,
+            ResolveError::BodyTooLarge { .. } => Self::ResourceExhausted,
+            ResolveError::Throttled | ResolveError::Unavailable(_) | ResolveError::ApiDisabled => {
+                Self::Unavailable
+            }
+            ResolveError::Timeout | ResolveError::BodyTimeout => Self::DeadlineExceeded,
+        }
+    }
+}
+
+/// A gRPC rejection: a trailers-only response, as gRPC servers send for a call
+/// that fails before any message.
+///
+/// HTTP 200, `content-type: application/grpc`, `grpc-status` (see
+/// [`GrpcCode::of`]) and a percent-encoded `grpc-message` fit for the caller
+/// (never the token), and an empty body. Use it as the layer's rejection in
+/// front of a tonic (or any gRPC) server, so clients see a proper `Status`
+/// instead of a bare HTTP error:
+///
+/// ```
+/// use http::HeaderName;
+/// use tower_resolve_customer::{grpc_status, RegistrationToken, ResolveCustomerLayer, ResolvedCustomer, TokenSource};
+///
+/// let layer = ResolveCustomerLayer::new(|_: RegistrationToken| async {
+///     Ok(ResolvedCustomer::new("123456789012", "prod-abc123"))
+/// })
+/// .token_source(TokenSource::header(HeaderName::from_static("x-amzn-marketplace-token")))
+/// .rejection(grpc_status);
+/// # let _ = layer;
+///
+/// let response = grpc_status(&tower_resolve_customer::ResolveError::ExpiredToken);
+/// assert_eq!(response.status(), 200);
+/// assert_eq!(response.headers()["grpc-status"], "16");
+/// assert_eq!(response.headers()["content-type"], "application/grpc");
+/// ```
+pub fn grpc_status(error: &ResolveError) -> Response<Bytes> {
+    let mut response = Response::new(Bytes::new());
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+    headers.insert("grpc-status", HeaderValue::from(GrpcCode::of(error) as u16));
+    if let Ok(message) = HeaderValue::from_str(&percent_encode(error.public_message())) {
+        headers.insert("grpc-message", message);
+    }
+    response
+}
+
+/// Percent-encodes as the gRPC spec asks of `grpc-message`: every byte outside
+/// printable ASCII, and `%`.
+fn percent_encode(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    for &b in message.as_bytes() {
+        if (0x20..=0x7e).contains(&b) && b != b'%' {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn message_encoding() {
+        assert_eq!(percent_encode("50% done: é"), "50%25 done: %C3%A9");
+    }
+
+    #[test]
+    fn every_error_has_a_grpc_answer() {
+        for error in [
+            ResolveError::MissingToken,
+            ResolveError::ExpiredToken,
+            ResolveError::Throttled,
+            ResolveError::Timeout,
+            ResolveError::ProductMismatch,
+        ] {
+            let response = grpc_status(&error);
+            assert_eq!(response.status(), 200);
+            assert!(response.body().is_empty());
+            assert!(response.headers().contains_key("grpc-message"));
+        }
+    }
+}

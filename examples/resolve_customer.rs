@@ -20,9 +20,9 @@
 //!
 //! ```sh
 //! cargo run --example resolve_customer --features test-util -- \
-//!     --region us-east-1 --registration-token "$TOKEN"
+//!     --aws --region us-east-1 --registration-token "$TOKEN"
 //! cargo run --example resolve_customer --features test-util -- \
-//!     --cli-input-json file://input.json --output text
+//!     --aws --cli-input-json file://input.json --output text
 //! cargo run --example resolve_customer --features test-util -- --generate-cli-skeleton
 //! ```
 
@@ -94,8 +94,12 @@ struct Cli {
     cli_connect_timeout: u64,
     /// Starts the embedded Marketplace Metering emulator on 127.0.0.1 with a demo
     /// customer, and resolves its demo token unless a token is given.
-    #[arg(long, conflicts_with_all = ["endpoint_url", "profile"])]
+    #[arg(long, conflicts_with_all = ["endpoint_url", "profile", "aws"])]
     emulator: bool,
+    /// Sends the request to AWS Marketplace itself (the default endpoint of the
+    /// region). Without it, give --emulator or --endpoint-url.
+    #[arg(long)]
+    aws: bool,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -174,6 +178,14 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             .build();
         emit(&render(&output_tree(&skeleton), cli.output));
         return Ok(());
+    }
+
+    if !cli.emulator && !cli.aws && cli.endpoint_url.is_none() {
+        return Err(fail(
+            PARAM_ERROR,
+            "Choose where to send the request: --aws for AWS Marketplace itself, \
+             --emulator to run offline, or --endpoint-url <value>.",
+        ));
     }
 
     let observer = Observer {

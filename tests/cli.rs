@@ -221,6 +221,14 @@ async fn usage_errors_exit_252() {
     let parsing = "\nError parsing parameter 'cli-input-json': Invalid JSON";
     assert!(broken.code == Some(252) && broken.stderr.starts_with(parsing));
 
+    // Real AWS only when asked for.
+    let nowhere = run(&["--registration-token", &token], &[], &[&token]).await;
+    expect(
+        &nowhere,
+        252,
+        "Choose where to send the request: --aws for AWS Marketplace itself, --emulator to run offline, or --endpoint-url <value>.\n",
+    );
+
     // A token pasted without its flag is not echoed back.
     assert_eq!(run(&[&token], &[], &[&token]).await.code, Some(252));
 }

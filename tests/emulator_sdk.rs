@@ -459,3 +459,21 @@ async fn trace_logs_never_hold_the_token() {
         );
     }
 }
+
+#[tokio::test]
+async fn emulator_stops_when_dropped() {
+    let emulator = MeteringEmulator::start().await.unwrap();
+    let addr = emulator.local_addr();
+    tokio::net::TcpStream::connect(addr).await.unwrap();
+    drop(emulator);
+    // The server task is cancelled the next time the runtime gets to it.
+    let mut refused = false;
+    for _ in 0..100 {
+        tokio::task::yield_now().await;
+        if tokio::net::TcpStream::connect(addr).await.is_err() {
+            refused = true;
+            break;
+        }
+    }
+    assert!(refused, "the emulator still accepts connections after drop");
+}

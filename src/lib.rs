@@ -122,4 +122,6 @@ pub use crate::resolver::Resolver;
 pub use crate::response_body::ResponseBody;
 pub use crate::service::ResolveCustomer;
 pub use crate::source::TokenSource;
-pub use crate::token::{DEFAULT_MAX_TOKEN_LEN, RegistrationToken, TOKEN_FIELD, TokenError};
+pub use crate::token::{
+    DEFAULT_MAX_TOKEN_LEN, RegistrationToken, TOKEN_FIELD, TOKEN_HEADER, TokenError,
+};

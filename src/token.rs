@@ -6,6 +6,10 @@ use std::fmt;
 /// registration token: `x-amzn-marketplace-token`.
 pub const TOKEN_FIELD: &str = "x-amzn-marketplace-token";
 
+/// [`TOKEN_FIELD`] as a header name, for [`TokenSource::header`](crate::TokenSource::header)
+/// (gRPC metadata keys are header names).
+pub const TOKEN_HEADER: http::HeaderName = http::HeaderName::from_static(TOKEN_FIELD);
+
 /// The default upper bound on a token's length, in bytes (4 KiB).
 ///
 /// Real tokens are about 184 characters of standard base64.

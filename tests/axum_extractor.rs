@@ -1,4 +1,5 @@
 //! The axum extractors and the layer inside an axum router.
+#![cfg(feature = "axum")]
 
 mod common;
 

@@ -8,36 +8,27 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use common::*;
-use tower::ServiceExt;
-use tower_layer::Layer;
 use tower_resolve_customer::{ResolveCustomerLayer, ResolveError};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn thousand_concurrent_same_token_one_call() {
     let resolver = TestResolver::gated(|t| Ok(customer_for(t)));
-    let seen = Arc::new(Seen::default());
-    let layer = ResolveCustomerLayer::from_arc(resolver.clone());
+    let h = Harness::new(ResolveCustomerLayer::from_arc(resolver.clone()));
     let token = realistic_token(1);
 
     let tasks: Vec<_> = (0..1000)
-        .map(|_| {
-            let svc = layer.layer(echo(seen.clone()));
-            let request = form_post(form_with_token(&token));
-            tokio::spawn(async move { svc.oneshot(request).await.unwrap().status() })
-        })
+        .map(|_| tokio::spawn(h.send(token_post(&token))))
         .collect();
     resolver.wait_started(1).await;
     resolver.release(1);
     for task in tasks {
-        assert_eq!(task.await.unwrap(), 200);
+        assert_eq!(task.await.unwrap().status(), 200);
     }
     assert_eq!(resolver.calls(), 1);
-    assert_eq!(seen.calls.load(Ordering::SeqCst), 1000);
+    assert_eq!(h.handled(), 1000);
     let expected = customer_for(&token);
     assert!(
-        seen.requests
-            .lock()
-            .unwrap()
+        h.requests()
             .iter()
             .all(|r| r.customer.as_ref() == Some(&expected))
     );
@@ -47,30 +38,21 @@ async fn thousand_concurrent_same_token_one_call() {
 async fn distinct_tokens_one_call_each() {
     const K: usize = 50;
     let resolver = TestResolver::ok();
-    let seen = Arc::new(Seen::default());
-    let layer = ResolveCustomerLayer::from_arc(resolver.clone());
+    let h = Harness::new(ResolveCustomerLayer::from_arc(resolver.clone()));
     let tokens: Vec<String> = (0..K).map(|i| format!("tok{i}")).collect();
     let tasks: Vec<_> = tokens
         .iter()
-        .flat_map(|t| [t.clone(), t.clone(), t.clone()])
-        .map(|token| {
-            let svc = layer.layer(echo(seen.clone()));
-            tokio::spawn(async move {
-                svc.oneshot(form_post(form_with_token(&token)))
-                    .await
-                    .unwrap()
-                    .status()
-            })
-        })
+        .flat_map(|t| [t, t, t])
+        .map(|token| tokio::spawn(h.send(token_post(token))))
         .collect();
     for task in tasks {
-        assert_eq!(task.await.unwrap(), 200);
+        assert_eq!(task.await.unwrap().status(), 200);
     }
     assert_eq!(resolver.calls(), K);
     for t in &tokens {
         assert_eq!(resolver.calls_for(t), 1);
     }
-    for r in seen.requests.lock().unwrap().iter() {
+    for r in h.requests().iter() {
         let account = r
             .customer
             .as_ref()
@@ -88,18 +70,13 @@ async fn distinct_tokens_one_call_each() {
 #[tokio::test]
 async fn dropped_first_caller_still_feeds_waiters_and_cache() {
     let resolver = TestResolver::gated(|t| Ok(customer_for(t)));
-    let seen = Arc::new(Seen::default());
-    let layer = ResolveCustomerLayer::from_arc(resolver.clone());
+    let h = Harness::new(ResolveCustomerLayer::from_arc(resolver.clone()));
     let token = realistic_token(2);
-    let send = |layer: &ResolveCustomerLayer<TestResolver>| {
-        let svc = layer.layer(echo(seen.clone()));
-        let request = form_post(form_with_token(&token));
-        tokio::spawn(async move { svc.oneshot(request).await.unwrap().status() })
-    };
+    let send = || tokio::spawn(h.send(token_post(&token)));
 
-    let first = send(&layer);
+    let first = send();
     resolver.wait_started(1).await;
-    let waiters: Vec<_> = (0..5).map(|_| send(&layer)).collect();
+    let waiters: Vec<_> = (0..5).map(|_| send()).collect();
     // Let the waiters reach the in-flight resolve, then disconnect the first.
     tokio::task::yield_now().await;
     first.abort();
@@ -107,60 +84,50 @@ async fn dropped_first_caller_still_feeds_waiters_and_cache() {
 
     resolver.release(1);
     for w in waiters {
-        assert_eq!(w.await.unwrap(), 200);
+        assert_eq!(w.await.unwrap().status(), 200);
     }
-    assert_eq!(send(&layer).await.unwrap(), 200);
+    assert_eq!(send().await.unwrap().status(), 200);
     assert_eq!(resolver.calls(), 1);
-    assert_eq!(seen.calls.load(Ordering::SeqCst), 6);
+    assert_eq!(h.handled(), 6);
 }
 
 #[tokio::test]
 async fn dropped_only_caller_still_completes_into_the_cache() {
     let resolver = TestResolver::gated(|t| Ok(customer_for(t)));
-    let seen = Arc::new(Seen::default());
-    let layer = ResolveCustomerLayer::from_arc(resolver.clone());
+    let h = Harness::new(ResolveCustomerLayer::from_arc(resolver.clone()));
     let token = realistic_token(3);
 
-    let svc = layer.layer(echo(seen.clone()));
-    let first = tokio::spawn(svc.oneshot(form_post(form_with_token(&token))));
+    let first = tokio::spawn(h.send(token_post(&token)));
     resolver.wait_started(1).await;
     first.abort();
     let _ = first.await;
     resolver.release(1);
 
-    let svc = layer.layer(echo(seen.clone()));
-    let response = svc
-        .oneshot(form_post(form_with_token(&token)))
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
+    assert_eq!(h.send(token_post(&token)).await.status(), 200);
     assert_eq!(resolver.calls(), 1);
 }
 
 #[tokio::test(start_paused = true)]
 async fn invalid_token_is_negatively_cached_for_the_negative_ttl() {
     let resolver = TestResolver::with(|_| Err(ResolveError::InvalidToken));
-    let seen = Arc::new(Seen::default());
-    let layer = ResolveCustomerLayer::from_arc(resolver.clone())
-        .negative_cache_ttl(Duration::from_secs(30));
-    let go = || {
-        layer
-            .layer(echo(seen.clone()))
-            .oneshot(form_post(form_with_token("junk")))
-    };
+    let h = Harness::new(
+        ResolveCustomerLayer::from_arc(resolver.clone())
+            .negative_cache_ttl(Duration::from_secs(30)),
+    );
+    let go = || h.send(token_post("junk"));
 
-    assert_eq!(go().await.unwrap().status(), 400);
-    assert_eq!(go().await.unwrap().status(), 400);
+    assert_eq!(go().await.status(), 400);
+    assert_eq!(go().await.status(), 400);
     assert_eq!(resolver.calls(), 1);
 
     tokio::time::advance(Duration::from_secs(29)).await;
-    assert_eq!(go().await.unwrap().status(), 400);
+    assert_eq!(go().await.status(), 400);
     assert_eq!(resolver.calls(), 1);
 
     tokio::time::advance(Duration::from_secs(2)).await;
-    assert_eq!(go().await.unwrap().status(), 400);
+    assert_eq!(go().await.status(), 400);
     assert_eq!(resolver.calls(), 2);
-    assert_eq!(seen.calls.load(Ordering::SeqCst), 0);
+    assert_eq!(h.handled(), 0);
 }
 
 #[tokio::test]
@@ -172,15 +139,9 @@ async fn transient_errors_are_not_cached() {
     ] {
         let status = error.status();
         let resolver = TestResolver::with(move |_| Err(error.clone()));
-        let seen = Arc::new(Seen::default());
-        let layer = ResolveCustomerLayer::from_arc(resolver.clone());
+        let h = Harness::new(ResolveCustomerLayer::from_arc(resolver.clone()));
         for expected_calls in 1..=3 {
-            let response = layer
-                .layer(echo(seen.clone()))
-                .oneshot(form_post(form_with_token("tok")))
-                .await
-                .unwrap();
-            assert_eq!(response.status(), status);
+            assert_eq!(h.send(token_post("tok")).await.status(), status);
             assert_eq!(resolver.calls(), expected_calls);
         }
     }
@@ -196,18 +157,13 @@ async fn transient_failure_then_success() {
             Ok(customer_for(t))
         }
     });
-    let seen = Arc::new(Seen::default());
-    let layer = ResolveCustomerLayer::from_arc(resolver.clone());
-    let go = || {
-        layer
-            .layer(echo(seen.clone()))
-            .oneshot(form_post(form_with_token("tok")))
-    };
-    let throttled = go().await.unwrap();
+    let h = Harness::new(ResolveCustomerLayer::from_arc(resolver.clone()));
+    let go = || h.send(token_post("tok"));
+    let throttled = go().await;
     assert_eq!(throttled.status(), 503);
     assert_eq!(throttled.headers()["retry-after"], "1");
-    assert_eq!(go().await.unwrap().status(), 200);
-    assert_eq!(go().await.unwrap().status(), 200);
+    assert_eq!(go().await.status(), 200);
+    assert_eq!(go().await.status(), 200);
     assert_eq!(resolver.calls(), 2);
 }
 
@@ -222,22 +178,18 @@ async fn success_is_kept_for_the_ttl_even_if_upstream_would_now_refuse() {
             Ok(customer_for(t))
         }
     });
-    let seen = Arc::new(Seen::default());
-    let layer =
-        ResolveCustomerLayer::from_arc(resolver.clone()).cache_ttl(Duration::from_secs(600));
-    let go = || {
-        layer
-            .layer(echo(seen.clone()))
-            .oneshot(form_post(form_with_token("tok")))
-    };
+    let h = Harness::new(
+        ResolveCustomerLayer::from_arc(resolver.clone()).cache_ttl(Duration::from_secs(600)),
+    );
+    let go = || h.send(token_post("tok"));
 
-    assert_eq!(go().await.unwrap().status(), 200);
+    assert_eq!(go().await.status(), 200);
     tokio::time::advance(Duration::from_secs(599)).await;
-    assert_eq!(go().await.unwrap().status(), 200, "refresh within the TTL");
+    assert_eq!(go().await.status(), 200, "refresh within the TTL");
     assert_eq!(resolver.calls(), 1);
 
     tokio::time::advance(Duration::from_secs(2)).await;
-    let response = go().await.unwrap();
+    let response = go().await;
     assert_eq!(
         response.status(),
         400,
@@ -247,70 +199,57 @@ async fn success_is_kept_for_the_ttl_even_if_upstream_would_now_refuse() {
     assert_eq!(resolver.calls(), 2);
 }
 
-#[tokio::test(start_paused = true)]
-async fn timed_out_request_leaves_the_resolve_running_for_the_retry() {
+/// A gated resolver behind a layer with a 3 s resolve timeout.
+fn gated_with_timeout() -> (Arc<TestResolver>, Harness<TestResolver>) {
     let resolver = TestResolver::gated(|t| Ok(customer_for(t)));
-    let seen = Arc::new(Seen::default());
     let layer =
         ResolveCustomerLayer::from_arc(resolver.clone()).resolve_timeout(Duration::from_secs(3));
-    let go = || {
-        layer
-            .layer(echo(seen.clone()))
-            .oneshot(form_post(form_with_token("tok")))
-    };
+    (resolver, Harness::new(layer))
+}
+
+#[tokio::test(start_paused = true)]
+async fn timed_out_request_leaves_the_resolve_running_for_the_retry() {
+    let (resolver, h) = gated_with_timeout();
+    let go = || h.send(token_post("tok"));
 
     // Time is paused: the timer fires once every task is idle.
-    let response = go().await.unwrap();
+    let response = go().await;
     assert_eq!(response.status(), 504);
     assert!(text(response).await.contains("timeout"));
 
     // The upstream answers late; the retry gets that answer, no second call
     // (which a single-use token would fail as expired).
     resolver.release(1);
-    assert_eq!(go().await.unwrap().status(), 200);
+    assert_eq!(go().await.status(), 200);
     assert_eq!(resolver.calls(), 1);
 }
 
 #[tokio::test(start_paused = true)]
 async fn hung_upstream_is_abandoned_after_twice_the_timeout_and_not_cached() {
-    let resolver = TestResolver::gated(|t| Ok(customer_for(t)));
-    let seen = Arc::new(Seen::default());
-    let layer =
-        ResolveCustomerLayer::from_arc(resolver.clone()).resolve_timeout(Duration::from_secs(3));
-    let go = || {
-        layer
-            .layer(echo(seen.clone()))
-            .oneshot(form_post(form_with_token("tok")))
-    };
+    let (resolver, h) = gated_with_timeout();
+    let go = || h.send(token_post("tok"));
 
-    assert_eq!(go().await.unwrap().status(), 504);
+    assert_eq!(go().await.status(), 504);
     // Still within the upstream's own deadline: the retry joins the same call.
-    assert_eq!(go().await.unwrap().status(), 504);
+    assert_eq!(go().await.status(), 504);
     assert_eq!(resolver.calls(), 1);
     // Past it: the call was abandoned and a new one starts.
     tokio::time::advance(Duration::from_secs(1)).await;
     resolver.release(1);
-    assert_eq!(go().await.unwrap().status(), 200);
+    assert_eq!(go().await.status(), 200);
     assert_eq!(resolver.calls(), 2);
 }
 
 #[tokio::test]
 async fn single_flight_holds_with_no_cache_capacity_at_all() {
     let resolver = TestResolver::gated(|t| Ok(customer_for(t)));
-    let seen = Arc::new(Seen::default());
-    let layer = ResolveCustomerLayer::from_arc(resolver.clone())
-        .cache_capacity(0)
-        .negative_cache_capacity(0);
+    let h = Harness::new(
+        ResolveCustomerLayer::from_arc(resolver.clone())
+            .cache_capacity(0)
+            .negative_cache_capacity(0),
+    );
     let tasks: Vec<_> = (0..200)
-        .map(|_| {
-            let svc = layer.layer(echo(seen.clone()));
-            tokio::spawn(async move {
-                svc.oneshot(form_post(form_with_token("tok")))
-                    .await
-                    .unwrap()
-                    .status()
-            })
-        })
+        .map(|_| tokio::spawn(h.send(token_post("tok"))))
         .collect();
     resolver.wait_started(1).await;
     // Single-threaded runtime: yielding lets every request task run up to its
@@ -321,20 +260,13 @@ async fn single_flight_holds_with_no_cache_capacity_at_all() {
     // Enough permits that an (incorrect) second call would not hang the test.
     resolver.release(10);
     for t in tasks {
-        assert_eq!(t.await.unwrap(), 200);
+        assert_eq!(t.await.unwrap().status(), 200);
     }
     assert_eq!(resolver.calls(), 1);
-    assert_eq!(seen.calls.load(Ordering::SeqCst), 200);
+    assert_eq!(h.handled(), 200);
 
     // Nothing is remembered afterwards, by configuration.
-    let svc = layer.layer(echo(seen.clone()));
-    assert_eq!(
-        svc.oneshot(form_post(form_with_token("tok")))
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(h.send(token_post("tok")).await.status(), 200);
     assert_eq!(resolver.calls(), 2);
 }
 
@@ -347,21 +279,17 @@ async fn junk_tokens_do_not_evict_resolved_customers() {
             Ok(customer_for(t))
         }
     });
-    let seen = Arc::new(Seen::default());
-    let layer = ResolveCustomerLayer::from_arc(resolver.clone())
-        .cache_capacity(10)
-        .negative_cache_capacity(10);
-    let go = |t: String| {
-        layer
-            .layer(echo(seen.clone()))
-            .oneshot(form_post(form_with_token(&t)))
-    };
+    let h = Harness::new(
+        ResolveCustomerLayer::from_arc(resolver.clone())
+            .cache_capacity(10)
+            .negative_cache_capacity(10),
+    );
 
-    assert_eq!(go("buyer".into()).await.unwrap().status(), 200);
+    assert_eq!(h.send(token_post("buyer")).await.status(), 200);
     for i in 0..500 {
-        assert_eq!(go(format!("junk{i}")).await.unwrap().status(), 400);
+        assert_eq!(h.send(token_post(&format!("junk{i}"))).await.status(), 400);
     }
-    assert_eq!(go("buyer".into()).await.unwrap().status(), 200);
+    assert_eq!(h.send(token_post("buyer")).await.status(), 200);
     assert_eq!(resolver.calls_for("buyer"), 1);
 }
 
@@ -373,15 +301,10 @@ async fn panicking_resolver_does_not_hang_waiters() {
         }
         Ok(customer_for(t))
     });
-    let seen = Arc::new(Seen::default());
-    let layer = ResolveCustomerLayer::from_arc(resolver.clone());
-    let go = |t: &str| {
-        layer
-            .layer(echo(seen.clone()))
-            .oneshot(form_post(form_with_token(t)))
-    };
-    assert_eq!(go("boom").await.unwrap().status(), 503);
-    assert_eq!(go("boom").await.unwrap().status(), 503, "not cached");
+    let h = Harness::new(ResolveCustomerLayer::from_arc(resolver.clone()));
+    let go = |t: &str| h.send(token_post(t));
+    assert_eq!(go("boom").await.status(), 503);
+    assert_eq!(go("boom").await.status(), 503, "not cached");
     assert_eq!(resolver.calls(), 2);
-    assert_eq!(go("fine").await.unwrap().status(), 200);
+    assert_eq!(go("fine").await.status(), 200);
 }

@@ -3,16 +3,12 @@
 
 mod common;
 
-use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use aws_sdk_marketplacemetering::Client;
 use aws_sdk_marketplacemetering::config::retry::RetryConfig;
 use aws_sdk_marketplacemetering::config::timeout::TimeoutConfig;
 use common::*;
-use tower::ServiceExt;
-use tower_layer::Layer;
 use tower_resolve_customer::emulator::{Fault, MeteringEmulator, RedemptionPolicy};
 use tower_resolve_customer::{
     AwsMarketplaceResolver, RegistrationToken, ResolveCustomerLayer, ResolveError,
@@ -104,8 +100,7 @@ async fn each_modeled_error_maps_to_its_resolve_error_and_response() {
     );
 
     // Through the layer: each error's response.
-    let seen = Arc::new(Seen::default());
-    let layer = ResolveCustomerLayer::new(emulator.resolver());
+    let h = Harness::new(ResolveCustomerLayer::new(emulator.resolver()));
     let cases: Vec<(Option<Fault>, &str, u16, &str)> = vec![
         (None, "unregistered", 400, "invalid-token"),
         (None, old.as_str(), 400, "expired-token"),
@@ -127,11 +122,7 @@ async fn each_modeled_error_maps_to_its_resolve_error_and_response() {
         if let Some(fault) = fault {
             emulator.inject_times(fault, 3);
         }
-        let response = layer
-            .layer(echo(seen.clone()))
-            .oneshot(form_post(form_with_token(token)))
-            .await
-            .unwrap();
+        let response = h.send(token_post(token)).await;
         assert_eq!(response.status(), status, "{code}");
         if status == 503 {
             assert!(response.headers().contains_key("retry-after"));
@@ -139,7 +130,7 @@ async fn each_modeled_error_maps_to_its_resolve_error_and_response() {
         assert!(text(response).await.contains(code));
         emulator.clear_faults();
     }
-    assert_eq!(seen.calls.load(Ordering::SeqCst), 0);
+    assert_eq!(h.handled(), 0);
 }
 
 #[tokio::test]
@@ -166,72 +157,47 @@ async fn internal_errors_are_retried_up_to_the_configured_attempts_then_503() {
             .build(),
     );
     emulator.inject_times(Fault::InternalError, 10);
-    let seen = Arc::new(Seen::default());
-    let layer = ResolveCustomerLayer::new(AwsMarketplaceResolver::new(client));
-    let response = layer
-        .layer(echo(seen.clone()))
-        .oneshot(form_post(form_with_token(&token)))
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 503);
+    let h = Harness::new(ResolveCustomerLayer::new(AwsMarketplaceResolver::new(
+        client,
+    )));
+    assert_eq!(h.send(token_post(&token)).await.status(), 503);
     assert_eq!(emulator.attempts_seen(), vec![1, 2, 3, 4]);
     assert_eq!(emulator.calls_for(&token), 4);
 
     // Not cached: once AWS recovers, the next request succeeds.
     emulator.clear_faults();
-    let response = layer
-        .layer(echo(seen.clone()))
-        .oneshot(form_post(form_with_token(&token)))
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
+    assert_eq!(h.send(token_post(&token)).await.status(), 200);
 }
 
 #[tokio::test]
 async fn read_and_operation_timeouts_are_timeout_errors() {
     let (emulator, token) = emulator_with_token().await;
-    let no_retry = RetryConfig::standard().with_max_attempts(1);
-
-    let read_timeout = Client::from_conf(
-        emulator
-            .config_builder()
-            .retry_config(no_retry.clone())
-            .timeout_config(
-                TimeoutConfig::builder()
-                    .read_timeout(Duration::from_millis(100))
-                    .build(),
-            )
-            .build(),
-    );
-    emulator.inject(Fault::Latency(Duration::from_secs(5)));
-    let error = resolve(&AwsMarketplaceResolver::new(read_timeout), &token).await;
-    assert_eq!(error, Err(ResolveError::Timeout));
-
-    let operation_timeout = Client::from_conf(
-        emulator
-            .config_builder()
-            .retry_config(no_retry)
-            .timeout_config(
-                TimeoutConfig::builder()
-                    .operation_timeout(Duration::from_millis(100))
-                    .build(),
-            )
-            .build(),
-    );
-    emulator.inject(Fault::Latency(Duration::from_secs(5)));
-    let error = resolve(&AwsMarketplaceResolver::new(operation_timeout), &token).await;
-    assert_eq!(error, Err(ResolveError::Timeout));
+    let limit = Duration::from_millis(100);
+    for (kind, timeouts) in [
+        ("read", TimeoutConfig::builder().read_timeout(limit)),
+        (
+            "operation",
+            TimeoutConfig::builder().operation_timeout(limit),
+        ),
+    ] {
+        let client = Client::from_conf(
+            emulator
+                .config_builder()
+                .retry_config(RetryConfig::standard().with_max_attempts(1))
+                .timeout_config(timeouts.build())
+                .build(),
+        );
+        emulator.inject(Fault::Latency(Duration::from_secs(5)));
+        let error = resolve(&AwsMarketplaceResolver::new(client), &token).await;
+        assert_eq!(error, Err(ResolveError::Timeout), "{kind} timeout");
+    }
 
     // Through the layer, with its own timeout: 504.
     emulator.inject(Fault::Latency(Duration::from_secs(5)));
-    let seen = Arc::new(Seen::default());
-    let response = ResolveCustomerLayer::new(emulator.resolver())
-        .resolve_timeout(Duration::from_millis(100))
-        .layer(echo(seen.clone()))
-        .oneshot(form_post(form_with_token(&token)))
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 504);
+    let h = Harness::new(
+        ResolveCustomerLayer::new(emulator.resolver()).resolve_timeout(Duration::from_millis(100)),
+    );
+    assert_eq!(h.send(token_post(&token)).await.status(), 504);
 }
 
 #[tokio::test]
@@ -330,17 +296,11 @@ async fn emulator_answers_bad_requests_like_aws() {
 async fn single_use_double_submit_sequential_reaches_the_handler_twice_with_one_redemption() {
     let (emulator, token) = emulator_with_token().await;
     emulator.set_policy(RedemptionPolicy::SingleUse);
-    let seen = Arc::new(Seen::default());
-    let layer = ResolveCustomerLayer::new(emulator.resolver());
+    let h = Harness::new(ResolveCustomerLayer::new(emulator.resolver()));
     for _ in 0..2 {
-        let response = layer
-            .layer(echo(seen.clone()))
-            .oneshot(form_post(form_with_token(&token)))
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 200);
+        assert_eq!(h.send(token_post(&token)).await.status(), 200);
     }
-    assert_eq!(seen.calls.load(Ordering::SeqCst), 2);
+    assert_eq!(h.handled(), 2);
     assert_eq!(emulator.redemptions_of(&token), 1);
     assert_eq!(emulator.calls_for(&token), 1);
     // Without the layer's cache, the resubmission would have been refused.
@@ -356,41 +316,21 @@ async fn single_use_hundred_concurrent_submits_one_redemption() {
     emulator.set_policy(RedemptionPolicy::SingleUse);
     // Slow the upstream down so the requests really overlap.
     emulator.inject(Fault::Latency(Duration::from_millis(50)));
-    let seen = Arc::new(Seen::default());
-    let layer = ResolveCustomerLayer::new(emulator.resolver());
+    let h = Harness::new(ResolveCustomerLayer::new(emulator.resolver()));
     let tasks: Vec<_> = (0..100)
-        .map(|_| {
-            let svc = layer.layer(echo(seen.clone()));
-            let request = form_post(form_with_token(&token));
-            tokio::spawn(async move { svc.oneshot(request).await.unwrap().status() })
-        })
+        .map(|_| tokio::spawn(h.send(token_post(&token))))
         .collect();
     for task in tasks {
-        assert_eq!(task.await.unwrap(), 200);
+        assert_eq!(task.await.unwrap().status(), 200);
     }
-    assert_eq!(seen.calls.load(Ordering::SeqCst), 100);
+    assert_eq!(h.handled(), 100);
     assert!(
-        seen.requests
-            .lock()
-            .unwrap()
+        h.requests()
             .iter()
             .all(|r| r.customer.as_ref() == Some(&full_customer()))
     );
     assert_eq!(emulator.calls_for(&token), 1);
     assert_eq!(emulator.redemptions_of(&token), 1);
-}
-
-#[derive(Clone, Default)]
-struct Capture(Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
 }
 
 /// Runs a double submit and an invalid token through the layer and the real SDK
@@ -405,16 +345,11 @@ async fn logs_of_a_registration(filter: &str, token: &str, emulator: &MeteringEm
         .with_ansi(false)
         .finish();
     let _guard = tracing::subscriber::set_default(subscriber);
-    let seen = Arc::new(Seen::default());
-    let layer = ResolveCustomerLayer::new(emulator.resolver());
+    let h = Harness::new(ResolveCustomerLayer::new(emulator.resolver()));
     for t in [token, token, "unregisteredButWellFormed"] {
-        layer
-            .layer(echo(seen.clone()))
-            .oneshot(form_post(form_with_token(t)))
-            .await
-            .unwrap();
+        h.send(token_post(t)).await;
     }
-    String::from_utf8(capture.0.lock().unwrap().clone()).unwrap()
+    capture.contents()
 }
 
 #[tokio::test]

@@ -2,26 +2,8 @@
 
 mod common;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
 use common::*;
-use tower::ServiceExt;
-use tower_layer::Layer;
 use tower_resolve_customer::{RegistrationToken, ResolveCustomerLayer, ResolveError};
-
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 #[tokio::test]
 async fn trace_logs_and_rejections_never_hold_the_token() {
@@ -46,15 +28,10 @@ async fn trace_logs_and_rejections_never_hold_the_token() {
             Err(ResolveError::InvalidToken)
         }
     });
-    let seen = Arc::new(Seen::default());
-    let layer = ResolveCustomerLayer::from_arc(resolver.clone());
+    let h = Harness::new(ResolveCustomerLayer::from_arc(resolver.clone()));
     let mut bodies = String::new();
     for token in [&good, &good, &bad, &bad] {
-        let response = layer
-            .layer(echo(seen.clone()))
-            .oneshot(form_post(form_with_token(token)))
-            .await
-            .unwrap();
+        let response = h.send(token_post(token)).await;
         if response.status() != 200 {
             bodies.push_str(&format!("{:?}", response.headers()));
             bodies.push_str(&text(response).await);
@@ -65,15 +42,10 @@ async fn trace_logs_and_rejections_never_hold_the_token() {
         "x-amzn-marketplace-token=secret%20part",
         "x-amzn-marketplace-token=a&x-amzn-marketplace-token=b",
     ] {
-        let response = layer
-            .layer(echo(seen.clone()))
-            .oneshot(form_post(body))
-            .await
-            .unwrap();
-        bodies.push_str(&text(response).await);
+        bodies.push_str(&text(h.send(form_post(body)).await).await);
     }
 
-    let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    let logs = capture.contents();
     assert!(
         logs.contains("resolve_customer"),
         "the resolve span is logged:\n{logs}"

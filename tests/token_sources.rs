@@ -2,16 +2,11 @@
 
 mod common;
 
-use std::sync::Arc;
-use std::sync::atomic::Ordering;
-
 use bytes::Bytes;
 use common::*;
 use http::header::{CONTENT_TYPE, COOKIE};
 use http::{HeaderMap, HeaderName, HeaderValue, Request};
 use http_body::Frame;
-use tower::ServiceExt;
-use tower_layer::Layer;
 use tower_resolve_customer::{ResolveCustomerLayer, ResolvedCustomer, TokenSource};
 
 const HEADER: HeaderName = HeaderName::from_static("x-amzn-marketplace-token");
@@ -19,22 +14,21 @@ const HEADER: HeaderName = HeaderName::from_static("x-amzn-marketplace-token");
 #[tokio::test]
 async fn form_token_with_base64_punctuation_survives_decoding_once() {
     let resolver = TestResolver::ok();
-    let seen = Arc::new(Seen::default());
-    let svc = ResolveCustomerLayer::from_arc(resolver.clone()).layer(echo(seen.clone()));
+    let h = Harness::new(ResolveCustomerLayer::from_arc(resolver.clone()));
 
     let token = realistic_token(1);
     assert!(token.contains('+') && token.contains('/') && token.ends_with("=="));
     let body = form_with_token(&token);
     assert!(body.contains("%2B") && body.contains("%2F") && body.contains("%3D"));
 
-    let response = svc.oneshot(form_post(body.clone())).await.unwrap();
+    let response = h.send(form_post(body.clone())).await;
     assert_eq!(response.status(), 200);
     assert_eq!(
         resolver.calls_for(&token),
         1,
         "resolver got the decoded token"
     );
-    let seen = seen.requests.lock().unwrap();
+    let seen = h.requests();
     assert_eq!(seen[0].customer.as_ref(), Some(&customer_for(&token)));
     assert_eq!(
         seen[0].body,
@@ -46,8 +40,7 @@ async fn form_token_with_base64_punctuation_survives_decoding_once() {
 #[tokio::test]
 async fn body_and_trailers_reinstated_when_token_is_not_first() {
     let resolver = TestResolver::ok();
-    let seen = Arc::new(Seen::default());
-    let svc = ResolveCustomerLayer::from_arc(resolver.clone()).layer(echo(seen.clone()));
+    let h = Harness::new(ResolveCustomerLayer::from_arc(resolver.clone()));
 
     let token = realistic_token(2);
     let body = format!(
@@ -73,10 +66,10 @@ async fn body_and_trailers_reinstated_when_token_is_not_first() {
         .body(FrameBody::new(frames))
         .unwrap();
 
-    let response = svc.oneshot(request).await.unwrap();
+    let response = h.send(request).await;
     assert_eq!(response.status(), 200);
     assert_eq!(resolver.calls_for(&token), 1);
-    let seen = seen.requests.lock().unwrap();
+    let seen = h.requests();
     assert_eq!(seen[0].body, body.as_bytes());
     assert_eq!(seen[0].trailers.as_ref(), Some(&trailers));
     let fields: Vec<(String, String)> =
@@ -87,21 +80,20 @@ async fn body_and_trailers_reinstated_when_token_is_not_first() {
 #[tokio::test]
 async fn header_source() {
     let resolver = TestResolver::ok();
-    let seen = Arc::new(Seen::default());
-    let svc = ResolveCustomerLayer::from_arc(resolver.clone())
-        .token_source(TokenSource::header(HEADER))
-        .layer(echo(seen.clone()));
+    let h = Harness::new(
+        ResolveCustomerLayer::from_arc(resolver.clone()).token_source(TokenSource::header(HEADER)),
+    );
     let token = realistic_token(3);
     let request = Request::get("/")
         .header(HEADER, &token)
         .body(String::from("untouched"))
         .unwrap();
-    let response = svc.oneshot(request).await.unwrap();
+    let response = h.send(request).await;
     assert_eq!(response.status(), 200);
     assert_eq!(resolver.calls_for(&token), 1);
     assert_eq!(text(response).await, "untouched");
     assert_eq!(
-        seen.requests.lock().unwrap()[0].customer.as_ref(),
+        h.requests()[0].customer.as_ref(),
         Some(&customer_for(&token))
     );
 }
@@ -109,10 +101,9 @@ async fn header_source() {
 #[tokio::test]
 async fn query_source_decodes_once() {
     let resolver = TestResolver::ok();
-    let seen = Arc::new(Seen::default());
-    let svc = ResolveCustomerLayer::from_arc(resolver.clone())
-        .token_source(TokenSource::query("token"))
-        .layer(echo::<String>(seen.clone()));
+    let h = Harness::new(
+        ResolveCustomerLayer::from_arc(resolver.clone()).token_source(TokenSource::query("token")),
+    );
     let token = realistic_token(4);
     let query = form_urlencoded::Serializer::new(String::new())
         .append_pair("a", "1")
@@ -121,17 +112,17 @@ async fn query_source_decodes_once() {
     let request = Request::get(format!("/register?{query}"))
         .body(String::new())
         .unwrap();
-    let response = svc.oneshot(request).await.unwrap();
-    assert_eq!(response.status(), 200);
+    assert_eq!(h.send(request).await.status(), 200);
     assert_eq!(resolver.calls_for(&token), 1);
 }
 
 #[tokio::test]
 async fn cookie_source_verbatim_and_quoted() {
     let resolver = TestResolver::ok();
-    let seen = Arc::new(Seen::default());
-    let layer = ResolveCustomerLayer::from_arc(resolver.clone())
-        .token_source(TokenSource::cookie("mp_token"));
+    let h = Harness::new(
+        ResolveCustomerLayer::from_arc(resolver.clone())
+            .token_source(TokenSource::cookie("mp_token")),
+    );
     let token = realistic_token(5);
     for cookie in [
         format!("session=abc; mp_token={token}; theme=dark"),
@@ -141,108 +132,75 @@ async fn cookie_source_verbatim_and_quoted() {
             .header(COOKIE, cookie)
             .body(String::new())
             .unwrap();
-        let response = layer
-            .layer(echo(seen.clone()))
-            .oneshot(request)
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 200);
+        assert_eq!(h.send(request).await.status(), 200);
     }
     assert_eq!(
         resolver.calls_for(&token),
         1,
         "second request served by the cache"
     );
-    assert_eq!(seen.calls.load(Ordering::SeqCst), 2);
+    assert_eq!(h.handled(), 2);
 }
 
 #[tokio::test]
 async fn ordered_list_first_match_wins_and_agreement_is_required() {
     let resolver = TestResolver::ok();
-    let seen = Arc::new(Seen::default());
-    let layer = ResolveCustomerLayer::from_arc(resolver.clone()).token_source(
-        TokenSource::form()
-            .or(TokenSource::header(HEADER))
-            .or(TokenSource::query("token")),
+    let h = Harness::new(
+        ResolveCustomerLayer::from_arc(resolver.clone()).token_source(
+            TokenSource::form()
+                .or(TokenSource::header(HEADER))
+                .or(TokenSource::query("token")),
+        ),
     );
     let token = realistic_token(6);
     let other = realistic_token(7);
+    // The form post carrying `token`, with `header` in the header as well.
+    let form_and_header = |header: &str| {
+        let mut request = token_post(&token);
+        request
+            .headers_mut()
+            .insert(HEADER, header.parse().unwrap());
+        request
+    };
 
-    // Header only (a GET: no form to read).
-    let request = Request::get("/")
+    // Header only (a GET: no form to read); then form and header agree.
+    let header_only = Request::get("/")
         .header(HEADER, &token)
         .body(String::new())
         .unwrap();
-    assert_eq!(
-        layer
-            .layer(echo(seen.clone()))
-            .oneshot(request)
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
-
-    // Form and header agree.
-    let mut request = form_post(form_with_token(&token));
-    request.headers_mut().insert(HEADER, token.parse().unwrap());
-    assert_eq!(
-        layer
-            .layer(echo(seen.clone()))
-            .oneshot(request)
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    for request in [header_only, form_and_header(&token)] {
+        assert_eq!(h.send(request).await.status(), 200);
+    }
 
     // Form and header disagree: ambiguous, nobody called.
-    let mut request = form_post(form_with_token(&token));
-    request.headers_mut().insert(HEADER, other.parse().unwrap());
-    let response = layer
-        .layer(echo(seen.clone()))
-        .oneshot(request)
-        .await
-        .unwrap();
+    let response = h.send(form_and_header(&other)).await;
     assert_eq!(response.status(), 400);
     assert!(text(response).await.contains("ambiguous-token"));
 
     assert_eq!(resolver.calls(), 1);
     assert_eq!(resolver.calls_for(&other), 0);
-    assert_eq!(seen.calls.load(Ordering::SeqCst), 2);
+    assert_eq!(h.handled(), 2);
 }
 
 #[tokio::test]
 async fn duplicate_field_same_value_is_fine_different_is_ambiguous() {
     let resolver = TestResolver::ok();
-    let seen = Arc::new(Seen::default());
-    let layer = ResolveCustomerLayer::from_arc(resolver.clone());
+    let h = Harness::new(ResolveCustomerLayer::from_arc(resolver.clone()));
     let (a, b) = (realistic_token(8), realistic_token(9));
 
     let same = format!("{}&{}", form_with_token(&a), form_with_token(&a));
-    let response = layer
-        .layer(echo(seen.clone()))
-        .oneshot(form_post(same))
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
+    assert_eq!(h.send(form_post(same)).await.status(), 200);
 
     let different = format!("{}&{}", form_with_token(&a), form_with_token(&b));
-    let response = layer
-        .layer(echo(seen.clone()))
-        .oneshot(form_post(different))
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 400);
+    assert_eq!(h.send(form_post(different)).await.status(), 400);
     assert_eq!(resolver.calls_for(&b), 0);
-    assert_eq!(seen.calls.load(Ordering::SeqCst), 1);
+    assert_eq!(h.handled(), 1);
 }
 
 #[tokio::test]
 async fn required_rejects_missing_token_without_calling_inner() {
     let resolver = TestResolver::ok();
-    let seen = Arc::new(Seen::default());
-    let layer = ResolveCustomerLayer::from_arc(resolver.clone());
+    let h = Harness::new(ResolveCustomerLayer::from_arc(resolver.clone()));
 
     for request in [
         form_post("x-amzn-marketplace-offer-type=free-trial"),
@@ -252,52 +210,36 @@ async fn required_rejects_missing_token_without_calling_inner() {
             .body(String::from(r#"{"x-amzn-marketplace-token":"abc"}"#))
             .unwrap(),
     ] {
-        let response = layer
-            .layer(echo(seen.clone()))
-            .oneshot(request)
-            .await
-            .unwrap();
+        let response = h.send(request).await;
         assert_eq!(response.status(), 400);
         assert_eq!(response.headers()[CONTENT_TYPE], "application/problem+json");
         assert!(text(response).await.contains("missing-token"));
     }
-    assert_eq!(seen.calls.load(Ordering::SeqCst), 0);
+    assert_eq!(h.handled(), 0);
     assert_eq!(resolver.calls(), 0);
 }
 
 #[tokio::test]
 async fn optional_passes_through_untouched_without_extension() {
     let resolver = TestResolver::ok();
-    let seen = Arc::new(Seen::default());
-    let layer = ResolveCustomerLayer::from_arc(resolver.clone()).optional();
+    let h = Harness::new(ResolveCustomerLayer::from_arc(resolver.clone()).optional());
 
     let form = "plan=pro&x-amzn-marketplace-offer-type=free-trial";
-    let response = layer
-        .layer(echo(seen.clone()))
-        .oneshot(form_post(form))
-        .await
-        .unwrap();
+    let response = h.send(form_post(form)).await;
     assert_eq!(response.status(), 200);
     assert_eq!(text(response).await, form);
 
     let request = Request::put("/x").body(String::from("raw bytes")).unwrap();
-    let response = layer
-        .layer(echo(seen.clone()))
-        .oneshot(request)
-        .await
-        .unwrap();
-    assert_eq!(text(response).await, "raw bytes");
+    assert_eq!(text(h.send(request).await).await, "raw bytes");
 
     // A token that is present but malformed is still refused.
-    let response = layer
-        .layer(echo(seen.clone()))
-        .oneshot(form_post("x-amzn-marketplace-token=has+space"))
-        .await
-        .unwrap();
+    let response = h
+        .send(form_post("x-amzn-marketplace-token=has+space"))
+        .await;
     assert_eq!(response.status(), 400);
     assert!(text(response).await.contains("malformed-token"));
 
-    let seen_requests = seen.requests.lock().unwrap();
+    let seen_requests = h.requests();
     assert_eq!(seen_requests.len(), 2);
     assert!(seen_requests.iter().all(|r| r.customer.is_none()));
     assert_eq!(resolver.calls(), 0);
@@ -315,47 +257,36 @@ async fn product_allowlist_rejects_other_products_with_403() {
             },
         ))
     });
-    let seen = Arc::new(Seen::default());
-    let layer = ResolveCustomerLayer::from_arc(resolver.clone()).allowed_product_codes(["prod-a"]);
+    let h = Harness::new(
+        ResolveCustomerLayer::from_arc(resolver.clone()).allowed_product_codes(["prod-a"]),
+    );
 
-    let response = layer
-        .layer(echo(seen.clone()))
-        .oneshot(form_post(form_with_token("Aaaa")))
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    let response = layer
-        .layer(echo(seen.clone()))
-        .oneshot(form_post(form_with_token("Bbbb")))
-        .await
-        .unwrap();
+    assert_eq!(h.send(token_post("Aaaa")).await.status(), 200);
+    let response = h.send(token_post("Bbbb")).await;
     assert_eq!(response.status(), 403);
     let body = text(response).await;
     assert!(body.contains("product-mismatch"), "{body}");
     assert!(!body.contains("Bbbb"));
-    assert_eq!(seen.calls.load(Ordering::SeqCst), 1);
+    assert_eq!(h.handled(), 1);
 }
 
 #[tokio::test]
 async fn custom_rejection_responder() {
-    let seen = Arc::new(Seen::default());
-    let svc = ResolveCustomerLayer::new(|_: tower_resolve_customer::RegistrationToken| async {
-        Err(tower_resolve_customer::ResolveError::ExpiredToken)
-    })
-    .rejection(|e: &tower_resolve_customer::ResolveError| {
-        let mut r = http::Response::new(format!("<p>{}</p>", e.kind()));
-        *r.status_mut() = e.status();
-        r.headers_mut()
-            .insert(CONTENT_TYPE, HeaderValue::from_static("text/html"));
-        r
-    })
-    .layer(echo(seen.clone()));
-    let response = svc
-        .oneshot(form_post(form_with_token("abc")))
-        .await
-        .unwrap();
+    let h = Harness::new(
+        ResolveCustomerLayer::new(|_: tower_resolve_customer::RegistrationToken| async {
+            Err(tower_resolve_customer::ResolveError::ExpiredToken)
+        })
+        .rejection(|e: &tower_resolve_customer::ResolveError| {
+            let mut r = http::Response::new(format!("<p>{}</p>", e.kind()));
+            *r.status_mut() = e.status();
+            r.headers_mut()
+                .insert(CONTENT_TYPE, HeaderValue::from_static("text/html"));
+            r
+        }),
+    );
+    let response = h.send(token_post("abc")).await;
     assert_eq!(response.status(), 400);
     assert_eq!(response.headers()[CONTENT_TYPE], "text/html");
     assert_eq!(text(response).await, "<p>expired-token</p>");
-    assert_eq!(seen.calls.load(Ordering::SeqCst), 0);
+    assert_eq!(h.handled(), 0);
 }

@@ -1,11 +1,12 @@
-//! Shared test fixtures: a counting, gateable resolver and an echoing inner service.
+//! Shared test fixtures: a counting, gateable resolver, an echoing inner
+//! service and a harness that sends requests through a layer to it.
 #![allow(dead_code, unreachable_pub)]
 
 use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -13,8 +14,11 @@ use http::{HeaderMap, Request, Response};
 use http_body::{Body, Frame};
 use http_body_util::{BodyExt, Full};
 use tokio::sync::Semaphore;
+use tower::ServiceExt;
+use tower_layer::Layer;
 use tower_resolve_customer::{
-    RegistrationToken, RequestBody, ResolveError, ResolvedCustomer, Resolver,
+    RegistrationToken, RequestBody, ResolveCustomerLayer, ResolveError, ResolvedCustomer, Resolver,
+    ResponseBody,
 };
 
 type Answer = Box<dyn Fn(&str) -> Result<ResolvedCustomer, ResolveError> + Send + Sync>;
@@ -159,6 +163,50 @@ where
     })
 }
 
+/// A layer in front of [`echo`], and what the echo service saw.
+///
+/// Every [`send`](Self::send) layers a fresh `echo` over the same layer, so all
+/// requests share the layer's cache and in-flight resolves, and all are
+/// recorded in the same [`Seen`].
+pub struct Harness<R> {
+    pub layer: ResolveCustomerLayer<R>,
+    pub seen: Arc<Seen>,
+}
+
+impl<R: Resolver> Harness<R> {
+    pub fn new(layer: ResolveCustomerLayer<R>) -> Self {
+        Self {
+            layer,
+            seen: Arc::default(),
+        }
+    }
+
+    /// Sends `request` through the layer to a fresh `echo`. The service is
+    /// made now and the returned future owns it, so it can be spawned.
+    pub fn send<B>(
+        &self,
+        request: Request<B>,
+    ) -> impl Future<Output = Response<ResponseBody<Full<Bytes>>>> + Send + use<R, B>
+    where
+        B: Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>> + std::fmt::Debug,
+    {
+        let service = self.layer.layer(echo(Arc::clone(&self.seen)));
+        async move { service.oneshot(request).await.unwrap() }
+    }
+
+    /// How many requests reached the echo service.
+    pub fn handled(&self) -> usize {
+        self.seen.calls.load(Ordering::SeqCst)
+    }
+
+    /// The requests the echo service received, in order.
+    pub fn requests(&self) -> MutexGuard<'_, Vec<SeenRequest>> {
+        self.seen.requests.lock().unwrap()
+    }
+}
+
 /// A body made of given frames, optionally failing after them.
 pub struct FrameBody {
     frames: VecDeque<Frame<Bytes>>,
@@ -230,10 +278,20 @@ impl Body for FrameBody {
 
 /// A form POST as AWS Marketplace's redirect sends it.
 pub fn form_post(body: impl Into<String>) -> Request<String> {
+    form_post_body(body.into())
+}
+
+/// A form POST to `/register` with any body type.
+pub fn form_post_body<B>(body: B) -> Request<B> {
     Request::post("/register")
         .header(http::header::CONTENT_TYPE, FORM)
-        .body(body.into())
+        .body(body)
         .unwrap()
+}
+
+/// The form POST carrying `token`: `form_post(form_with_token(token))`.
+pub fn token_post(token: &str) -> Request<String> {
+    form_post(form_with_token(token))
 }
 
 /// `x-amzn-marketplace-token=<token, urlencoded>`.
@@ -260,4 +318,25 @@ pub fn realistic_token(seed: u8) -> String {
         .collect();
     s.push_str("==");
     s
+}
+
+/// A log writer that keeps everything written to it.
+#[derive(Clone, Default)]
+pub struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl Capture {
+    /// Everything written so far, as text.
+    pub fn contents(&self) -> String {
+        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+    }
+}
+
+impl std::io::Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }

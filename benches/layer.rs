@@ -1,0 +1,282 @@
+//! The layer's cost against the bare service, side by side in each group.
+//!
+//! ```sh
+//! cargo bench --bench layer
+//! ```
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use http::header::CONTENT_TYPE;
+use http::{HeaderName, Request, Response};
+use http_body::Body;
+use http_body_util::{BodyExt, Full};
+use tokio::runtime::Runtime;
+use tower::{Service, ServiceExt, service_fn};
+use tower_layer::Layer;
+use tower_resolve_customer::{
+    RegistrationToken, ResolveCustomerLayer, ResolveError, ResolvedCustomer, Resolver, TokenSource,
+};
+
+const HEADER: HeaderName = HeaderName::from_static("x-amzn-marketplace-token");
+const TOKEN: &str = "+tFn41ejk5vVEuXXa2T2mLcwLL5tFz5iUaR4fHV0oR8y6t2UhvTBYZlBKw8hz2LO4b/abcdEFGHijklMNOPqrstUVWXyz0123456789+/ABCDefghIJKLmnopQRSTuvwxYZ01234567890abcdefghijklmnopqrstuvwxyzABCDEFGHIJ==";
+
+fn runtime() -> Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+/// The handler: reads the whole body, as a registration handler does.
+fn handler<B>()
+-> impl Service<Request<B>, Response = Response<Full<Bytes>>, Error = Infallible, Future: Send>
++ Clone
++ Send
++ 'static
+where
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: std::fmt::Debug,
+{
+    service_fn(|request: Request<B>| async move {
+        let body = request
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
+        Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(
+            body.len().to_string(),
+        ))))
+    })
+}
+
+/// Answers at once, or after `latency`, counting calls.
+#[derive(Clone)]
+struct CountingResolver {
+    calls: Arc<AtomicUsize>,
+    latency: Duration,
+}
+
+impl CountingResolver {
+    fn new(latency: Duration) -> Self {
+        Self {
+            calls: Arc::default(),
+            latency,
+        }
+    }
+}
+
+impl Resolver for CountingResolver {
+    async fn resolve(&self, _token: &RegistrationToken) -> Result<ResolvedCustomer, ResolveError> {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        if !self.latency.is_zero() {
+            tokio::time::sleep(self.latency).await;
+        }
+        Ok(ResolvedCustomer::new("123456789012", "prod-bench"))
+    }
+}
+
+fn header_request(token: &str) -> Request<Full<Bytes>> {
+    Request::post("/register")
+        .header(HEADER, token)
+        .body(Full::new(Bytes::new()))
+        .expect("request")
+}
+
+/// A 1 KiB urlencoded form whose token is the last field.
+fn form_body() -> Bytes {
+    let token_field = form_urlencoded::Serializer::new(String::new())
+        .append_pair("x-amzn-marketplace-token", TOKEN)
+        .finish();
+    let mut body = String::new();
+    let mut i = 0;
+    while body.len() + token_field.len() + 1 < 1024 {
+        let field = form_urlencoded::Serializer::new(String::new())
+            .append_pair(&format!("field{i:02}"), "some value & more")
+            .finish();
+        body.push_str(&field);
+        body.push('&');
+        i += 1;
+    }
+    body.push_str(&token_field);
+    assert!((1024..1060).contains(&body.len()), "{}", body.len());
+    Bytes::from(body)
+}
+
+fn form_request(body: &Bytes) -> Request<Full<Bytes>> {
+    Request::post("/register")
+        .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Full::new(body.clone()))
+        .expect("request")
+}
+
+/// Times `make()` requests through `service`, one at a time.
+fn bench_service<S>(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    rt: &Runtime,
+    name: &str,
+    service: S,
+    make: impl Fn() -> Request<Full<Bytes>> + Copy,
+) where
+    S: Service<Request<Full<Bytes>>, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send,
+    S::Response: Send,
+{
+    group.bench_function(name, |b| {
+        b.to_async(rt).iter(|| {
+            let service = service.clone();
+            async move { service.oneshot(make()).await.expect("infallible") }
+        })
+    });
+}
+
+fn pass_through(c: &mut Criterion) {
+    let rt = runtime();
+    let mut group = c.benchmark_group("1_pass_through_no_token");
+    let make = || {
+        Request::get("/")
+            .body(Full::new(Bytes::new()))
+            .expect("request")
+    };
+    bench_service(&mut group, &rt, "bare", handler(), make);
+    let layered = ResolveCustomerLayer::new(CountingResolver::new(Duration::ZERO))
+        .token_source(TokenSource::form().or(TokenSource::header(HEADER)))
+        .optional()
+        .layer(handler());
+    bench_service(&mut group, &rt, "layered", layered, make);
+    group.finish();
+}
+
+fn header_cache_hit(c: &mut Criterion) {
+    let rt = runtime();
+    let mut group = c.benchmark_group("2_cache_hit_header");
+    let make = || header_request(TOKEN);
+    bench_service(&mut group, &rt, "bare", handler(), make);
+    let resolver = CountingResolver::new(Duration::ZERO);
+    let layered = ResolveCustomerLayer::new(resolver.clone())
+        .token_source(TokenSource::header(HEADER))
+        .layer(handler());
+    rt.block_on(layered.clone().oneshot(make()))
+        .expect("warm up");
+    bench_service(&mut group, &rt, "layered", layered, make);
+    group.finish();
+    assert_eq!(resolver.calls.load(Ordering::Relaxed), 1);
+}
+
+fn form_cache_hit(c: &mut Criterion) {
+    let rt = runtime();
+    let mut group = c.benchmark_group("3_cache_hit_form_1kib");
+    static BODY: std::sync::OnceLock<Bytes> = std::sync::OnceLock::new();
+    let make = || form_request(BODY.get_or_init(form_body));
+    group.throughput(Throughput::Bytes(
+        make().body().size_hint().exact().unwrap_or(0),
+    ));
+    bench_service(&mut group, &rt, "bare", handler(), make);
+    let resolver = CountingResolver::new(Duration::ZERO);
+    let layered = ResolveCustomerLayer::new(resolver.clone()).layer(handler());
+    rt.block_on(layered.clone().oneshot(make()))
+        .expect("warm up");
+    bench_service(&mut group, &rt, "layered", layered, make);
+    group.finish();
+    assert_eq!(resolver.calls.load(Ordering::Relaxed), 1);
+}
+
+fn cache_miss(c: &mut Criterion) {
+    let rt = runtime();
+    let mut group = c.benchmark_group("4_cache_miss_instant_resolver");
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let make = || header_request(&format!("token{}", N.fetch_add(1, Ordering::Relaxed)));
+    bench_service(&mut group, &rt, "bare", handler(), make);
+    let layered = ResolveCustomerLayer::new(CountingResolver::new(Duration::ZERO))
+        .token_source(TokenSource::header(HEADER))
+        .cache_capacity(100_000)
+        .layer(handler());
+    bench_service(&mut group, &rt, "layered", layered, make);
+    group.finish();
+}
+
+fn burst(c: &mut Criterion) {
+    let rt = runtime();
+    let latency = Duration::from_millis(50);
+    let mut group = c.benchmark_group("5_burst_same_token_50ms_resolver");
+    group.sample_size(10);
+    for n in [10usize, 100, 1_000, 10_000] {
+        group.throughput(Throughput::Elements(n as u64));
+        group.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, &n| {
+            b.to_async(&rt).iter_custom(|iterations| async move {
+                let mut total = Duration::ZERO;
+                for _ in 0..iterations {
+                    // A fresh layer per burst: every burst starts with a miss.
+                    let resolver = CountingResolver::new(latency);
+                    let service = ResolveCustomerLayer::new(resolver.clone())
+                        .token_source(TokenSource::header(HEADER))
+                        .layer(handler());
+                    let started = Instant::now();
+                    let tasks: Vec<_> = (0..n)
+                        .map(|_| tokio::spawn(service.clone().oneshot(header_request(TOKEN))))
+                        .collect();
+                    for task in tasks {
+                        let response = task.await.expect("task").expect("infallible");
+                        assert_eq!(response.status(), 200);
+                    }
+                    total += started.elapsed();
+                    assert_eq!(
+                        resolver.calls.load(Ordering::Relaxed),
+                        1,
+                        "one upstream call"
+                    );
+                }
+                total
+            })
+        });
+    }
+    group.finish();
+}
+
+fn distinct_tokens(c: &mut Criterion) {
+    let rt = runtime();
+    let mut group = c.benchmark_group("6_distinct_tokens_1ms_resolver");
+    group.sample_size(10);
+    const BATCH: usize = 1_000;
+    group.throughput(Throughput::Elements(BATCH as u64));
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let resolver = CountingResolver::new(Duration::from_millis(1));
+    let service = ResolveCustomerLayer::new(resolver)
+        .token_source(TokenSource::header(HEADER))
+        .cache_capacity(1_000_000)
+        .layer(handler());
+    group.bench_function("layered", |b| {
+        b.to_async(&rt).iter(|| {
+            let service = service.clone();
+            async move {
+                let tasks: Vec<_> = (0..BATCH)
+                    .map(|_| {
+                        let token = format!("distinct{}", N.fetch_add(1, Ordering::Relaxed));
+                        tokio::spawn(service.clone().oneshot(header_request(&token)))
+                    })
+                    .collect();
+                for task in tasks {
+                    task.await.expect("task").expect("infallible");
+                }
+            }
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    pass_through,
+    header_cache_hit,
+    form_cache_hit,
+    cache_miss,
+    burst,
+    distinct_tokens
+);
+criterion_main!(benches);

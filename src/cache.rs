@@ -91,7 +91,9 @@ impl Policy {
     }
 }
 
-/// A finished answer, fresh until `expires_at`.
+/// A finished answer, fresh until `expires_at`. Stored inline in the cache
+/// (cloning it is a reference-count increment).
+#[derive(Clone)]
 struct Answer {
     outcome: Outcome,
     expires_at: Instant,
@@ -147,8 +149,8 @@ impl Shard {
 }
 
 struct Inner<R> {
-    answers: Cache<TokenKey, Arc<Answer>>,
-    refusals: Cache<TokenKey, Arc<Answer>>,
+    answers: Cache<TokenKey, Answer>,
+    refusals: Cache<TokenKey, Answer>,
     shards: Box<[Shard]>,
     resolver: Arc<R>,
     policy: Policy,
@@ -187,7 +189,7 @@ impl<R: Resolver> DedupeCache<R> {
         loop {
             let seen = shard.completions.load(Ordering::Acquire);
             if let Some(answer) = self.inner.cached(key).await {
-                return (answer.outcome.clone(), CacheStatus::Hit);
+                return (answer.outcome, CacheStatus::Hit);
             }
             let (slot, status) = {
                 let mut inflight = shard.lock();
@@ -212,7 +214,7 @@ impl<R: Resolver> DedupeCache<R> {
 }
 
 impl<R: Resolver> Inner<R> {
-    async fn cached(&self, key: TokenKey) -> Option<Arc<Answer>> {
+    async fn cached(&self, key: TokenKey) -> Option<Answer> {
         let now = Instant::now();
         if let Some(answer) = self.answers.get(&key).await
             && now < answer.expires_at
@@ -283,10 +285,10 @@ impl<R> Completion<R> {
         cache
             .insert(
                 self.key,
-                Arc::new(Answer {
+                Answer {
                     outcome,
                     expires_at,
-                }),
+                },
             )
             .await;
         // Dropping `self` now leaves the in-flight map.

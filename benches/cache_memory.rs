@@ -87,7 +87,7 @@ fn main() {
             }
         })
         .token_source(TokenSource::header(HEADER))
-        .cache_capacity(entries as u64 * 2);
+        .cache_capacity(entries as u64 + 1_000);
         let service = layer.layer(service_fn(|_: Request<RequestBody<Full<Bytes>>>| async {
             Ok::<_, Infallible>(Response::new(Full::new(Bytes::new())))
         }));

@@ -91,12 +91,22 @@ impl Policy {
     }
 }
 
-/// A finished answer, fresh until `expires_at`. Stored inline in the cache
-/// (cloning it is a reference-count increment).
+/// A finished answer, fresh until `expires_at`. Stored inline in the cache:
+/// cloning a customer is a reference-count increment.
 #[derive(Clone)]
-struct Answer {
-    outcome: Outcome,
+struct Fresh<T> {
+    value: T,
     expires_at: Instant,
+}
+
+impl<T> Fresh<T> {
+    fn new(value: T, lifetime: Duration) -> Self {
+        let now = Instant::now();
+        Self {
+            value,
+            expires_at: now.checked_add(lifetime).unwrap_or(now),
+        }
+    }
 }
 
 /// One resolve under way, shared by every request for the same token.
@@ -149,8 +159,8 @@ impl Shard {
 }
 
 struct Inner<R> {
-    answers: Cache<TokenKey, Answer>,
-    refusals: Cache<TokenKey, Answer>,
+    answers: Cache<TokenKey, Fresh<ResolvedCustomer>>,
+    refusals: Cache<TokenKey, Fresh<ResolveError>>,
     shards: Box<[Shard]>,
     resolver: Arc<R>,
     policy: Policy,
@@ -163,13 +173,16 @@ pub(crate) struct DedupeCache<R> {
 
 impl<R: Resolver> DedupeCache<R> {
     pub(crate) fn new(resolver: Arc<R>, policy: Policy) -> Self {
-        let cache = |capacity, ttl| {
+        fn cache<V: Clone + Send + Sync + 'static>(
+            capacity: u64,
+            ttl: Duration,
+        ) -> Cache<TokenKey, V> {
             Cache::builder()
                 .max_capacity(capacity)
                 .time_to_live(ttl)
                 .eviction_policy(EvictionPolicy::lru())
                 .build()
-        };
+        }
         Self {
             inner: Arc::new(Inner {
                 answers: cache(policy.capacity, policy.ttl),
@@ -188,8 +201,8 @@ impl<R: Resolver> DedupeCache<R> {
         let shard = &self.inner.shards[(key % SHARDS as u128) as usize];
         loop {
             let seen = shard.completions.load(Ordering::Acquire);
-            if let Some(answer) = self.inner.cached(key).await {
-                return (answer.outcome, CacheStatus::Hit);
+            if let Some(outcome) = self.inner.cached(key).await {
+                return (outcome, CacheStatus::Hit);
             }
             let (slot, status) = {
                 let mut inflight = shard.lock();
@@ -214,15 +227,15 @@ impl<R: Resolver> DedupeCache<R> {
 }
 
 impl<R: Resolver> Inner<R> {
-    async fn cached(&self, key: TokenKey) -> Option<Answer> {
+    async fn cached(&self, key: TokenKey) -> Option<Outcome> {
         let now = Instant::now();
-        if let Some(answer) = self.answers.get(&key).await
-            && now < answer.expires_at
+        if let Some(customer) = self.answers.get(&key).await
+            && now < customer.expires_at
         {
-            return Some(answer);
+            return Some(Ok(customer.value));
         }
         match self.refusals.get(&key).await {
-            Some(answer) if now < answer.expires_at => Some(answer),
+            Some(refusal) if now < refusal.expires_at => Some(Err(refusal.value)),
             _ => None,
         }
     }
@@ -275,22 +288,18 @@ struct Completion<R> {
 impl<R> Completion<R> {
     async fn finish(self, outcome: Outcome) {
         self.slot.complete(outcome.clone());
-        let (cache, lifetime) = match &outcome {
-            Ok(_) => (&self.inner.answers, self.inner.policy.ttl),
-            Err(e) if e.is_definitive() => (&self.inner.refusals, self.inner.policy.negative_ttl),
-            Err(_) => return,
-        };
-        let now = Instant::now();
-        let expires_at = now.checked_add(lifetime).unwrap_or(now);
-        cache
-            .insert(
-                self.key,
-                Answer {
-                    outcome,
-                    expires_at,
-                },
-            )
-            .await;
+        let policy = &self.inner.policy;
+        match outcome {
+            Ok(customer) => {
+                let fresh = Fresh::new(customer, policy.ttl);
+                self.inner.answers.insert(self.key, fresh).await;
+            }
+            Err(refusal) if refusal.is_definitive() => {
+                let fresh = Fresh::new(refusal, policy.negative_ttl);
+                self.inner.refusals.insert(self.key, fresh).await;
+            }
+            Err(_) => {}
+        }
         // Dropping `self` now leaves the in-flight map.
     }
 }

@@ -1,0 +1,45 @@
+//! The server `benches/e2e.sh` loads: an axum app on 127.0.0.1, with or without
+//! `ResolveCustomerLayer` (header token, an instant in-process resolver), so the
+//! two can be compared under the same load generator.
+//!
+//! ```sh
+//! cargo run --release --example bench_server -- --port 8080            # bare
+//! cargo run --release --example bench_server -- --port 8081 --layered   # with the layer
+//! ```
+
+use axum::Router;
+use axum::routing::get;
+use tower_resolve_customer::{
+    RegistrationToken, ResolveCustomerLayer, ResolvedCustomer, TOKEN_HEADER, TokenSource,
+};
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let mut port = 0u16;
+    let mut layered = false;
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--port" => port = args.next().ok_or("--port needs a value")?.parse()?,
+            "--layered" => layered = true,
+            other => return Err(format!("unknown argument {other}").into()),
+        }
+    }
+
+    let mut app = Router::new().route("/", get(|| async { "ok" }));
+    if layered {
+        app = app.layer(
+            ResolveCustomerLayer::new(|_: RegistrationToken| async {
+                Ok(ResolvedCustomer::new("123456789012", "prod-bench"))
+            })
+            .token_source(TokenSource::header(TOKEN_HEADER)),
+        );
+    }
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+    println!(
+        "listening on http://{} (layered: {layered})",
+        listener.local_addr()?
+    );
+    axum::serve(listener, app).await?;
+    Ok(())
+}

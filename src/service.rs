@@ -193,7 +193,8 @@ where
         outcome = tracing::field::Empty,
         latency_us = tracing::field::Empty,
     );
-    let started = tokio::time::Instant::now();
+    // Clock reads only when someone listens.
+    let started = (!span.is_disabled()).then(tokio::time::Instant::now);
     let (outcome, status) = shared.cache.resolve(&token).instrument(span.clone()).await;
     drop(token);
     let outcome = outcome.and_then(|customer| match &shared.config.allowed_products {
@@ -202,15 +203,19 @@ where
         }
         _ => Ok(customer),
     });
-    span.record("cache", status.as_str());
-    span.record(
-        "outcome",
-        match &outcome {
-            Ok(_) => "ok",
-            Err(e) => e.kind(),
-        },
-    );
-    span.record("latency_us", started.elapsed().as_micros() as u64);
+    if !span.is_disabled() {
+        span.record("cache", status.as_str());
+        span.record(
+            "outcome",
+            match &outcome {
+                Ok(_) => "ok",
+                Err(e) => e.kind(),
+            },
+        );
+        if let Some(started) = started {
+            span.record("latency_us", started.elapsed().as_micros() as u64);
+        }
+    }
     match outcome {
         Ok(customer) => {
             parts.extensions.insert(customer);

@@ -33,7 +33,7 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::customer::ResolvedCustomer;
-use crate::error::ResolveError;
+use crate::error::{ResolveError, outcome_kind};
 use crate::resolver::Resolver;
 use crate::token::RegistrationToken;
 
@@ -198,7 +198,7 @@ impl<R: Resolver> DedupeCache<R> {
     /// a new resolve.
     pub(crate) async fn resolve(&self, token: &RegistrationToken) -> (Outcome, CacheStatus) {
         let key = key_of(token);
-        let shard = &self.inner.shards[(key % SHARDS as u128) as usize];
+        let shard = self.inner.shard(key);
         loop {
             let seen = shard.completions.load(Ordering::Acquire);
             if let Some(outcome) = self.inner.cached(key).await {
@@ -223,6 +223,13 @@ impl<R: Resolver> DedupeCache<R> {
                 .unwrap_or(Err(ResolveError::Timeout));
             return (outcome, status);
         }
+    }
+}
+
+impl<R> Inner<R> {
+    /// The in-flight shard that owns `key`.
+    fn shard(&self, key: TokenKey) -> &Shard {
+        &self.shards[(key % SHARDS as u128) as usize]
     }
 }
 
@@ -261,10 +268,7 @@ impl<R: Resolver> Inner<R> {
                 };
                 drop(token);
                 tracing::debug!(
-                    outcome = match &outcome {
-                        Ok(_) => "ok",
-                        Err(e) => e.kind(),
-                    },
+                    outcome = outcome_kind(&outcome),
                     upstream_latency_us = started.elapsed().as_micros() as u64,
                     "registration token resolved upstream"
                 );
@@ -311,7 +315,7 @@ impl<R> Drop for Completion<R> {
                 "the resolve task ended without an answer",
             )));
         }
-        let shard = &self.inner.shards[(self.key % SHARDS as u128) as usize];
+        let shard = self.inner.shard(self.key);
         let mut inflight = shard.lock();
         if inflight
             .get(&self.key)

@@ -165,6 +165,14 @@ impl ResolveError {
     }
 }
 
+/// `"ok"`, or the error's [`kind`](ResolveError::kind): for tracing.
+pub(crate) fn outcome_kind<T>(outcome: &Result<T, ResolveError>) -> &'static str {
+    match outcome {
+        Ok(_) => "ok",
+        Err(e) => e.kind(),
+    }
+}
+
 impl fmt::Display for ResolveError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -63,7 +63,6 @@ const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 60 * 60);
 pub struct ResolveCustomerLayer<R> {
     resolver: Arc<R>,
     config: Config,
-    responder: Responder,
     shared: Arc<OnceLock<Arc<Shared<R>>>>,
 }
 
@@ -75,24 +74,21 @@ pub(crate) struct Config {
     pub(crate) allowed_products: Option<Arc<HashSet<Box<str>>>>,
     pub(crate) max_body_bytes: usize,
     pub(crate) max_token_len: usize,
-    pub(crate) cache_ttl: Duration,
-    pub(crate) negative_ttl: Duration,
-    pub(crate) cache_capacity: u64,
-    pub(crate) negative_capacity: u64,
-    pub(crate) resolve_timeout: Duration,
     pub(crate) body_timeout: Duration,
+    /// Sizes and lifetimes of the cache, and the resolve timeout.
+    pub(crate) cache: Policy,
+    pub(crate) responder: Responder,
 }
 
 /// The state shared by every service a layer makes.
 pub(crate) struct Shared<R> {
     pub(crate) config: Config,
     pub(crate) cache: DedupeCache<R>,
-    pub(crate) responder: Responder,
 }
 
 impl<R> Shared<R> {
     pub(crate) fn reject(&self, error: &ResolveError) -> Response<Bytes> {
-        (self.responder)(error)
+        (self.config.responder)(error)
     }
 }
 
@@ -116,14 +112,16 @@ impl<R: Resolver> ResolveCustomerLayer<R> {
                 allowed_products: None,
                 max_body_bytes: DEFAULT_MAX_BODY_BYTES,
                 max_token_len: DEFAULT_MAX_TOKEN_LEN,
-                cache_ttl: DEFAULT_CACHE_TTL,
-                negative_ttl: DEFAULT_NEGATIVE_CACHE_TTL,
-                cache_capacity: DEFAULT_CACHE_CAPACITY,
-                negative_capacity: DEFAULT_CACHE_CAPACITY,
-                resolve_timeout: DEFAULT_RESOLVE_TIMEOUT,
                 body_timeout: DEFAULT_BODY_TIMEOUT,
+                cache: Policy {
+                    ttl: DEFAULT_CACHE_TTL,
+                    capacity: DEFAULT_CACHE_CAPACITY,
+                    negative_ttl: DEFAULT_NEGATIVE_CACHE_TTL,
+                    negative_capacity: DEFAULT_CACHE_CAPACITY,
+                    timeout: DEFAULT_RESOLVE_TIMEOUT,
+                },
+                responder: Arc::new(problem_details),
             },
-            responder: Arc::new(problem_details),
             shared: Arc::default(),
         }
     }
@@ -187,7 +185,7 @@ impl<R: Resolver> ResolveCustomerLayer<R> {
     ///
     /// Durations over a year are clamped to a year.
     pub fn cache_ttl(self, ttl: Duration) -> Self {
-        self.configure(|c| c.cache_ttl = ttl.min(MAX_DURATION))
+        self.configure(|c| c.cache.ttl = ttl.min(MAX_DURATION))
     }
 
     /// How many resolved customers are remembered at most (default 10,000); the
@@ -195,20 +193,20 @@ impl<R: Resolver> ResolveCustomerLayer<R> {
     /// never evicted, so concurrent requests for one token always share one
     /// upstream call, whatever the capacity.
     pub fn cache_capacity(self, entries: u64) -> Self {
-        self.configure(|c| c.cache_capacity = entries)
+        self.configure(|c| c.cache.capacity = entries)
     }
 
     /// How long an `InvalidToken` / `ExpiredToken` answer is remembered (default
     /// 30 seconds). Transient failures (throttling, unavailability, timeouts)
     /// are never remembered.
     pub fn negative_cache_ttl(self, ttl: Duration) -> Self {
-        self.configure(|c| c.negative_ttl = ttl.min(MAX_DURATION))
+        self.configure(|c| c.cache.negative_ttl = ttl.min(MAX_DURATION))
     }
 
     /// How many refused tokens are remembered at most (default 10,000). Kept
     /// apart from resolved customers, so junk tokens never evict real buyers.
     pub fn negative_cache_capacity(self, entries: u64) -> Self {
-        self.configure(|c| c.negative_capacity = entries)
+        self.configure(|c| c.cache.negative_capacity = entries)
     }
 
     /// How long a request waits for its token to be resolved, SDK retries
@@ -219,7 +217,7 @@ impl<R: Resolver> ResolveCustomerLayer<R> {
     /// late is still cached, so the buyer's retry is served from it instead of
     /// redeeming the token a second time.
     pub fn resolve_timeout(self, timeout: Duration) -> Self {
-        self.configure(|c| c.resolve_timeout = timeout.min(MAX_DURATION))
+        self.configure(|c| c.cache.timeout = timeout.min(MAX_DURATION))
     }
 
     /// How long reading a form body may take (default 10 s); past it the request
@@ -247,29 +245,20 @@ impl<R: Resolver> ResolveCustomerLayer<R> {
     /// });
     /// # let _ = layer;
     /// ```
-    pub fn rejection<F, T>(mut self, responder: F) -> Self
+    pub fn rejection<F, T>(self, responder: F) -> Self
     where
         F: Fn(&ResolveError) -> Response<T> + Send + Sync + 'static,
         T: Into<Bytes>,
     {
-        self.responder = Arc::new(move |e: &ResolveError| responder(e).map(Into::into));
-        self.shared = Arc::default();
-        self
+        let responder: Responder = Arc::new(move |e: &ResolveError| responder(e).map(Into::into));
+        self.configure(|c| c.responder = responder)
     }
 
     fn shared(&self) -> Arc<Shared<R>> {
         Arc::clone(self.shared.get_or_init(|| {
-            let policy = Policy {
-                ttl: self.config.cache_ttl,
-                capacity: self.config.cache_capacity,
-                negative_ttl: self.config.negative_ttl,
-                negative_capacity: self.config.negative_capacity,
-                timeout: self.config.resolve_timeout,
-            };
             Arc::new(Shared {
                 config: self.config.clone(),
-                cache: DedupeCache::new(Arc::clone(&self.resolver), policy),
-                responder: Arc::clone(&self.responder),
+                cache: DedupeCache::new(Arc::clone(&self.resolver), self.config.cache),
             })
         }))
     }
@@ -280,7 +269,6 @@ impl<R> Clone for ResolveCustomerLayer<R> {
         Self {
             resolver: Arc::clone(&self.resolver),
             config: self.config.clone(),
-            responder: Arc::clone(&self.responder),
             shared: Arc::clone(&self.shared),
         }
     }
@@ -295,11 +283,14 @@ impl<R> fmt::Debug for ResolveCustomerLayer<R> {
             .field("max_body_bytes", &self.config.max_body_bytes)
             .field("max_token_len", &self.config.max_token_len)
             .field("body_timeout", &self.config.body_timeout)
-            .field("cache_ttl", &self.config.cache_ttl)
-            .field("cache_capacity", &self.config.cache_capacity)
-            .field("negative_cache_ttl", &self.config.negative_ttl)
-            .field("negative_cache_capacity", &self.config.negative_capacity)
-            .field("resolve_timeout", &self.config.resolve_timeout)
+            .field("cache_ttl", &self.config.cache.ttl)
+            .field("cache_capacity", &self.config.cache.capacity)
+            .field("negative_cache_ttl", &self.config.cache.negative_ttl)
+            .field(
+                "negative_cache_capacity",
+                &self.config.cache.negative_capacity,
+            )
+            .field("resolve_timeout", &self.config.cache.timeout)
             .finish_non_exhaustive()
     }
 }

@@ -13,7 +13,7 @@ use http_body::Body;
 use tower_service::Service;
 use tracing::Instrument;
 
-use crate::error::ResolveError;
+use crate::error::{ResolveError, outcome_kind};
 use crate::form::{check_content_length, read_limited};
 use crate::future::ResponseFuture;
 use crate::layer::Shared;
@@ -203,18 +203,10 @@ where
         }
         _ => Ok(customer),
     });
-    if !span.is_disabled() {
+    if let Some(started) = started {
         span.record("cache", status.as_str());
-        span.record(
-            "outcome",
-            match &outcome {
-                Ok(_) => "ok",
-                Err(e) => e.kind(),
-            },
-        );
-        if let Some(started) = started {
-            span.record("latency_us", started.elapsed().as_micros() as u64);
-        }
+        span.record("outcome", outcome_kind(&outcome));
+        span.record("latency_us", started.elapsed().as_micros() as u64);
     }
     match outcome {
         Ok(customer) => {

@@ -13,7 +13,7 @@ use std::convert::Infallible;
 use std::sync::atomic::{AtomicIsize, Ordering};
 
 use bytes::Bytes;
-use http::{HeaderName, Request, Response};
+use http::{Request, Response};
 use http_body_util::Full;
 use tower::{ServiceExt, service_fn};
 use tower_layer::Layer;
@@ -49,11 +49,14 @@ unsafe impl GlobalAlloc for Counting {
 static ALLOCATOR: Counting = Counting;
 
 const ENTRIES: usize = 100_000;
-const HEADER: HeaderName = HeaderName::from_static("x-amzn-marketplace-token");
+use tower_resolve_customer::TOKEN_HEADER as HEADER;
 
-fn token(i: usize) -> String {
-    // 184 characters, like a real token.
-    format!("{i:0>182}==")
+/// A request carrying the `i`th token: 184 characters, like a real one.
+fn request(i: usize) -> Request<Full<Bytes>> {
+    Request::get("/")
+        .header(HEADER, format!("{i:0>182}=="))
+        .body(Full::new(Bytes::new()))
+        .expect("request")
 }
 
 fn main() {
@@ -94,13 +97,11 @@ fn main() {
 
         // Warm up allocator pools and the runtime with a first batch.
         for i in 0..1_000 {
-            let request = Request::get("/").header(HEADER, token(entries + i)).body(Full::new(Bytes::new())).expect("request");
-            service.clone().oneshot(request).await.expect("infallible");
+            service.clone().oneshot(request(entries + i)).await.expect("infallible");
         }
         let before = LIVE.load(Ordering::Relaxed);
         for i in 0..entries {
-            let request = Request::get("/").header(HEADER, token(i)).body(Full::new(Bytes::new())).expect("request");
-            let response = service.clone().oneshot(request).await.expect("infallible");
+            let response = service.clone().oneshot(request(i)).await.expect("infallible");
             assert_eq!(response.status(), 200);
         }
         // Let the resolve tasks finish storing their answers.

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use http::header::CONTENT_TYPE;
-use http::{HeaderName, Request, Response};
+use http::{Request, Response};
 use http_body::Body;
 use http_body_util::{BodyExt, Full};
 use tokio::runtime::Runtime;
@@ -22,7 +22,7 @@ use tower_resolve_customer::{
     RegistrationToken, ResolveCustomerLayer, ResolveError, ResolvedCustomer, Resolver, TokenSource,
 };
 
-const HEADER: HeaderName = HeaderName::from_static("x-amzn-marketplace-token");
+use tower_resolve_customer::TOKEN_HEADER as HEADER;
 const TOKEN: &str = "+tFn41ejk5vVEuXXa2T2mLcwLL5tFz5iUaR4fHV0oR8y6t2UhvTBYZlBKw8hz2LO4b/abcdEFGHijklMNOPqrstUVWXyz0123456789+/ABCDefghIJKLmnopQRSTuvwxYZ01234567890abcdefghijklmnopqrstuvwxyzABCDEFGHIJ==";
 
 fn runtime() -> Runtime {
@@ -92,7 +92,7 @@ fn header_request(token: &str) -> Request<Full<Bytes>> {
 /// A 1 KiB urlencoded form whose token is the last field.
 fn form_body() -> Bytes {
     let token_field = form_urlencoded::Serializer::new(String::new())
-        .append_pair("x-amzn-marketplace-token", TOKEN)
+        .append_pair(tower_resolve_customer::TOKEN_FIELD, TOKEN)
         .finish();
     let mut body = String::new();
     let mut i = 0;

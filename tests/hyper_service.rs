@@ -128,7 +128,7 @@ fn parse(raw: &[u8]) -> Option<Reply> {
 /// `x-amzn-marketplace-token=<token, urlencoded>&plan=gold`.
 fn form(token: &str) -> String {
     form_urlencoded::Serializer::new(String::new())
-        .append_pair("x-amzn-marketplace-token", token)
+        .append_pair(tower_resolve_customer::TOKEN_FIELD, token)
         .append_pair("plan", "gold")
         .finish()
 }

@@ -2,6 +2,8 @@
 //! headless browser, and at the HTTP level.
 #![cfg(all(feature = "axum", feature = "test-util"))]
 
+mod common;
+
 #[path = "../examples/axum_registration/site.rs"]
 #[allow(dead_code)]
 mod site;
@@ -17,6 +19,7 @@ use tower::ServiceExt;
 use tower_resolve_customer::emulator::{Fault, MeteringEmulator, RedemptionPolicy};
 use tower_resolve_customer::{ResolveCustomerLayer, ResolvedCustomer};
 
+use common::{form_post_body, form_with_token, text};
 use site::Store;
 
 fn customer() -> ResolvedCustomer {
@@ -122,25 +125,17 @@ async fn a_buyer_registers_in_a_real_browser_and_a_double_submit_still_lands() {
     let _ = std::fs::remove_dir_all(&profile);
 }
 
-fn post_form(body: String) -> Request<Body> {
-    Request::post("/register")
-        .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
-        .body(Body::from(body))
-        .unwrap()
-}
-
+/// What AWS Marketplace posts for a free trial.
 fn marketplace_form(token: &str) -> String {
-    form_urlencoded::Serializer::new(String::new())
-        .append_pair("x-amzn-marketplace-token", token)
-        .append_pair("x-amzn-marketplace-offer-type", "free-trial")
-        .finish()
+    format!(
+        "{}&{}=free-trial",
+        form_with_token(token),
+        site::OFFER_TYPE_FIELD
+    )
 }
 
-async fn body_text(response: http::Response<Body>) -> String {
-    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
-        .await
-        .unwrap();
-    String::from_utf8(bytes.to_vec()).unwrap()
+fn post_form(body: String) -> Request<Body> {
+    form_post_body(Body::from(body))
 }
 
 #[tokio::test]
@@ -171,7 +166,7 @@ async fn registration_redirects_with_an_opaque_session_cookie() {
         .await
         .unwrap();
     assert_eq!(welcome.status(), 200);
-    let page = body_text(welcome).await;
+    let page = text(welcome).await;
     assert!(
         page.contains("123456789012") && page.contains("free-trial"),
         "{page}"
@@ -203,7 +198,7 @@ async fn failures_render_pages_for_the_buyer_with_the_right_status() {
             .unwrap()
             .starts_with("text/html")
     );
-    let page = body_text(response).await;
+    let page = text(response).await;
     assert!(
         page.contains("expired") && page.contains("Set up your account"),
         "{page}"
@@ -220,7 +215,7 @@ async fn failures_render_pages_for_the_buyer_with_the_right_status() {
         .unwrap();
     assert_eq!(response.status(), 503);
     assert!(response.headers().contains_key(RETRY_AFTER));
-    assert!(body_text(response).await.contains("try again"));
+    assert!(text(response).await.contains("try again"));
 
     // No token at all; no session on the welcome page.
     let response = app.clone().oneshot(post_form(String::new())).await.unwrap();

@@ -5,11 +5,11 @@ mod common;
 use bytes::Bytes;
 use common::*;
 use http::header::{CONTENT_TYPE, COOKIE};
-use http::{HeaderMap, HeaderName, HeaderValue, Request};
+use http::{HeaderMap, HeaderValue, Request};
 use http_body::Frame;
 use tower_resolve_customer::{ResolveCustomerLayer, ResolvedCustomer, TokenSource};
 
-const HEADER: HeaderName = HeaderName::from_static("x-amzn-marketplace-token");
+use tower_resolve_customer::TOKEN_HEADER as HEADER;
 
 #[tokio::test]
 async fn form_token_with_base64_punctuation_survives_decoding_once() {

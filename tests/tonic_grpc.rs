@@ -286,7 +286,7 @@ async fn rejection_is_a_trailers_only_grpc_response_on_the_wire() {
         .header("content-type", "application/grpc")
         .header("te", "trailers");
         if let Some(token) = token {
-            request = request.header(service::TOKEN_KEY, token);
+            request = request.header(service::TOKEN_FIELD, token);
         }
         request
             .body(Full::new(Bytes::from_static(&[0, 0, 0, 0, 0])))

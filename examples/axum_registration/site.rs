@@ -1,6 +1,6 @@
 //! The registration site: routes, pages and the in-memory account store.
 //!
-//! Shared by `main.rs` and the browser test (`tests/browser.rs`).
+//! Shared by `main.rs` and the browser test (`tests/registration_site.rs`).
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};

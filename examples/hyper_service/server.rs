@@ -11,7 +11,7 @@ use std::io;
 use std::net::SocketAddr;
 
 use bytes::Bytes;
-use http::header::{CONTENT_TYPE, HeaderName};
+use http::header::CONTENT_TYPE;
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -26,7 +26,7 @@ use tower_resolve_customer::{
 };
 
 /// The header a non-browser client may carry the token in.
-pub const TOKEN_HEADER: HeaderName = HeaderName::from_static("x-amzn-marketplace-token");
+pub use tower_resolve_customer::TOKEN_HEADER;
 
 /// The path of the registration endpoint (every path is served the same way).
 pub const REGISTER_PATH: &str = "/register";

@@ -87,10 +87,7 @@ async fn main() -> Result<(), Error> {
         "Marketplace Metering emulator at {}",
         emulator.endpoint_url()
     );
-    println!(
-        "Demo buyer's token (metadata `{}`):",
-        service::TOKEN_METADATA
-    );
+    println!("Demo buyer's token (metadata `{}`):", service::TOKEN_HEADER);
     println!("  {token}");
     service::serve(listener, layer, async {
         let _ = tokio::signal::ctrl_c().await;

@@ -28,7 +28,6 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use http::HeaderName;
 use tokio::net::TcpListener;
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
@@ -36,10 +35,9 @@ use tower_resolve_customer::{
     ResolveCustomerLayer, ResolvedCustomer, Resolver, TokenSource, grpc_status,
 };
 
-/// The metadata key calls carry the registration token in.
-pub const TOKEN_KEY: &str = "x-amzn-marketplace-token";
-/// [`TOKEN_KEY`] as the header the layer reads.
-pub const TOKEN_METADATA: HeaderName = HeaderName::from_static(TOKEN_KEY);
+/// The metadata key calls carry the registration token in (`TOKEN_FIELD`), and
+/// the same name as the header the layer reads (`TOKEN_HEADER`).
+pub use tower_resolve_customer::{TOKEN_FIELD, TOKEN_HEADER};
 
 type StdError = Box<dyn std::error::Error + Send + Sync + 'static>;
 type BoxFuture<T, E> = Pin<Box<dyn Future<Output = Result<T, E>> + Send + 'static>>;
@@ -66,7 +64,7 @@ pub struct WhoAmIReply {
 /// metadata, rejections as gRPC statuses. Further settings can be chained.
 pub fn layer<R: Resolver>(resolver: R) -> ResolveCustomerLayer<R> {
     ResolveCustomerLayer::new(resolver)
-        .token_source(TokenSource::header(TOKEN_METADATA))
+        .token_source(TokenSource::header(TOKEN_HEADER))
         .rejection(grpc_status)
 }
 
@@ -88,7 +86,7 @@ pub async fn serve<R: Resolver>(
 pub fn who_am_i_request(token: &str) -> tonic::Request<WhoAmIRequest> {
     let mut request = tonic::Request::new(WhoAmIRequest {});
     let value = token.parse().expect("a token is valid metadata");
-    request.metadata_mut().insert(TOKEN_KEY, value);
+    request.metadata_mut().insert(TOKEN_FIELD, value);
     request
 }
 

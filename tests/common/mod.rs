@@ -297,7 +297,7 @@ pub fn token_post(token: &str) -> Request<String> {
 /// `x-amzn-marketplace-token=<token, urlencoded>`.
 pub fn form_with_token(token: &str) -> String {
     form_urlencoded::Serializer::new(String::new())
-        .append_pair("x-amzn-marketplace-token", token)
+        .append_pair(tower_resolve_customer::TOKEN_FIELD, token)
         .finish()
 }
 

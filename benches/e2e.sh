@@ -5,7 +5,8 @@
 #   benches/e2e.sh [duration_seconds=10] [connections=32] [threads=1]
 #
 # Installs Debian's wrk when it is missing. Prints requests/s and p50/p99 for
-# both servers and the layered/bare throughput ratio.
+# the bare server, the server with the layer, and (for scale) the server with
+# tower-http's RequestBodyLimitLayer, and the throughput ratios to bare.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 duration=${1:-10}
@@ -40,8 +41,11 @@ run() {
 
 read -r bare_rps bare_p50 bare_p99 < <(run 18080)
 read -r layer_rps layer_p50 layer_p99 < <(run 18081 --layered)
+read -r limit_rps limit_p50 limit_p99 < <(run 18082 --body-limit)
 echo "wrk -t$threads -c$connections -d${duration}s, cache hit, token in a header"
 printf "%-8s %12s %10s %10s\n" server "requests/s" p50 p99
 printf "%-8s %12s %10s %10s\n" bare "$bare_rps" "$bare_p50" "$bare_p99"
 printf "%-8s %12s %10s %10s\n" layered "$layer_rps" "$layer_p50" "$layer_p99"
+printf "%-8s %12s %10s %10s\n" limit "$limit_rps" "$limit_p50" "$limit_p99"
 awk -v l="$layer_rps" -v b="$bare_rps" 'BEGIN { printf "layered/bare throughput: %.3f\n", l / b }'
+awk -v l="$limit_rps" -v b="$bare_rps" 'BEGIN { printf "limit/bare throughput:   %.3f\n", l / b }'

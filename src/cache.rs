@@ -25,8 +25,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
-use moka::future::Cache;
 use moka::policy::EvictionPolicy;
+use moka::sync::Cache;
 use sha2::{Digest, Sha256};
 use tokio::sync::Notify;
 use tokio::time::Instant;
@@ -37,14 +37,15 @@ use crate::error::{ResolveError, outcome_kind};
 use crate::resolver::Resolver;
 use crate::token::RegistrationToken;
 
-type Outcome = Result<ResolvedCustomer, ResolveError>;
+pub(crate) type Outcome = Result<ResolvedCustomer, ResolveError>;
 
 /// The cache key: a digest of the token.
-type TokenKey = u128;
+pub(crate) type TokenKey = u128;
 
 const SHARDS: usize = 64;
 
-fn key_of(token: &RegistrationToken) -> TokenKey {
+/// The first 128 bits of the token's SHA-256.
+pub(crate) fn key_of(token: &RegistrationToken) -> TokenKey {
     let digest = Sha256::digest(token.expose().as_bytes());
     let mut first = [0u8; 16];
     first.copy_from_slice(&digest[..16]);
@@ -194,14 +195,22 @@ impl<R: Resolver> DedupeCache<R> {
         }
     }
 
-    /// The answer for `token`: from the cache, from a resolve under way, or from
-    /// a new resolve.
-    pub(crate) async fn resolve(&self, token: &RegistrationToken) -> (Outcome, CacheStatus) {
-        let key = key_of(token);
+    /// A fresh finished answer for `key`, if the cache holds one. Never waits.
+    pub(crate) fn cached(&self, key: TokenKey) -> Option<Outcome> {
+        self.inner.cached(key)
+    }
+
+    /// The answer for `token` (whose key is `key`): from the cache, from a
+    /// resolve under way, or from a new resolve.
+    pub(crate) async fn resolve(
+        &self,
+        key: TokenKey,
+        token: &RegistrationToken,
+    ) -> (Outcome, CacheStatus) {
         let shard = self.inner.shard(key);
         loop {
             let seen = shard.completions.load(Ordering::Acquire);
-            if let Some(outcome) = self.inner.cached(key).await {
+            if let Some(outcome) = self.inner.cached(key) {
                 return (outcome, CacheStatus::Hit);
             }
             let (slot, status) = {
@@ -231,22 +240,22 @@ impl<R> Inner<R> {
     fn shard(&self, key: TokenKey) -> &Shard {
         &self.shards[(key % SHARDS as u128) as usize]
     }
-}
 
-impl<R: Resolver> Inner<R> {
-    async fn cached(&self, key: TokenKey) -> Option<Outcome> {
+    fn cached(&self, key: TokenKey) -> Option<Outcome> {
         let now = Instant::now();
-        if let Some(customer) = self.answers.get(&key).await
+        if let Some(customer) = self.answers.get(&key)
             && now < customer.expires_at
         {
             return Some(Ok(customer.value));
         }
-        match self.refusals.get(&key).await {
+        match self.refusals.get(&key) {
             Some(refusal) if now < refusal.expires_at => Some(Err(refusal.value)),
             _ => None,
         }
     }
+}
 
+impl<R: Resolver> Inner<R> {
     /// Creates a slot and spawns the one resolver call that completes it. Runs
     /// under the shard's lock: it must not block.
     fn start(this: &Arc<Self>, key: TokenKey, token: RegistrationToken) -> Arc<Slot> {
@@ -272,7 +281,7 @@ impl<R: Resolver> Inner<R> {
                     upstream_latency_us = started.elapsed().as_micros() as u64,
                     "registration token resolved upstream"
                 );
-                completion.finish(outcome).await;
+                completion.finish(outcome);
             }
             .instrument(span),
         );
@@ -290,17 +299,17 @@ struct Completion<R> {
 }
 
 impl<R> Completion<R> {
-    async fn finish(self, outcome: Outcome) {
+    fn finish(self, outcome: Outcome) {
         self.slot.complete(outcome.clone());
         let policy = &self.inner.policy;
         match outcome {
             Ok(customer) => {
                 let fresh = Fresh::new(customer, policy.ttl);
-                self.inner.answers.insert(self.key, fresh).await;
+                self.inner.answers.insert(self.key, fresh);
             }
             Err(refusal) if refusal.is_definitive() => {
                 let fresh = Fresh::new(refusal, policy.negative_ttl);
-                self.inner.refusals.insert(self.key, fresh).await;
+                self.inner.refusals.insert(self.key, fresh);
             }
             Err(_) => {}
         }

@@ -13,6 +13,7 @@ use http_body::Body;
 use tower_service::Service;
 use tracing::Instrument;
 
+use crate::cache::{CacheStatus, Outcome, TokenKey, key_of};
 use crate::error::{ResolveError, outcome_kind};
 use crate::form::{check_content_length, read_limited};
 use crate::future::ResponseFuture;
@@ -57,6 +58,18 @@ impl<S, R> ResolveCustomer<S, R> {
     }
 }
 
+impl<S: Clone, R> ResolveCustomer<S, R> {
+    /// The inner service that was polled ready, for a request that calls it
+    /// later; a fresh clone stays behind for the next `poll_ready`.
+    ///
+    /// Requests answered at once (no token, a cached answer) call `self.inner`
+    /// directly and skip the clone.
+    fn take_ready_inner(&mut self) -> S {
+        let clone = self.inner.clone();
+        std::mem::replace(&mut self.inner, clone)
+    }
+}
+
 impl<S: Clone, R> Clone for ResolveCustomer<S, R> {
     fn clone(&self) -> Self {
         Self {
@@ -91,11 +104,6 @@ where
     }
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
-        // `self.inner` was polled ready; keep that instance for this request and
-        // leave a fresh clone for the next `poll_ready`.
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
-
         let shared = &self.shared;
         let config = &shared.config;
         let (parts, body) = request.into_parts();
@@ -115,25 +123,42 @@ where
                 body,
                 found,
             ));
-            return ResponseFuture::resolve(resolving, inner);
+            return ResponseFuture::resolve(resolving, self.take_ready_inner());
         }
 
         match found {
             Some(token) => {
+                let key = key_of(&token);
+                // A cached answer is settled here, without boxing a future.
+                if let Some(outcome) = shared.cache.cached(key) {
+                    drop(token);
+                    let trace = ResolveTrace::begin();
+                    return match settle(shared, outcome, CacheStatus::Hit, &trace) {
+                        Ok(customer) => {
+                            let mut parts = parts;
+                            parts.extensions.insert(customer);
+                            let request = Request::from_parts(parts, RequestBody::new(body));
+                            ResponseFuture::call(self.inner.call(request))
+                        }
+                        Err(error) => ResponseFuture::reject(trace.reject(shared, &error)),
+                    };
+                }
                 let resolving = Box::pin(resolve_and_pass_on(
                     Arc::clone(shared),
                     parts,
                     RequestBody::new(body),
+                    key,
                     token,
                 ));
-                ResponseFuture::resolve(resolving, inner)
+                ResponseFuture::resolve(resolving, self.take_ready_inner())
             }
             None if config.required => {
                 ResponseFuture::reject(reject(shared, &ResolveError::MissingToken))
             }
-            None => {
-                ResponseFuture::call(inner.call(Request::from_parts(parts, RequestBody::new(body))))
-            }
+            None => ResponseFuture::call(
+                self.inner
+                    .call(Request::from_parts(parts, RequestBody::new(body))),
+            ),
         }
     }
 }
@@ -170,7 +195,10 @@ where
         .map_err(|e| reject(&shared, &e))?;
     let body = RequestBody::buffered(buffered.data, buffered.trailers);
     match found {
-        Some(token) => resolve_and_pass_on(Arc::clone(&shared), parts, body, token).await,
+        Some(token) => {
+            let key = key_of(&token);
+            resolve_and_pass_on(Arc::clone(&shared), parts, body, key, token).await
+        }
         None if config.required => Err(reject(&shared, &ResolveError::MissingToken)),
         None => Ok(Request::from_parts(parts, body)),
     }
@@ -182,37 +210,70 @@ async fn resolve_and_pass_on<R, B>(
     shared: Arc<Shared<R>>,
     mut parts: Parts,
     body: RequestBody<B>,
+    key: TokenKey,
     token: RegistrationToken,
 ) -> Result<Request<RequestBody<B>>, Response<Bytes>>
 where
     R: Resolver,
 {
-    let span = tracing::debug_span!(
-        "resolve_customer",
-        cache = tracing::field::Empty,
-        outcome = tracing::field::Empty,
-        latency_us = tracing::field::Empty,
-    );
-    // Clock reads only when someone listens.
-    let started = (!span.is_disabled()).then(tokio::time::Instant::now);
-    let (outcome, status) = shared.cache.resolve(&token).instrument(span.clone()).await;
+    let trace = ResolveTrace::begin();
+    let (outcome, status) = shared
+        .cache
+        .resolve(key, &token)
+        .instrument(trace.span.clone())
+        .await;
     drop(token);
+    let customer =
+        settle(&shared, outcome, status, &trace).map_err(|error| trace.reject(&shared, &error))?;
+    parts.extensions.insert(customer);
+    Ok(Request::from_parts(parts, body))
+}
+
+/// Applies the product allowlist to an answer and records it on the request's
+/// span.
+fn settle<R>(
+    shared: &Shared<R>,
+    outcome: Outcome,
+    status: CacheStatus,
+    trace: &ResolveTrace,
+) -> Outcome {
     let outcome = outcome.and_then(|customer| match &shared.config.allowed_products {
         Some(allowed) if !allowed.contains(customer.product_code()) => {
             Err(ResolveError::ProductMismatch)
         }
         _ => Ok(customer),
     });
-    if let Some(started) = started {
-        span.record("cache", status.as_str());
-        span.record("outcome", outcome_kind(&outcome));
-        span.record("latency_us", started.elapsed().as_micros() as u64);
+    if let Some(started) = trace.started {
+        trace.span.record("cache", status.as_str());
+        trace.span.record("outcome", outcome_kind(&outcome));
+        trace
+            .span
+            .record("latency_us", started.elapsed().as_micros() as u64);
     }
-    match outcome {
-        Ok(customer) => {
-            parts.extensions.insert(customer);
-            Ok(Request::from_parts(parts, body))
-        }
-        Err(error) => Err(span.in_scope(|| reject(&shared, &error))),
+    outcome
+}
+
+/// The `resolve_customer` span of one request, and when it began if anyone
+/// listens (no clock reads otherwise).
+struct ResolveTrace {
+    span: tracing::Span,
+    started: Option<tokio::time::Instant>,
+}
+
+impl ResolveTrace {
+    fn begin() -> Self {
+        let span = tracing::debug_span!(
+            "resolve_customer",
+            cache = tracing::field::Empty,
+            outcome = tracing::field::Empty,
+            latency_us = tracing::field::Empty,
+        );
+        let started = (!span.is_disabled()).then(tokio::time::Instant::now);
+        Self { span, started }
+    }
+
+    /// The rejection for `error`, logged within the span.
+    fn reject<R>(&self, shared: &Shared<R>, error: &ResolveError) -> Response<Bytes> {
+        self.span.in_scope(|| reject(shared, error))
     }
 }

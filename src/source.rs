@@ -134,10 +134,8 @@ impl TokenSource {
                 }
                 Source::Query(name) => {
                     if let Some(query) = parts.uri.query() {
-                        for (key, value) in form_urlencoded::parse(query.as_bytes()) {
-                            if key == name.as_ref() {
-                                found.offer(&value)?;
-                            }
+                        for value in urlencoded_values(query.as_bytes(), name) {
+                            found.offer(&value)?;
                         }
                     }
                 }
@@ -169,10 +167,8 @@ impl TokenSource {
         };
         for source in self.sources.iter() {
             if let Source::Form(name) = source {
-                for (key, value) in form_urlencoded::parse(body) {
-                    if key == name.as_ref() {
-                        found.offer(&value)?;
-                    }
+                for value in urlencoded_values(body, name) {
+                    found.offer(&value)?;
                 }
             }
         }
@@ -224,6 +220,31 @@ fn is_urlencoded_form(parts: &Parts) -> bool {
         .eq_ignore_ascii_case(b"application/x-www-form-urlencoded")
 }
 
+/// The decoded values of every pair called `name` in an
+/// `application/x-www-form-urlencoded` string, decoded exactly as
+/// [`form_urlencoded::parse`] decodes them.
+///
+/// Only the pairs that can match are decoded: a name without `%` or `+` is its
+/// own decoding, so it is compared as it stands, and the other fields of a
+/// registration form (often dozens) cost a scan, not an allocation.
+fn urlencoded_values<'a>(
+    input: &'a [u8],
+    name: &'a str,
+) -> impl Iterator<Item = Cow<'a, str>> + 'a {
+    let mut start = 0;
+    let ends = memchr::memchr_iter(b'&', input).chain(std::iter::once(input.len()));
+    ends.filter_map(move |end| {
+        let pair = &input[start..end];
+        start = end + 1;
+        let raw_name = &pair[..memchr::memchr(b'=', pair).unwrap_or(pair.len())];
+        if raw_name != name.as_bytes() && memchr::memchr2(b'%', b'+', raw_name).is_none() {
+            return None;
+        }
+        let (key, value) = form_urlencoded::parse(pair).next()?;
+        (key == name).then_some(value)
+    })
+}
+
 /// The values of every `name=value` pair called `name` in one `Cookie` header
 /// (RFC 6265 §4.2.1), with surrounding double quotes removed.
 fn cookie_values<'a>(header: &'a [u8], name: &'a [u8]) -> impl Iterator<Item = &'a [u8]> + 'a {
@@ -244,6 +265,30 @@ fn cookie_values<'a>(header: &'a [u8], name: &'a [u8]) -> impl Iterator<Item = &
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn urlencoded_values_decode_like_form_urlencoded() {
+        let inputs: [&[u8]; 8] = [
+            b"a=1&tok=x%2By&b=2&tok=z",
+            b"&&tok&tok=&=tok&tok==x",
+            b"t%6Fk=encoded-name&to%6b=second",
+            b"tok+=trailing-plus&tok=a+b&tok=%zz%2",
+            b"tok=\xff\xfe&%74%6f%6b=%ff",
+            b"x=1;tok=semicolon-is-not-a-separator",
+            b"tok=%E2%82%AC&tok=%",
+            b"",
+        ];
+        for input in inputs {
+            let expected: Vec<_> = form_urlencoded::parse(input)
+                .filter(|(k, _)| k == "tok")
+                .map(|(_, v)| v.into_owned())
+                .collect();
+            let got: Vec<_> = urlencoded_values(input, "tok")
+                .map(Cow::into_owned)
+                .collect();
+            assert_eq!(got, expected, "{:?}", String::from_utf8_lossy(input));
+        }
+    }
 
     #[test]
     fn cookie_pairs() {

@@ -201,40 +201,68 @@ fn cache_miss(c: &mut Criterion) {
     group.finish();
 }
 
+/// `n` concurrent requests with the same token through `service`, each in a
+/// task of its own, all answered 200.
+async fn burst_of<S>(service: &S, n: usize)
+where
+    S: Service<Request<Full<Bytes>>, Response = Response<BurstBody>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send,
+{
+    let tasks: Vec<_> = (0..n)
+        .map(|_| tokio::spawn(service.clone().oneshot(header_request(TOKEN))))
+        .collect();
+    for task in tasks {
+        let response = task.await.expect("task").expect("infallible");
+        assert_eq!(response.status(), 200);
+    }
+}
+
+type BurstBody = tower_resolve_customer::ResponseBody<Full<Bytes>>;
+
+/// `cold`: a fresh layer per burst, so every burst starts with a miss and waits
+/// for one 50 ms resolve. `warm`: the same burst against a layer that already
+/// holds the answer, which measures spawning and answering `n` requests alone.
 fn burst(c: &mut Criterion) {
     let rt = runtime();
     let latency = Duration::from_millis(50);
     let mut group = c.benchmark_group("5_burst_same_token_50ms_resolver");
     group.sample_size(10);
+    let layer = |resolver: &CountingResolver| {
+        ResolveCustomerLayer::new(resolver.clone())
+            .token_source(TokenSource::header(HEADER))
+            .layer(handler())
+    };
     for n in [10usize, 100, 1_000, 10_000] {
         group.throughput(Throughput::Elements(n as u64));
-        group.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, &n| {
+        group.bench_with_input(BenchmarkId::new("cold", n), &n, |b, &n| {
             b.to_async(&rt).iter_custom(|iterations| async move {
                 let mut total = Duration::ZERO;
                 for _ in 0..iterations {
-                    // A fresh layer per burst: every burst starts with a miss.
                     let resolver = CountingResolver::new(latency);
-                    let service = ResolveCustomerLayer::new(resolver.clone())
-                        .token_source(TokenSource::header(HEADER))
-                        .layer(handler());
+                    let service = layer(&resolver);
                     let started = Instant::now();
-                    let tasks: Vec<_> = (0..n)
-                        .map(|_| tokio::spawn(service.clone().oneshot(header_request(TOKEN))))
-                        .collect();
-                    for task in tasks {
-                        let response = task.await.expect("task").expect("infallible");
-                        assert_eq!(response.status(), 200);
-                    }
+                    burst_of(&service, n).await;
                     total += started.elapsed();
-                    assert_eq!(
-                        resolver.calls.load(Ordering::Relaxed),
-                        1,
-                        "one upstream call"
-                    );
+                    let calls = resolver.calls.load(Ordering::Relaxed);
+                    assert_eq!(calls, 1, "one upstream call");
                 }
                 total
             })
         });
+        let resolver = CountingResolver::new(latency);
+        let warm = layer(&resolver);
+        rt.block_on(burst_of(&warm, 1));
+        group.bench_with_input(BenchmarkId::new("warm", n), &n, |b, &n| {
+            b.to_async(&rt).iter(|| burst_of(&warm, n))
+        });
+        assert_eq!(
+            resolver.calls.load(Ordering::Relaxed),
+            1,
+            "one upstream call"
+        );
     }
     group.finish();
 }

@@ -25,7 +25,9 @@ pin_project! {
     #[project = KindProj]
     enum Kind<B> {
         Streaming { #[pin] body: B },
-        Buffered { data: Option<Bytes>, trailers: Option<HeaderMap> },
+        // Trailers are rare: boxed, they keep the body (and every future
+        // that holds the request) small.
+        Buffered { data: Option<Bytes>, trailers: Option<Box<HeaderMap>> },
     }
 }
 
@@ -42,7 +44,7 @@ impl<B> RequestBody<B> {
         Self {
             kind: Kind::Buffered {
                 data: (!data.is_empty()).then_some(data),
-                trailers,
+                trailers: trailers.map(Box::new),
             },
         }
     }
@@ -66,7 +68,7 @@ where
             KindProj::Buffered { data, trailers } => Poll::Ready(
                 data.take()
                     .map(Frame::data)
-                    .or_else(|| trailers.take().map(Frame::trailers))
+                    .or_else(|| trailers.take().map(|t| Frame::trailers(*t)))
                     .map(Ok),
             ),
         }

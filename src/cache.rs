@@ -28,7 +28,7 @@ use std::time::Duration;
 use moka::policy::EvictionPolicy;
 use moka::sync::Cache;
 use sha2::{Digest, Sha256};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, OwnedSemaphorePermit};
 use tokio::time::Instant;
 use tracing::Instrument;
 
@@ -36,6 +36,7 @@ use crate::customer::ResolvedCustomer;
 use crate::error::{ResolveError, outcome_kind};
 use crate::resolver::Resolver;
 use crate::token::RegistrationToken;
+use crate::upstream_limit::{MissRate, UpstreamLimit};
 
 pub(crate) type Outcome = Result<ResolvedCustomer, ResolveError>;
 
@@ -61,6 +62,9 @@ pub(crate) enum CacheStatus {
     Joined,
     /// This request started the resolve.
     Miss,
+    /// The resolve this request needed was not started: the upstream limit was
+    /// reached.
+    Refused,
 }
 
 impl CacheStatus {
@@ -69,6 +73,7 @@ impl CacheStatus {
             Self::Hit => "hit",
             Self::Joined => "joined",
             Self::Miss => "miss",
+            Self::Refused => "refused",
         }
     }
 }
@@ -82,6 +87,27 @@ pub(crate) struct Policy {
     pub(crate) negative_capacity: u64,
     /// How long a request waits for an answer.
     pub(crate) timeout: Duration,
+    /// How many upstream calls may run at once.
+    pub(crate) max_concurrent: usize,
+    /// How fast new tokens may go upstream, if limited.
+    pub(crate) miss_rate: Option<MissRate>,
+}
+
+/// A snapshot of a layer's cache and upstream calls, for metrics and tests.
+///
+/// Obtained from [`ResolveCustomerLayer::cache_stats`](crate::ResolveCustomerLayer::cache_stats)
+/// or [`ResolveCustomer::cache_stats`](crate::ResolveCustomer::cache_stats).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CacheStats {
+    /// Resolved customers held (at most the cache capacity).
+    pub customers: u64,
+    /// Refused tokens held (at most the negative cache capacity).
+    pub refusals: u64,
+    /// Tokens being resolved right now, each shared by all its requests.
+    pub resolving: usize,
+    /// Upstream calls running right now (at most the concurrency bound).
+    pub upstream_calls: usize,
 }
 
 impl Policy {
@@ -165,6 +191,7 @@ struct Inner<R> {
     shards: Box<[Shard]>,
     resolver: Arc<R>,
     policy: Policy,
+    limit: UpstreamLimit,
 }
 
 /// The single-flight cache and the resolver behind it.
@@ -191,7 +218,22 @@ impl<R: Resolver> DedupeCache<R> {
                 shards: (0..SHARDS).map(|_| Shard::default()).collect(),
                 resolver,
                 policy,
+                limit: UpstreamLimit::new(policy.max_concurrent, policy.miss_rate),
             }),
+        }
+    }
+
+    /// What the cache holds and runs right now. Runs moka's pending
+    /// housekeeping first, so evictions are counted.
+    pub(crate) fn stats(&self) -> CacheStats {
+        let inner = &self.inner;
+        inner.answers.run_pending_tasks();
+        inner.refusals.run_pending_tasks();
+        CacheStats {
+            customers: inner.answers.entry_count(),
+            refusals: inner.refusals.entry_count(),
+            resolving: inner.shards.iter().map(|s| s.lock().len()).sum(),
+            upstream_calls: inner.limit.in_use(),
         }
     }
 
@@ -222,7 +264,11 @@ impl<R: Resolver> DedupeCache<R> {
                     // may be there now.
                     continue;
                 } else {
-                    let slot = Inner::start(&self.inner, key, token.clone());
+                    let permit = match self.inner.limit.admit() {
+                        Ok(permit) => permit,
+                        Err(refused) => return (Err(refused), CacheStatus::Refused),
+                    };
+                    let slot = Inner::start(&self.inner, key, token.clone(), permit);
                     inflight.insert(key, Arc::clone(&slot));
                     (slot, CacheStatus::Miss)
                 }
@@ -258,7 +304,12 @@ impl<R> Inner<R> {
 impl<R: Resolver> Inner<R> {
     /// Creates a slot and spawns the one resolver call that completes it. Runs
     /// under the shard's lock: it must not block.
-    fn start(this: &Arc<Self>, key: TokenKey, token: RegistrationToken) -> Arc<Slot> {
+    fn start(
+        this: &Arc<Self>,
+        key: TokenKey,
+        token: RegistrationToken,
+        permit: OwnedSemaphorePermit,
+    ) -> Arc<Slot> {
         let slot = Arc::new(Slot::new());
         let completion = Completion {
             inner: Arc::clone(this),
@@ -282,6 +333,7 @@ impl<R: Resolver> Inner<R> {
                     "registration token resolved upstream"
                 );
                 completion.finish(outcome);
+                drop(permit);
             }
             .instrument(span),
         );
@@ -320,9 +372,13 @@ impl<R> Completion<R> {
 impl<R> Drop for Completion<R> {
     fn drop(&mut self) {
         if self.slot.done.get().is_none() {
-            self.slot.complete(Err(ResolveError::unavailable(
-                "the resolve task ended without an answer",
-            )));
+            // Unwinding: the resolver panicked, a bug (500). Otherwise the task
+            // was dropped unfinished, as when the runtime shuts down (503).
+            self.slot.complete(Err(if std::thread::panicking() {
+                ResolveError::Internal
+            } else {
+                ResolveError::unavailable("the resolve task ended without an answer")
+            }));
         }
         let shard = self.inner.shard(self.key);
         let mut inflight = shard.lock();
@@ -333,5 +389,81 @@ impl<R> Drop for Completion<R> {
             inflight.remove(&self.key);
         }
         shard.completions.fetch_add(1, Ordering::Release);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy() -> Policy {
+        Policy {
+            ttl: Duration::from_secs(60),
+            capacity: 100,
+            negative_ttl: Duration::from_secs(60),
+            negative_capacity: 100,
+            timeout: Duration::from_secs(1),
+            max_concurrent: 4,
+            miss_rate: None,
+        }
+    }
+
+    /// Keys are digests: no 16-byte window of either token (the bytes a
+    /// careless key would copy) is a key, and no stored value shows a token.
+    #[tokio::test]
+    async fn the_cache_holds_digests_not_tokens() {
+        let good = RegistrationToken::new("GoodTokenGoodTokenGoodToken+/==").unwrap();
+        let junk = RegistrationToken::new("JunkTokenJunkTokenJunkToken+/==").unwrap();
+        let good_raw = good.expose().to_owned();
+        let resolver = move |token: RegistrationToken| {
+            let good = token.expose() == good_raw;
+            async move {
+                if good {
+                    Ok(ResolvedCustomer::new("123456789012", "prod-abc"))
+                } else {
+                    Err(ResolveError::InvalidToken)
+                }
+            }
+        };
+        let cache = DedupeCache::new(Arc::new(resolver), policy());
+        for token in [&good, &junk] {
+            let (outcome, status) = cache.resolve(key_of(token), token).await;
+            assert_eq!(status, CacheStatus::Miss);
+            assert_eq!(outcome.is_ok(), token == &good);
+            assert_eq!(
+                cache.cached(key_of(token)).map(|o| o.is_ok()),
+                Some(token == &good)
+            );
+        }
+
+        let inner = &cache.inner;
+        let mut keys: Vec<TokenKey> = inner.answers.iter().map(|(k, _)| *k).collect();
+        keys.extend(inner.refusals.iter().map(|(k, _)| *k));
+        keys.sort_unstable();
+        let mut expected = vec![key_of(&good), key_of(&junk)];
+        expected.sort_unstable();
+        assert_eq!(keys, expected);
+        assert!(inner.shards.iter().all(|s| s.lock().is_empty()));
+
+        for token in [&good, &junk] {
+            for window in token.expose().as_bytes().windows(16) {
+                let copied = u128::from_le_bytes(window.try_into().unwrap());
+                assert!(!keys.contains(&copied));
+            }
+            let values = format!(
+                "{:?} {:?}",
+                inner
+                    .answers
+                    .iter()
+                    .map(|(_, v)| v.value)
+                    .collect::<Vec<_>>(),
+                inner
+                    .refusals
+                    .iter()
+                    .map(|(_, v)| v.value)
+                    .collect::<Vec<_>>(),
+            );
+            assert!(!values.contains(&token.expose()[..16]), "{values}");
+        }
     }
 }

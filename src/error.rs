@@ -22,7 +22,8 @@ use crate::token::TokenError;
 /// | `ProductMismatch` | 403 | no |
 /// | `BodyTimeout` | 408 | yes |
 /// | `BodyTooLarge` | 413 | no |
-/// | `Throttled`, `Unavailable` | 503 + `Retry-After` | yes |
+/// | `Internal` | 500 | no |
+/// | `Throttled`, `Unavailable`, `Overloaded` | 503 + `Retry-After` | yes |
 /// | `ApiDisabled` | 503 + `Retry-After` | no |
 /// | `Timeout` | 504 | yes |
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,6 +64,19 @@ pub enum ResolveError {
     Timeout,
     /// The token resolved to a product this endpoint does not serve.
     ProductMismatch,
+    /// The token was not sent upstream: too many new tokens are being resolved
+    /// at once, or new tokens arrive faster than the configured rate (see
+    /// [`max_concurrent_resolves`](crate::ResolveCustomerLayer::max_concurrent_resolves)
+    /// and [`miss_rate_limit`](crate::ResolveCustomerLayer::miss_rate_limit)).
+    /// This protects the seller's `ResolveCustomer` quota from floods of junk
+    /// tokens; the buyer's retry after `retry_after` is resolved normally.
+    Overloaded {
+        /// When a new token is likely to be accepted again.
+        retry_after: Duration,
+    },
+    /// The resolver failed without an answer: it panicked. A bug, reported as
+    /// 500 to the requests waiting on it; nothing is cached.
+    Internal,
 }
 
 impl ResolveError {
@@ -83,10 +97,12 @@ impl ResolveError {
             Self::ProductMismatch => StatusCode::FORBIDDEN,
             Self::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::Throttled | Self::Unavailable(_) | Self::ApiDisabled => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            Self::Throttled
+            | Self::Unavailable(_)
+            | Self::ApiDisabled
+            | Self::Overloaded { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Timeout => StatusCode::GATEWAY_TIMEOUT,
+            Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -96,7 +112,11 @@ impl ResolveError {
     pub fn is_retryable(&self) -> bool {
         matches!(
             self,
-            Self::Throttled | Self::Unavailable(_) | Self::Timeout | Self::BodyTimeout
+            Self::Throttled
+                | Self::Unavailable(_)
+                | Self::Timeout
+                | Self::BodyTimeout
+                | Self::Overloaded { .. }
         )
     }
 
@@ -106,6 +126,7 @@ impl ResolveError {
             Self::Throttled => Some(Duration::from_secs(1)),
             Self::Unavailable(_) => Some(Duration::from_secs(5)),
             Self::ApiDisabled => Some(Duration::from_secs(300)),
+            Self::Overloaded { retry_after } => Some(*retry_after),
             _ => None,
         }
     }
@@ -132,6 +153,8 @@ impl ResolveError {
             Self::Unavailable(_) => "unavailable",
             Self::Timeout => "timeout",
             Self::ProductMismatch => "product-mismatch",
+            Self::Overloaded { .. } => "overloaded",
+            Self::Internal => "internal",
         }
     }
 
@@ -161,6 +184,10 @@ impl ResolveError {
             Self::ProductMismatch => {
                 "This registration page does not serve the subscribed product."
             }
+            Self::Overloaded { .. } => {
+                "Too many registrations are being processed. Please try again shortly."
+            }
+            Self::Internal => "The registration could not be processed.",
         }
     }
 }

@@ -18,6 +18,8 @@ pub enum GrpcCode {
     PermissionDenied = 7,
     /// `RESOURCE_EXHAUSTED` (8).
     ResourceExhausted = 8,
+    /// `INTERNAL` (13).
+    Internal = 13,
     /// `UNAVAILABLE` (14).
     Unavailable = 14,
     /// `UNAUTHENTICATED` (16).
@@ -33,7 +35,8 @@ impl GrpcCode {
     /// | `MalformedToken`, `AmbiguousToken`, `MalformedBody` | `INVALID_ARGUMENT` |
     /// | `ProductMismatch` | `PERMISSION_DENIED` |
     /// | `BodyTooLarge` | `RESOURCE_EXHAUSTED` |
-    /// | `Throttled`, `Unavailable`, `ApiDisabled` | `UNAVAILABLE` |
+    /// | `Throttled`, `Unavailable`, `ApiDisabled`, `Overloaded` | `UNAVAILABLE` |
+    /// | `Internal` | `INTERNAL` |
     /// | `Timeout`, `BodyTimeout` | `DEADLINE_EXCEEDED` |
     pub fn of(error: &ResolveError) -> Self {
         match error {
@@ -45,9 +48,11 @@ impl GrpcCode {
             | ResolveError::MalformedBody => Self::InvalidArgument,
             ResolveError::ProductMismatch => Self::PermissionDenied,
             ResolveError::BodyTooLarge { .. } => Self::ResourceExhausted,
-            ResolveError::Throttled | ResolveError::Unavailable(_) | ResolveError::ApiDisabled => {
-                Self::Unavailable
-            }
+            ResolveError::Throttled
+            | ResolveError::Unavailable(_)
+            | ResolveError::ApiDisabled
+            | ResolveError::Overloaded { .. } => Self::Unavailable,
+            ResolveError::Internal => Self::Internal,
             ResolveError::Timeout | ResolveError::BodyTimeout => Self::DeadlineExceeded,
         }
     }

@@ -9,13 +9,14 @@ use bytes::Bytes;
 use http::Response;
 use tower_layer::Layer;
 
-use crate::cache::{DedupeCache, Policy};
+use crate::cache::{CacheStats, DedupeCache, Policy};
 use crate::error::ResolveError;
 use crate::rejection::{Responder, problem_details};
 use crate::resolver::Resolver;
 use crate::service::ResolveCustomer;
 use crate::source::TokenSource;
 use crate::token::DEFAULT_MAX_TOKEN_LEN;
+use crate::upstream_limit::MissRate;
 
 /// Default for [`ResolveCustomerLayer::max_body_bytes`]: 16 KiB.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 16 * 1024;
@@ -29,6 +30,8 @@ pub const DEFAULT_CACHE_CAPACITY: u64 = 10_000;
 pub const DEFAULT_RESOLVE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default for [`ResolveCustomerLayer::body_timeout`]: 10 seconds.
 pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default for [`ResolveCustomerLayer::max_concurrent_resolves`].
+pub const DEFAULT_MAX_CONCURRENT_RESOLVES: usize = 32;
 
 /// The longest duration any setting accepts: one year. Longer values are
 /// clamped to it.
@@ -119,6 +122,8 @@ impl<R: Resolver> ResolveCustomerLayer<R> {
                     negative_ttl: DEFAULT_NEGATIVE_CACHE_TTL,
                     negative_capacity: DEFAULT_CACHE_CAPACITY,
                     timeout: DEFAULT_RESOLVE_TIMEOUT,
+                    max_concurrent: DEFAULT_MAX_CONCURRENT_RESOLVES,
+                    miss_rate: None,
                 },
                 responder: Arc::new(problem_details),
             },
@@ -220,6 +225,48 @@ impl<R: Resolver> ResolveCustomerLayer<R> {
         self.configure(|c| c.cache.timeout = timeout.min(MAX_DURATION))
     }
 
+    /// How many distinct tokens may be resolved upstream at once (default 32,
+    /// at least 1).
+    ///
+    /// A request whose token is neither cached nor being resolved, arriving
+    /// when all slots are busy, is refused at once with
+    /// [`ResolveError::Overloaded`] (503, `Retry-After: 1`) without an upstream
+    /// call. Requests for a token already being resolved join that resolve and
+    /// are never refused, so a buyer's double submit is not affected.
+    ///
+    /// `ResolveCustomer` quotas belong to the seller's AWS account: this bound
+    /// keeps a flood of junk tokens from throttling real buyers.
+    pub fn max_concurrent_resolves(self, limit: usize) -> Self {
+        self.configure(|c| c.cache.max_concurrent = limit.max(1))
+    }
+
+    /// Limits how fast new tokens go upstream: on average `per_second` a second,
+    /// in bursts of at most `burst` (a token bucket; both at least 1). Off by
+    /// default.
+    ///
+    /// Only cache misses that would start an upstream call take from the
+    /// bucket. Past the rate they are refused with [`ResolveError::Overloaded`]
+    /// (503, with a `Retry-After` of when the next token is due).
+    ///
+    /// ```
+    /// use tower_resolve_customer::{RegistrationToken, ResolveCustomerLayer, ResolvedCustomer};
+    ///
+    /// // At most 20 new registrations a second, 50 at once, 16 in flight.
+    /// let layer = ResolveCustomerLayer::new(|_: RegistrationToken| async {
+    ///     Ok(ResolvedCustomer::new("123456789012", "prod-abc123"))
+    /// })
+    /// .miss_rate_limit(20, 50)
+    /// .max_concurrent_resolves(16);
+    /// # let _ = layer;
+    /// ```
+    pub fn miss_rate_limit(self, per_second: u32, burst: u32) -> Self {
+        let rate = MissRate {
+            per_second: per_second.max(1),
+            burst: burst.max(1),
+        };
+        self.configure(|c| c.cache.miss_rate = Some(rate))
+    }
+
     /// How long reading a form body may take (default 10 s); past it the request
     /// gets [`ResolveError::BodyTimeout`] (408).
     pub fn body_timeout(self, timeout: Duration) -> Self {
@@ -252,6 +299,15 @@ impl<R: Resolver> ResolveCustomerLayer<R> {
     {
         let responder: Responder = Arc::new(move |e: &ResolveError| responder(e).map(Into::into));
         self.configure(|c| c.responder = responder)
+    }
+
+    /// What the cache shared by this layer's services holds and runs right now
+    /// (all zero before the layer has made a service).
+    pub fn cache_stats(&self) -> CacheStats {
+        self.shared
+            .get()
+            .map(|shared| shared.cache.stats())
+            .unwrap_or_default()
     }
 
     fn shared(&self) -> Arc<Shared<R>> {
@@ -291,6 +347,8 @@ impl<R> fmt::Debug for ResolveCustomerLayer<R> {
                 &self.config.cache.negative_capacity,
             )
             .field("resolve_timeout", &self.config.cache.timeout)
+            .field("max_concurrent_resolves", &self.config.cache.max_concurrent)
+            .field("miss_rate_limit", &self.config.cache.miss_rate)
             .finish_non_exhaustive()
     }
 }

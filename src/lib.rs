@@ -93,6 +93,7 @@ mod response_body;
 mod service;
 mod source;
 mod token;
+mod upstream_limit;
 
 #[cfg(feature = "aws")]
 mod aws;
@@ -107,6 +108,7 @@ mod grpc;
 pub use crate::aws::AwsMarketplaceResolver;
 #[cfg(feature = "axum")]
 pub use crate::axum::MissingResolvedCustomer;
+pub use crate::cache::CacheStats;
 pub use crate::customer::ResolvedCustomer;
 pub use crate::error::ResolveError;
 pub use crate::future::ResponseFuture;
@@ -114,7 +116,8 @@ pub use crate::future::ResponseFuture;
 pub use crate::grpc::{GrpcCode, grpc_status};
 pub use crate::layer::{
     DEFAULT_BODY_TIMEOUT, DEFAULT_CACHE_CAPACITY, DEFAULT_CACHE_TTL, DEFAULT_MAX_BODY_BYTES,
-    DEFAULT_NEGATIVE_CACHE_TTL, DEFAULT_RESOLVE_TIMEOUT, ResolveCustomerLayer,
+    DEFAULT_MAX_CONCURRENT_RESOLVES, DEFAULT_NEGATIVE_CACHE_TTL, DEFAULT_RESOLVE_TIMEOUT,
+    ResolveCustomerLayer,
 };
 pub use crate::rejection::problem_details;
 pub use crate::request_body::RequestBody;

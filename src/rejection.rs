@@ -55,7 +55,9 @@ pub fn problem_details(error: &ResolveError) -> Response<Bytes> {
     );
     headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     if let Some(after) = error.retry_after() {
-        headers.insert(RETRY_AFTER, HeaderValue::from(after.as_secs()));
+        // Whole seconds, rounded up, at least one.
+        let seconds = (after.as_secs() + u64::from(after.subsec_nanos() > 0)).max(1);
+        headers.insert(RETRY_AFTER, HeaderValue::from(seconds));
     }
     response
 }

@@ -52,6 +52,15 @@ impl<S, R> ResolveCustomer<S, R> {
         &mut self.inner
     }
 
+    /// What the cache shared with the layer's other services holds and runs
+    /// right now.
+    pub fn cache_stats(&self) -> crate::CacheStats
+    where
+        R: Resolver,
+    {
+        self.shared.cache.stats()
+    }
+
     /// Unwraps the inner service.
     pub fn into_inner(self) -> S {
         self.inner

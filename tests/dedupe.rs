@@ -294,17 +294,34 @@ async fn junk_tokens_do_not_evict_resolved_customers() {
 }
 
 #[tokio::test]
-async fn panicking_resolver_does_not_hang_waiters() {
-    let resolver = TestResolver::with(|t| {
-        if t == "boom" {
-            panic!("resolver bug")
+async fn panicking_resolver_fails_its_waiters_with_500_and_the_layer_keeps_working() {
+    let resolver = TestResolver::gated(|t| {
+        if t.starts_with("boom") {
+            panic!("resolver bug");
         }
         Ok(customer_for(t))
     });
     let h = Harness::new(ResolveCustomerLayer::from_arc(resolver.clone()));
-    let go = |t: &str| h.send(token_post(t));
-    assert_eq!(go("boom").await.status(), 503);
-    assert_eq!(go("boom").await.status(), 503, "not cached");
-    assert_eq!(resolver.calls(), 2);
-    assert_eq!(go("fine").await.status(), 200);
+
+    let waiters: Vec<_> = (0..10)
+        .map(|_| tokio::spawn(h.send(token_post("boom1"))))
+        .collect();
+    resolver.wait_started(1).await;
+    resolver.release(1);
+    for waiter in waiters {
+        let response = waiter.await.unwrap();
+        assert_eq!(response.status(), 500);
+        assert!(text(response).await.contains("internal"));
+    }
+    assert_eq!(resolver.calls(), 1);
+    assert_eq!(h.handled(), 0);
+
+    // Nothing was cached and nothing is stuck: the same token is tried again,
+    // and other tokens resolve.
+    resolver.release(2);
+    assert_eq!(h.send(token_post("boom1")).await.status(), 500);
+    assert_eq!(h.send(token_post("fine")).await.status(), 200);
+    assert_eq!(resolver.calls(), 3);
+    let stats = h.layer.cache_stats();
+    assert_eq!((stats.resolving, stats.upstream_calls), (0, 0));
 }

@@ -113,7 +113,7 @@ pub struct CacheStats {
 impl Policy {
     /// How long the upstream call itself may run: past the requests' own
     /// timeout, so a late answer still reaches the cache for the buyer's retry.
-    fn upstream_deadline(&self) -> Duration {
+    pub(crate) fn upstream_deadline(&self) -> Duration {
         self.timeout.saturating_mul(2)
     }
 }
@@ -192,6 +192,9 @@ struct Inner<R> {
     resolver: Arc<R>,
     policy: Policy,
     limit: UpstreamLimit,
+    /// Resolutions shared with other replicas.
+    #[cfg(feature = "redis")]
+    store: Option<crate::redis_store::RedisStore>,
 }
 
 /// The single-flight cache and the resolver behind it.
@@ -219,8 +222,19 @@ impl<R: Resolver> DedupeCache<R> {
                 resolver,
                 policy,
                 limit: UpstreamLimit::new(policy.max_concurrent, policy.miss_rate),
+                #[cfg(feature = "redis")]
+                store: None,
             }),
         }
+    }
+
+    /// Consults `store` before the resolver (feature `redis`).
+    #[cfg(feature = "redis")]
+    pub(crate) fn with_store(mut self, store: Option<crate::redis_store::RedisStore>) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.store = store;
+        }
+        self
     }
 
     /// What the cache holds and runs right now. Runs moka's pending
@@ -302,6 +316,19 @@ impl<R> Inner<R> {
 }
 
 impl<R: Resolver> Inner<R> {
+    /// The resolver's answer for `token`, through the shared store when there
+    /// is one.
+    async fn upstream(&self, key: TokenKey, token: &RegistrationToken) -> Outcome {
+        #[cfg(feature = "redis")]
+        if let Some(store) = &self.store {
+            return store
+                .resolve(key, &self.policy, self.resolver.resolve(token))
+                .await;
+        }
+        let _ = key;
+        self.resolver.resolve(token).await
+    }
+
     /// Creates a slot and spawns the one resolver call that completes it. Runs
     /// under the shard's lock: it must not block.
     fn start(
@@ -316,13 +343,14 @@ impl<R: Resolver> Inner<R> {
             slot: Arc::clone(&slot),
             key,
         };
-        let resolver = Arc::clone(&this.resolver);
+        let inner = Arc::clone(this);
         let deadline = this.policy.upstream_deadline();
         let span = tracing::debug_span!("resolve_customer_upstream");
         tokio::spawn(
             async move {
                 let started = Instant::now();
-                let outcome = match tokio::time::timeout(deadline, resolver.resolve(&token)).await {
+                let upstream = inner.upstream(key, &token);
+                let outcome = match tokio::time::timeout(deadline, upstream).await {
                     Ok(outcome) => outcome,
                     Err(_) => Err(ResolveError::Timeout),
                 };

@@ -81,6 +81,9 @@ pub(crate) struct Config {
     /// Sizes and lifetimes of the cache, and the resolve timeout.
     pub(crate) cache: Policy,
     pub(crate) responder: Responder,
+    /// Resolutions shared with other replicas (feature `redis`).
+    #[cfg(feature = "redis")]
+    pub(crate) store: Option<crate::redis_store::RedisStore>,
 }
 
 /// The state shared by every service a layer makes.
@@ -126,6 +129,8 @@ impl<R: Resolver> ResolveCustomerLayer<R> {
                     miss_rate: None,
                 },
                 responder: Arc::new(problem_details),
+                #[cfg(feature = "redis")]
+                store: None,
             },
             shared: Arc::default(),
         }
@@ -267,6 +272,15 @@ impl<R: Resolver> ResolveCustomerLayer<R> {
         self.configure(|c| c.cache.miss_rate = Some(rate))
     }
 
+    /// Shares resolutions with the other replicas of a deployment through Redis
+    /// (feature `redis`), so a buyer's resubmission that lands on another
+    /// replica is answered without a second `ResolveCustomer` call. See
+    /// [`RedisStore`](crate::RedisStore) for the protocol and its failure modes.
+    #[cfg(feature = "redis")]
+    pub fn shared_store(self, store: crate::RedisStore) -> Self {
+        self.configure(|c| c.store = Some(store))
+    }
+
     /// How long reading a form body may take (default 10 s); past it the request
     /// gets [`ResolveError::BodyTimeout`] (408).
     pub fn body_timeout(self, timeout: Duration) -> Self {
@@ -312,9 +326,12 @@ impl<R: Resolver> ResolveCustomerLayer<R> {
 
     fn shared(&self) -> Arc<Shared<R>> {
         Arc::clone(self.shared.get_or_init(|| {
+            let cache = DedupeCache::new(Arc::clone(&self.resolver), self.config.cache);
+            #[cfg(feature = "redis")]
+            let cache = cache.with_store(self.config.store.clone());
             Arc::new(Shared {
                 config: self.config.clone(),
-                cache: DedupeCache::new(Arc::clone(&self.resolver), self.config.cache),
+                cache,
             })
         }))
     }

@@ -86,6 +86,8 @@ mod error;
 mod form;
 mod future;
 mod layer;
+#[cfg(feature = "redis")]
+mod redis_store;
 mod rejection;
 mod request_body;
 mod resolver;
@@ -118,6 +120,10 @@ pub use crate::layer::{
     DEFAULT_BODY_TIMEOUT, DEFAULT_CACHE_CAPACITY, DEFAULT_CACHE_TTL, DEFAULT_MAX_BODY_BYTES,
     DEFAULT_MAX_CONCURRENT_RESOLVES, DEFAULT_NEGATIVE_CACHE_TTL, DEFAULT_RESOLVE_TIMEOUT,
     ResolveCustomerLayer,
+};
+#[cfg(feature = "redis")]
+pub use crate::redis_store::{
+    DEFAULT_REDIS_KEY_PREFIX, DEFAULT_REDIS_TIMEOUT, InvalidRedisUrl, RedisStore, RedisUnavailable,
 };
 pub use crate::rejection::problem_details;
 pub use crate::request_body::RequestBody;

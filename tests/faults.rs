@@ -6,18 +6,14 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use aws_sdk_marketplacemetering::Client;
 use aws_sdk_marketplacemetering::config::retry::RetryConfig;
-use common::{Harness, token_post};
+use common::{Harness, Held, token_post};
 use http::header::RETRY_AFTER;
-use tokio::sync::Semaphore;
 use tower_resolve_customer::emulator::{Fault, MeteringEmulator, RedemptionPolicy};
-use tower_resolve_customer::{
-    AwsMarketplaceResolver, RegistrationToken, ResolveCustomerLayer, ResolvedCustomer, Resolver,
-};
+use tower_resolve_customer::{AwsMarketplaceResolver, ResolveCustomerLayer, ResolvedCustomer};
 
 fn customer(i: usize) -> ResolvedCustomer {
     ResolvedCustomer::new(format!("{:012}", 100_000_000_000 + i), "prod-emulated")
@@ -100,36 +96,13 @@ async fn flapping_upstream_failures_are_retryable_and_each_token_is_redeemed_onc
     assert_eq!(h.handled(), 12);
 }
 
-/// Holds every upstream call until released, counting the calls that started.
-#[derive(Clone)]
-struct Held {
-    inner: Arc<AwsMarketplaceResolver>,
-    started: Arc<Semaphore>,
-    gate: Arc<Semaphore>,
-}
-
-impl Resolver for Held {
-    async fn resolve(
-        &self,
-        token: &RegistrationToken,
-    ) -> Result<ResolvedCustomer, tower_resolve_customer::ResolveError> {
-        self.started.add_permits(1);
-        self.gate.acquire().await.unwrap().forget();
-        self.inner.resolve(token).await
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_disconnecting_mid_resolve_under_load_lose_no_redemption() {
     const TOKENS: usize = 20;
     const PER_TOKEN: usize = 10;
     let (emulator, tokens) = emulator_with_tokens(TOKENS).await;
     emulator.set_policy(RedemptionPolicy::SingleUse);
-    let held = Held {
-        inner: Arc::new(emulator.resolver()),
-        started: Arc::new(Semaphore::new(0)),
-        gate: Arc::new(Semaphore::new(0)),
-    };
+    let held = Held::new(emulator.resolver());
     let h = Harness::new(ResolveCustomerLayer::new(held.clone()));
 
     let mut tasks = Vec::new();

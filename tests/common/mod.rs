@@ -105,6 +105,42 @@ impl Resolver for TestResolver {
     }
 }
 
+/// Holds every call of an inner resolver until released, counting the calls
+/// that started.
+pub struct Held<R> {
+    inner: Arc<R>,
+    pub started: Arc<Semaphore>,
+    pub gate: Arc<Semaphore>,
+}
+
+impl<R> Held<R> {
+    pub fn new(inner: R) -> Self {
+        Self {
+            inner: Arc::new(inner),
+            started: Arc::new(Semaphore::new(0)),
+            gate: Arc::new(Semaphore::new(0)),
+        }
+    }
+}
+
+impl<R> Clone for Held<R> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: Arc::clone(&self.inner),
+            started: Arc::clone(&self.started),
+            gate: Arc::clone(&self.gate),
+        }
+    }
+}
+
+impl<R: Resolver> Resolver for Held<R> {
+    async fn resolve(&self, token: &RegistrationToken) -> Result<ResolvedCustomer, ResolveError> {
+        self.started.add_permits(1);
+        self.gate.acquire().await.unwrap().forget();
+        self.inner.resolve(token).await
+    }
+}
+
 /// A customer whose account id is derived from the token, so answers can be
 /// told apart.
 pub fn customer_for(token: &str) -> ResolvedCustomer {

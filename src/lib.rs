@@ -67,8 +67,19 @@
 //! - `axum`: [`ResolvedCustomer`] is an axum extractor (and `Option<ResolvedCustomer>`).
 //! - `grpc`: [`grpc_status`], rejections as gRPC statuses for tonic and other
 //!   gRPC servers.
+//! - `redis`: [`RedisStore`], resolutions shared by several replicas through
+//!   Redis, with a cross-replica lease so a token is redeemed once per
+//!   deployment.
 //! - `test-util`: [`emulator::MeteringEmulator`], a local Marketplace Metering API
 //!   that speaks the real wire protocol, for tests and offline development.
+//!
+//! # Flood protection
+//!
+//! At most [`DEFAULT_MAX_CONCURRENT_RESOLVES`] tokens are resolved upstream at
+//! once (see [`ResolveCustomerLayer::max_concurrent_resolves`]), and
+//! [`ResolveCustomerLayer::miss_rate_limit`] can cap how fast new tokens go
+//! upstream: the excess is refused with [`ResolveError::Overloaded`] (503)
+//! before any call, so junk tokens cannot exhaust the seller's quota.
 //!
 //! # Runtime
 //!

@@ -269,24 +269,38 @@ impl<R: Resolver> DedupeCache<R> {
             if let Some(outcome) = self.inner.cached(key) {
                 return (outcome, CacheStatus::Hit);
             }
-            let (slot, status) = {
+            // `launch`: the resolve this request must start, with its permit.
+            let (slot, status, launch) = {
                 let mut inflight = shard.lock();
                 if let Some(slot) = inflight.get(&key) {
-                    (Arc::clone(slot), CacheStatus::Joined)
+                    (Arc::clone(slot), CacheStatus::Joined, None)
                 } else if shard.completions.load(Ordering::Acquire) != seen {
                     // A resolve finished since the cache was read: its answer
                     // may be there now.
                     continue;
                 } else {
-                    let permit = match self.inner.limit.admit() {
-                        Ok(permit) => permit,
-                        Err(refused) => return (Err(refused), CacheStatus::Refused),
+                    // With a shared store, admission waits until this replica
+                    // is the one to call upstream: an answer another replica
+                    // already has is never refused.
+                    let permit = if self.inner.has_store() {
+                        None
+                    } else {
+                        match self.inner.limit.admit() {
+                            Ok(permit) => Some(permit),
+                            Err(refused) => return (Err(refused), CacheStatus::Refused),
+                        }
                     };
-                    let slot = Inner::start(&self.inner, key, token.clone(), permit);
+                    let slot = Arc::new(Slot::new());
                     inflight.insert(key, Arc::clone(&slot));
-                    (slot, CacheStatus::Miss)
+                    (slot, CacheStatus::Miss, Some(permit))
                 }
             };
+            // Spawned only once the shard's lock is released: a runtime that is
+            // shutting down drops the task on this thread, and its drop guard
+            // takes that lock.
+            if let Some(permit) = launch {
+                Inner::launch(&self.inner, key, token.clone(), permit, Arc::clone(&slot));
+            }
             let outcome = tokio::time::timeout(self.inner.policy.timeout, slot.wait())
                 .await
                 .unwrap_or(Err(ResolveError::Timeout));
@@ -316,28 +330,43 @@ impl<R> Inner<R> {
 }
 
 impl<R: Resolver> Inner<R> {
-    /// The resolver's answer for `token`, through the shared store when there
-    /// is one.
-    async fn upstream(&self, key: TokenKey, token: &RegistrationToken) -> Outcome {
+    /// The resolver's answer for `token`, given at most `deadline`; through the
+    /// shared store when there is one.
+    async fn upstream(
+        &self,
+        key: TokenKey,
+        token: &RegistrationToken,
+        deadline: Duration,
+    ) -> Outcome {
+        let call = async {
+            tokio::time::timeout(deadline, self.resolver.resolve(token))
+                .await
+                .unwrap_or(Err(ResolveError::Timeout))
+        };
         #[cfg(feature = "redis")]
         if let Some(store) = &self.store {
-            return store
-                .resolve(key, &self.policy, self.resolver.resolve(token))
-                .await;
+            return store.resolve(key, &self.policy, &self.limit, call).await;
         }
         let _ = key;
-        self.resolver.resolve(token).await
+        call.await
     }
 
-    /// Creates a slot and spawns the one resolver call that completes it. Runs
-    /// under the shard's lock: it must not block.
-    fn start(
+    fn has_store(&self) -> bool {
+        #[cfg(feature = "redis")]
+        return self.store.is_some();
+        #[cfg(not(feature = "redis"))]
+        false
+    }
+
+    /// Spawns the one upstream resolve that completes `slot`, holding `permit`
+    /// (if admission already happened) until it ends.
+    fn launch(
         this: &Arc<Self>,
         key: TokenKey,
         token: RegistrationToken,
-        permit: OwnedSemaphorePermit,
-    ) -> Arc<Slot> {
-        let slot = Arc::new(Slot::new());
+        permit: Option<OwnedSemaphorePermit>,
+        slot: Arc<Slot>,
+    ) {
         let completion = Completion {
             inner: Arc::clone(this),
             slot: Arc::clone(&slot),
@@ -349,11 +378,7 @@ impl<R: Resolver> Inner<R> {
         tokio::spawn(
             async move {
                 let started = Instant::now();
-                let upstream = inner.upstream(key, &token);
-                let outcome = match tokio::time::timeout(deadline, upstream).await {
-                    Ok(outcome) => outcome,
-                    Err(_) => Err(ResolveError::Timeout),
-                };
+                let outcome = inner.upstream(key, &token, deadline).await;
                 drop(token);
                 tracing::debug!(
                     outcome = outcome_kind(&outcome),
@@ -365,7 +390,6 @@ impl<R: Resolver> Inner<R> {
             }
             .instrument(span),
         );
-        slot
     }
 }
 

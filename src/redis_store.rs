@@ -6,8 +6,9 @@
 //!
 //! 1. `GET <prefix>answer:<digest>`: another replica's answer, if any.
 //! 2. `SET <prefix>lease:<digest> <replica> NX PX <lease>`: the first replica to
-//!    take the lease resolves; it stores the answer (`SET ... PX <ttl>`, with
-//!    the local TTL rules) and releases the lease.
+//!    take the lease resolves (once its own upstream limits admit the call);
+//!    it stores the answer (`SET ... PX <ttl>`, with the local TTL rules) and
+//!    releases the lease.
 //! 3. Replicas that did not get the lease poll for the answer (every 10 ms,
 //!    backing off to 100 ms). If the lease ends without an answer (its holder
 //!    died, or its resolve failed transiently), the next poll takes it over.
@@ -29,6 +30,7 @@ use serde_json::{Value, json};
 use crate::cache::{Outcome, Policy, TokenKey};
 use crate::customer::ResolvedCustomer;
 use crate::error::ResolveError;
+use crate::upstream_limit::UpstreamLimit;
 
 /// Default for [`RedisStore::key_prefix`].
 pub const DEFAULT_REDIS_KEY_PREFIX: &str = "tower-resolve-customer:";
@@ -37,6 +39,11 @@ pub const DEFAULT_REDIS_TIMEOUT: Duration = Duration::from_millis(500);
 
 const FIRST_POLL: Duration = Duration::from_millis(10);
 const MAX_POLL: Duration = Duration::from_millis(100);
+/// Consecutive failed polls, while waiting on another replica, before Redis
+/// counts as unavailable.
+const MAX_POLL_FAILURES: u32 = 3;
+/// Leases longer than this are clamped (Redis refuses absurd expiries).
+const MAX_LEASE: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// Deletes the lease only if this replica still holds it.
 const RELEASE_LEASE: &str = r#"if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("DEL", KEYS[1]) else return 0 end"#;
@@ -131,7 +138,7 @@ impl RedisStore {
     /// replica that dies mid-resolve, but a lease shorter than a slow upstream
     /// call lets a second replica call AWS for the same token.
     pub fn lease(mut self, lease: Duration) -> Self {
-        self.lease = Some(lease.max(Duration::from_millis(1)));
+        self.lease = Some(lease.clamp(Duration::from_millis(1), MAX_LEASE));
         self
     }
 
@@ -174,47 +181,78 @@ impl RedisStore {
 
     /// The answer for `key` across replicas: another replica's stored answer,
     /// the answer of the replica holding the lease, or `upstream`, run under
-    /// this replica's lease and stored for the others.
+    /// this replica's lease (once `limit` admits it) and stored for the others.
     pub(crate) async fn resolve(
         &self,
         key: TokenKey,
         policy: &Policy,
+        limit: &UpstreamLimit,
         upstream: impl Future<Output = Outcome>,
     ) -> Outcome {
         let keys = Keys::new(&self.prefix, key);
         let lease = self
             .lease
             .unwrap_or_else(|| policy.upstream_deadline() + Duration::from_secs(1));
+        let give_up = tokio::time::Instant::now() + policy.upstream_deadline();
         let replica = replica_id();
         let mut pause = FIRST_POLL;
+        let mut failures = 0;
         loop {
-            match self.step(&keys, &replica, lease).await {
+            let error = match self.step(&keys, &replica, lease).await {
                 Ok(Step::Answer(outcome)) => return outcome,
                 Ok(Step::Leased) => {
+                    let _permit = match limit.admit() {
+                        Ok(permit) => permit,
+                        Err(refused) => {
+                            self.release_quietly(&keys, &replica).await;
+                            return Err(refused);
+                        }
+                    };
                     let outcome = upstream.await;
-                    if let Err(error) = self.publish(&keys, &replica, &outcome, policy).await {
-                        tracing::warn!(%error, "could not share a resolution through Redis");
-                    }
+                    self.publish(&keys, &replica, &outcome, policy).await;
                     return outcome;
                 }
                 Ok(Step::Wait) => {
-                    tokio::time::sleep(pause).await;
-                    pause = (pause * 2).min(MAX_POLL);
+                    failures = 0;
+                    None
                 }
-                Err(error) => {
-                    return match self.on_unavailable {
-                        RedisUnavailable::ResolveLocally => {
-                            tracing::warn!(%error, "Redis unavailable: resolving without the shared store");
-                            upstream.await
-                        }
-                        RedisUnavailable::FailClosed => {
-                            tracing::warn!(%error, "Redis unavailable: refusing to resolve");
-                            Err(ResolveError::unavailable(
-                                "the shared resolution store is unavailable",
-                            ))
-                        }
-                    };
+                Err(error) => Some(error),
+            };
+            if let Some(error) = error {
+                // Redis unreachable at first contact, or again and again while
+                // waiting on another replica: resolve as configured. A single
+                // failed poll just polls again.
+                failures += 1;
+                if failures >= MAX_POLL_FAILURES || pause == FIRST_POLL {
+                    return self.unavailable(&error, limit, upstream).await;
                 }
+            }
+            if tokio::time::Instant::now() + pause > give_up {
+                return Err(ResolveError::Timeout);
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(MAX_POLL);
+        }
+    }
+
+    /// Redis could not be used: resolve locally or refuse, as configured.
+    async fn unavailable(
+        &self,
+        error: &StoreError,
+        limit: &UpstreamLimit,
+        upstream: impl Future<Output = Outcome>,
+    ) -> Outcome {
+        match self.on_unavailable {
+            RedisUnavailable::ResolveLocally => {
+                tracing::warn!(%error, "Redis unavailable: resolving without the shared store");
+                let _permit = limit.admit()?;
+                upstream.await
+            }
+            RedisUnavailable::FailClosed => {
+                tracing::warn!(%error, "Redis unavailable: refusing to resolve");
+                Err(ResolveError::unavailable(
+                    "the shared resolution store is unavailable",
+                ))
             }
         }
     }
@@ -239,13 +277,16 @@ impl RedisStore {
         if taken.is_none() {
             return Ok(Step::Wait);
         }
-        // The previous holder may have stored its answer and released the
-        // lease between the two calls above.
-        if let Some(outcome) = self.stored(&mut connection, keys).await? {
-            self.release(&mut connection, keys, replica).await?;
-            return Ok(Step::Answer(outcome));
+        // The lease is ours from here on: Redis errors no longer send this
+        // request elsewhere. The previous holder may have stored its answer
+        // and released the lease between the two calls above.
+        match self.stored(&mut connection, keys).await {
+            Ok(Some(outcome)) => {
+                self.release_quietly(keys, replica).await;
+                Ok(Step::Answer(outcome))
+            }
+            Ok(None) | Err(_) => Ok(Step::Leased),
         }
-        Ok(Step::Leased)
     }
 
     async fn stored(
@@ -264,15 +305,10 @@ impl RedisStore {
     }
 
     /// Stores a definitive outcome for the other replicas, then releases the
-    /// lease. Transient failures are not stored: the next replica tries again.
-    async fn publish(
-        &self,
-        keys: &Keys,
-        replica: &str,
-        outcome: &Outcome,
-        policy: &Policy,
-    ) -> Result<(), StoreError> {
-        let mut connection = self.connection()?;
+    /// lease, whatever became of the store. Transient failures are not stored:
+    /// the next replica tries again. Failures are logged, not returned: the
+    /// outcome stands either way.
+    async fn publish(&self, keys: &Keys, replica: &str, outcome: &Outcome, policy: &Policy) {
         let lifetime = match outcome {
             Ok(_) => Some(policy.ttl),
             Err(refusal) if refusal.is_definitive() => Some(policy.negative_ttl),
@@ -280,29 +316,40 @@ impl RedisStore {
         };
         if let Some(lifetime) = lifetime.filter(|l| !l.is_zero()) {
             let value = encode(outcome);
-            let _: () = self
-                .call(connection.pset_ex(&keys.answer, value, millis(lifetime)))
-                .await?;
+            let stored = match self.connection() {
+                Ok(mut connection) => {
+                    self.call(connection.pset_ex::<_, _, ()>(&keys.answer, value, millis(lifetime)))
+                        .await
+                }
+                Err(error) => Err(error),
+            };
+            if let Err(error) = stored {
+                tracing::warn!(%error, "could not share a resolution through Redis");
+            }
         }
-        self.release(&mut connection, keys, replica).await
+        self.release_quietly(keys, replica).await;
     }
 
-    async fn release(
-        &self,
-        connection: &mut ConnectionManager,
-        keys: &Keys,
-        replica: &str,
-    ) -> Result<(), StoreError> {
-        let script = Script::new(RELEASE_LEASE);
-        let _: i64 = self
-            .call(
-                script
-                    .key(&keys.lease)
-                    .arg(replica)
-                    .invoke_async(connection),
-            )
-            .await?;
-        Ok(())
+    /// Releases the lease if this replica still holds it; a failure only
+    /// delays other replicas until the lease expires.
+    async fn release_quietly(&self, keys: &Keys, replica: &str) {
+        let released = match self.connection() {
+            Ok(mut connection) => {
+                let script = Script::new(RELEASE_LEASE);
+                self.call(
+                    script
+                        .key(&keys.lease)
+                        .arg(replica)
+                        .invoke_async::<i64>(&mut connection),
+                )
+                .await
+                .map(drop)
+            }
+            Err(error) => Err(error),
+        };
+        if let Err(error) = released {
+            tracing::warn!(%error, "could not release a Redis lease");
+        }
     }
 }
 

@@ -326,3 +326,31 @@ async fn redis_keys_hold_no_token_and_expire() {
         "{ttls:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_out_of_upstream_budget_still_serves_answers_from_redis() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let (emulator, token) = single_use_emulator().await;
+    let other = MeteringEmulator::mint_token();
+    emulator.register(&other, customer());
+    let a = replica(emulator.resolver(), store(&redis));
+    let b = Harness::new(
+        ResolveCustomerLayer::new(emulator.resolver())
+            .miss_rate_limit(1, 1)
+            .shared_store(store(&redis)),
+    );
+
+    assert_eq!(a.send(token_post(&token)).await.status(), 200);
+    // B spends its only upstream call on another buyer...
+    assert_eq!(b.send(token_post(&other)).await.status(), 200);
+    // ...yet the first buyer's resubmission is answered from Redis, not refused.
+    assert_eq!(b.send(token_post(&token)).await.status(), 200);
+    assert_eq!(b.requests()[1].customer, Some(customer()));
+    // A new token on B is refused before any upstream call.
+    let fresh = MeteringEmulator::mint_token();
+    assert_eq!(b.send(token_post(&fresh)).await.status(), 503);
+    assert_eq!(emulator.calls_for(&fresh), 0);
+    assert_eq!(emulator.redemptions_of(&token), 1);
+}

@@ -336,15 +336,7 @@ async fn single_use_hundred_concurrent_submits_one_redemption() {
 /// Runs a double submit and an invalid token through the layer and the real SDK
 /// under `filter`, and returns everything logged.
 async fn logs_of_a_registration(filter: &str, token: &str, emulator: &MeteringEmulator) -> String {
-    let capture = Capture::default();
-    let writer = capture.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
-        .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (capture, _guard) = Capture::logs(filter);
     let h = Harness::new(ResolveCustomerLayer::new(emulator.resolver()));
     for t in [token, token, "unregisteredButWellFormed"] {
         h.send(token_post(t)).await;

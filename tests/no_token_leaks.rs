@@ -10,16 +10,8 @@ use tower_resolve_customer::{
 
 #[tokio::test]
 async fn trace_logs_and_rejections_never_hold_the_token() {
-    let capture = Capture::default();
-    let writer = capture.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .finish();
     // Single-threaded runtime: the resolve task logs on this thread too.
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (capture, _guard) = Capture::logs("trace");
 
     let good = realistic_token(1);
     let bad = realistic_token(2);
@@ -89,15 +81,7 @@ async fn trace_logs_and_rejections_never_hold_the_token() {
 /// the errors, the layer and the service.
 #[tokio::test(start_paused = true)]
 async fn no_failure_path_logs_or_shows_the_token() {
-    let capture = Capture::default();
-    let writer = capture.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_span_events(tracing_subscriber::fmt::format::FmtSpan::FULL)
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (capture, _guard) = Capture::logs("trace");
 
     let outcomes: Vec<(String, Option<ResolveError>)> = vec![
         (realistic_token(10), None),

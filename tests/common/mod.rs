@@ -361,6 +361,21 @@ pub fn realistic_token(seed: u8) -> String {
 pub struct Capture(Arc<Mutex<Vec<u8>>>);
 
 impl Capture {
+    /// Captures everything logged on this thread, at the levels `filter`
+    /// allows and with every span event, until the guard is dropped. The
+    /// runtime must be single-threaded for spawned tasks' logs to be seen.
+    pub fn logs(filter: &str) -> (Self, tracing::subscriber::DefaultGuard) {
+        let capture = Self::default();
+        let writer = capture.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_span_events(tracing_subscriber::fmt::format::FmtSpan::FULL)
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        (capture, tracing::subscriber::set_default(subscriber))
+    }
+
     /// Everything written so far, as text.
     pub fn contents(&self) -> String {
         String::from_utf8(self.0.lock().unwrap().clone()).unwrap()

@@ -116,6 +116,16 @@ impl Policy {
     pub(crate) fn upstream_deadline(&self) -> Duration {
         self.timeout.saturating_mul(2)
     }
+
+    /// How long `outcome` is remembered: successes for the TTL, definitive
+    /// refusals for the negative TTL, transient failures not at all.
+    pub(crate) fn lifetime_of(&self, outcome: &Outcome) -> Option<Duration> {
+        match outcome {
+            Ok(_) => Some(self.ttl),
+            Err(refusal) if refusal.is_definitive() => Some(self.negative_ttl),
+            Err(_) => None,
+        }
+    }
 }
 
 /// A finished answer, fresh until `expires_at`. Stored inline in the cache:
@@ -405,17 +415,17 @@ struct Completion<R> {
 impl<R> Completion<R> {
     fn finish(self, outcome: Outcome) {
         self.slot.complete(outcome.clone());
-        let policy = &self.inner.policy;
-        match outcome {
-            Ok(customer) => {
-                let fresh = Fresh::new(customer, policy.ttl);
-                self.inner.answers.insert(self.key, fresh);
+        if let Some(lifetime) = self.inner.policy.lifetime_of(&outcome) {
+            match outcome {
+                Ok(customer) => {
+                    let fresh = Fresh::new(customer, lifetime);
+                    self.inner.answers.insert(self.key, fresh);
+                }
+                Err(refusal) => {
+                    let fresh = Fresh::new(refusal, lifetime);
+                    self.inner.refusals.insert(self.key, fresh);
+                }
             }
-            Err(refusal) if refusal.is_definitive() => {
-                let fresh = Fresh::new(refusal, policy.negative_ttl);
-                self.inner.refusals.insert(self.key, fresh);
-            }
-            Err(_) => {}
         }
         // Dropping `self` now leaves the in-flight map.
     }

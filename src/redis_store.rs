@@ -20,7 +20,7 @@
 
 use std::fmt;
 use std::future::Future;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, LazyLock, OnceLock};
 use std::time::Duration;
 
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -196,6 +196,9 @@ impl RedisStore {
         let give_up = tokio::time::Instant::now() + policy.upstream_deadline();
         let replica = replica_id();
         let mut pause = FIRST_POLL;
+        // Whether Redis has answered this resolve at all, and how many polls
+        // in a row have failed since.
+        let mut reached = false;
         let mut failures = 0;
         loop {
             let error = match self.step(&keys, &replica, lease).await {
@@ -213,6 +216,7 @@ impl RedisStore {
                     return outcome;
                 }
                 Ok(Step::Wait) => {
+                    reached = true;
                     failures = 0;
                     None
                 }
@@ -223,7 +227,7 @@ impl RedisStore {
                 // waiting on another replica: resolve as configured. A single
                 // failed poll just polls again.
                 failures += 1;
-                if failures >= MAX_POLL_FAILURES || pause == FIRST_POLL {
+                if !reached || failures >= MAX_POLL_FAILURES {
                     return self.unavailable(&error, limit, upstream).await;
                 }
             }
@@ -304,52 +308,46 @@ impl RedisStore {
         }))
     }
 
-    /// Stores a definitive outcome for the other replicas, then releases the
-    /// lease, whatever became of the store. Transient failures are not stored:
-    /// the next replica tries again. Failures are logged, not returned: the
-    /// outcome stands either way.
+    /// Stores a definitive outcome for the other replicas (with the local
+    /// cache's lifetimes), then releases the lease, whatever became of the
+    /// store. Failures are logged, not returned: the outcome stands either way.
     async fn publish(&self, keys: &Keys, replica: &str, outcome: &Outcome, policy: &Policy) {
-        let lifetime = match outcome {
-            Ok(_) => Some(policy.ttl),
-            Err(refusal) if refusal.is_definitive() => Some(policy.negative_ttl),
-            Err(_) => None,
-        };
-        if let Some(lifetime) = lifetime.filter(|l| !l.is_zero()) {
-            let value = encode(outcome);
-            let stored = match self.connection() {
-                Ok(mut connection) => {
-                    self.call(connection.pset_ex::<_, _, ()>(&keys.answer, value, millis(lifetime)))
-                        .await
-                }
-                Err(error) => Err(error),
-            };
-            if let Err(error) = stored {
-                tracing::warn!(%error, "could not share a resolution through Redis");
-            }
+        if let Some(lifetime) = policy.lifetime_of(outcome).filter(|l| !l.is_zero())
+            && let Err(error) = self.store_answer(keys, outcome, lifetime).await
+        {
+            tracing::warn!(%error, "could not share a resolution through Redis");
         }
         self.release_quietly(keys, replica).await;
+    }
+
+    async fn store_answer(
+        &self,
+        keys: &Keys,
+        outcome: &Outcome,
+        lifetime: Duration,
+    ) -> Result<(), StoreError> {
+        let mut connection = self.connection()?;
+        let value = encode(outcome);
+        self.call(connection.pset_ex(&keys.answer, value, millis(lifetime)))
+            .await
     }
 
     /// Releases the lease if this replica still holds it; a failure only
     /// delays other replicas until the lease expires.
     async fn release_quietly(&self, keys: &Keys, replica: &str) {
-        let released = match self.connection() {
-            Ok(mut connection) => {
-                let script = Script::new(RELEASE_LEASE);
-                self.call(
-                    script
-                        .key(&keys.lease)
-                        .arg(replica)
-                        .invoke_async::<i64>(&mut connection),
-                )
-                .await
-                .map(drop)
-            }
-            Err(error) => Err(error),
-        };
-        if let Err(error) = released {
+        if let Err(error) = self.release(keys, replica).await {
             tracing::warn!(%error, "could not release a Redis lease");
         }
+    }
+
+    async fn release(&self, keys: &Keys, replica: &str) -> Result<(), StoreError> {
+        static RELEASE: LazyLock<Script> = LazyLock::new(|| Script::new(RELEASE_LEASE));
+        let mut connection = self.connection()?;
+        let mut invocation = RELEASE.key(&keys.lease);
+        invocation.arg(replica);
+        self.call(invocation.invoke_async::<i64>(&mut connection))
+            .await
+            .map(drop)
     }
 }
 

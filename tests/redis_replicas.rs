@@ -66,12 +66,14 @@ impl RedisServer {
         format!("redis://127.0.0.1:{}/", self.port)
     }
 
-    fn signal(&self, signal: &str) {
-        let status = Command::new("kill")
+    /// Sends `signal` (`-STOP`, `-CONT`) to the server; whether it was
+    /// delivered.
+    fn signal(&self, signal: &str) -> bool {
+        Command::new("kill")
             .args([signal, &self.child.id().to_string()])
+            .stderr(Stdio::null())
             .status()
-            .unwrap();
-        assert!(status.success());
+            .is_ok_and(|status| status.success())
     }
 
     fn stop(&mut self) {
@@ -96,17 +98,8 @@ impl RedisServer {
 
 impl Drop for RedisServer {
     fn drop(&mut self) {
-        self.signal_quietly("-CONT");
+        // SIGKILL ends the server even while it is stopped (SIGSTOP).
         self.stop();
-    }
-}
-
-impl RedisServer {
-    fn signal_quietly(&self, signal: &str) {
-        let _ = Command::new("kill")
-            .args([signal, &self.child.id().to_string()])
-            .stderr(Stdio::null())
-            .status();
     }
 }
 
@@ -276,7 +269,7 @@ async fn a_hung_redis_never_holds_a_request_past_the_resolve_timeout() {
             .resolve_timeout(resolve_timeout)
             .shared_store(store(&redis).timeout(Duration::from_millis(200))),
     );
-    redis.signal("-STOP");
+    assert!(redis.signal("-STOP"));
     let started = Instant::now();
     assert_eq!(r.send(token_post(&token)).await.status(), 200);
     assert!(
@@ -284,7 +277,7 @@ async fn a_hung_redis_never_holds_a_request_past_the_resolve_timeout() {
         "{:?}",
         started.elapsed()
     );
-    redis.signal("-CONT");
+    assert!(redis.signal("-CONT"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -115,7 +115,7 @@ where
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         let shared = &self.shared;
         let config = &shared.config;
-        let (parts, body) = request.into_parts();
+        let (mut parts, body) = request.into_parts();
 
         let found = match config.source.find_in_parts(&parts, config.max_token_len) {
             Ok(found) => found,
@@ -142,10 +142,8 @@ where
                 if let Some(outcome) = shared.cache.cached(key) {
                     drop(token);
                     let trace = ResolveTrace::begin();
-                    return match settle(shared, outcome, CacheStatus::Hit, &trace) {
-                        Ok(customer) => {
-                            let mut parts = parts;
-                            parts.extensions.insert(customer);
+                    return match settle(shared, &mut parts, outcome, CacheStatus::Hit, &trace) {
+                        Ok(()) => {
                             let request = Request::from_parts(parts, RequestBody::new(body));
                             ResponseFuture::call(self.inner.call(request))
                         }
@@ -232,20 +230,20 @@ where
         .instrument(trace.span.clone())
         .await;
     drop(token);
-    let customer =
-        settle(&shared, outcome, status, &trace).map_err(|error| trace.reject(&shared, &error))?;
-    parts.extensions.insert(customer);
+    settle(&shared, &mut parts, outcome, status, &trace)
+        .map_err(|error| trace.reject(&shared, &error))?;
     Ok(Request::from_parts(parts, body))
 }
 
-/// Applies the product allowlist to an answer and records it on the request's
-/// span.
+/// Applies the product allowlist to an answer, records it on the request's
+/// span, and puts an accepted customer in the request's extensions.
 fn settle<R>(
     shared: &Shared<R>,
+    parts: &mut Parts,
     outcome: Outcome,
     status: CacheStatus,
     trace: &ResolveTrace,
-) -> Outcome {
+) -> Result<(), ResolveError> {
     let outcome = outcome.and_then(|customer| match &shared.config.allowed_products {
         Some(allowed) if !allowed.contains(customer.product_code()) => {
             Err(ResolveError::ProductMismatch)
@@ -259,7 +257,8 @@ fn settle<R>(
             .span
             .record("latency_us", started.elapsed().as_micros() as u64);
     }
-    outcome
+    parts.extensions.insert(outcome?);
+    Ok(())
 }
 
 /// The `resolve_customer` span of one request, and when it began if anyone

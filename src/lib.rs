@@ -117,6 +117,19 @@ pub mod emulator;
 #[cfg(feature = "grpc")]
 mod grpc;
 
+/// The README's Rust examples, compiled (and, unless marked `no_run`, run) as
+/// doc-tests, so the README cannot drift from the API.
+#[cfg(all(
+    doctest,
+    feature = "aws",
+    feature = "axum",
+    feature = "grpc",
+    feature = "redis",
+    feature = "test-util"
+))]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
+
 #[cfg(feature = "aws")]
 pub use crate::aws::AwsMarketplaceResolver;
 #[cfg(feature = "axum")]

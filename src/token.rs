@@ -25,11 +25,12 @@ pub const DEFAULT_MAX_TOKEN_LEN: usize = 4 * 1024;
 /// # Syntax
 ///
 /// A token is non-empty, at most a configurable number of bytes long
-/// ([`DEFAULT_MAX_TOKEN_LEN`] by default), and made only of the `token68`
-/// characters of RFC 9110 §11.2, the alphabet of standard and URL-safe base64:
-/// ASCII letters and digits and `+ / = - . _ ~`. Whitespace, control characters,
-/// `%` (a sign of a missing or doubled percent-decoding) and anything outside
-/// visible ASCII are rejected before any upstream call is made.
+/// ([`DEFAULT_MAX_TOKEN_LEN`] by default), and follows the `token68` grammar of
+/// RFC 9110 §11.2, the alphabet of standard and URL-safe base64: ASCII letters
+/// and digits and `+ / - . _ ~`, then optional `=` padding at the end only.
+/// Whitespace, control characters, `%` (a sign of a missing or doubled
+/// percent-decoding), anything outside visible ASCII and a `=` before the end
+/// are rejected before any upstream call is made.
 ///
 /// ```
 /// use tower_resolve_customer::RegistrationToken;
@@ -41,6 +42,7 @@ pub const DEFAULT_MAX_TOKEN_LEN: usize = 4 * 1024;
 /// assert!(RegistrationToken::new("").is_err());
 /// assert!(RegistrationToken::new("has space").is_err());
 /// assert!(RegistrationToken::new("a%2Bb").is_err());
+/// assert!(RegistrationToken::new("a=b").is_err());
 /// ```
 #[derive(Clone, PartialEq, Eq)]
 pub struct RegistrationToken(Box<str>);
@@ -82,7 +84,15 @@ pub(crate) fn validate(token: &str, max_len: usize) -> Result<(), TokenError> {
     if token.len() > max_len {
         return Err(TokenError::TooLong { max_len });
     }
-    if !token.bytes().all(is_token_byte) {
+    let bytes = token.as_bytes();
+    if !bytes.iter().all(|&b| is_token_byte(b)) {
+        return Err(TokenError::InvalidCharacter);
+    }
+    // token68 = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"=":
+    // `=` is padding, only at the end and never the whole token.
+    if let Some(padding) = memchr::memchr(b'=', bytes)
+        && (padding == 0 || bytes[padding..].iter().any(|&b| b != b'='))
+    {
         return Err(TokenError::InvalidCharacter);
     }
     Ok(())
@@ -131,7 +141,8 @@ pub enum TokenError {
         max_len: usize,
     },
     /// The token holds a character outside the `token68` alphabet (whitespace,
-    /// control characters, `%`, non-ASCII, ...).
+    /// control characters, `%`, non-ASCII, ...), or `=` anywhere but in the
+    /// padding at its end.
     InvalidCharacter,
     /// The carrier could not be decoded: a header value with obs-text, a body that
     /// is not valid UTF-8 where the token sits, and the like.
@@ -164,6 +175,8 @@ mod tests {
         let std_b64 = "+tFn41ejk5vVEuXXa2T2mLcwLL5tFz5iUaR4fHV0oR8y6t2UhvTBYZlBKw8hz2LO4b/ab==";
         assert!(RegistrationToken::new(std_b64).is_ok());
         assert!(RegistrationToken::new("abc-_DEF.~09").is_ok());
+        assert!(RegistrationToken::new("a=").is_ok());
+        assert!(RegistrationToken::new("a==").is_ok());
     }
 
     #[test]
@@ -180,6 +193,11 @@ mod tests {
             "a\u{200b}b",
             "a\"b",
             "a;b",
+            "=",
+            "==",
+            "=abc",
+            "a=b",
+            "ab=c=",
         ] {
             assert_eq!(
                 RegistrationToken::new(bad),

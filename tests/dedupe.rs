@@ -19,11 +19,14 @@ async fn thousand_concurrent_same_token_one_call() {
     let tasks: Vec<_> = (0..1000)
         .map(|_| tokio::spawn(h.send(token_post(&token))))
         .collect();
-    resolver.wait_started(1).await;
-    resolver.release(1);
-    for task in tasks {
-        assert_eq!(task.await.unwrap().status(), 200);
-    }
+    within_seconds(20, async {
+        resolver.wait_started(1).await;
+        resolver.release(1);
+        for task in tasks {
+            assert_eq!(task.await.unwrap().status(), 200);
+        }
+    })
+    .await;
     assert_eq!(resolver.calls(), 1);
     assert_eq!(h.handled(), 1000);
     let expected = customer_for(&token);
@@ -48,21 +51,80 @@ async fn distinct_tokens_one_call_each() {
     for task in tasks {
         assert_eq!(task.await.unwrap().status(), 200);
     }
+    assert_each_request_got_its_own_customer(&h, 3 * K);
     assert_eq!(resolver.calls(), K);
     for t in &tokens {
         assert_eq!(resolver.calls_for(t), 1);
     }
-    for r in h.requests().iter() {
-        let account = r
-            .customer
-            .as_ref()
-            .unwrap()
-            .customer_aws_account_id()
-            .to_owned();
-        assert!(
-            tokens
-                .iter()
-                .any(|t| customer_for(t).customer_aws_account_id() == account)
+}
+
+/// Concurrent buyers with distinct tokens, whose answers come back in an
+/// order unrelated to their arrival, each get their own customer: on the
+/// resolve they started, on the resolves they joined, and from the cache.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_released_in_shuffled_order_reach_their_own_buyers() {
+    const K: usize = 40;
+    const SUBMITS: usize = 5;
+    let resolver = TestResolver::gated_per_token(|t| Ok(customer_for(t)));
+    let h =
+        Harness::new(ResolveCustomerLayer::from_arc(resolver.clone()).max_concurrent_resolves(K));
+    // Anagrams too: the same characters in another order are another buyer.
+    let mut tokens: Vec<String> = (0..K as u8 / 2).map(realistic_token).collect();
+    let anagrams: Vec<String> = tokens
+        .iter()
+        .map(|t| t[..t.len() - 2].chars().rev().chain("==".chars()).collect())
+        .collect();
+    tokens.extend(anagrams);
+    let customers: std::collections::HashSet<_> = tokens.iter().map(|t| customer_for(t)).collect();
+    assert_eq!(
+        customers.len(),
+        K,
+        "the fixture gives every token its own customer"
+    );
+
+    let tasks: Vec<_> = (0..SUBMITS)
+        .flat_map(|_| tokens.iter())
+        .map(|token| tokio::spawn(h.send(token_post(token))))
+        .collect();
+    within_seconds(20, async {
+        // Each token starts a resolve of its own. Should a bug merge two
+        // tokens' resolves, fewer start: carry on, so that the check below
+        // names the failure (a buyer handed another buyer's customer).
+        let all_started = Duration::from_secs(5);
+        let _ = tokio::time::timeout(all_started, resolver.wait_started(K as u32)).await;
+        for i in shuffled(K, 0x5eed) {
+            resolver.release_token(&tokens[i]);
+        }
+        for task in tasks {
+            assert_eq!(task.await.unwrap().status(), 200);
+        }
+    })
+    .await;
+    assert_each_request_got_its_own_customer(&h, SUBMITS * K);
+    assert_eq!(resolver.calls(), K);
+
+    // The same buyers again, now answered from the cache.
+    for i in shuffled(K, 0xcafe) {
+        assert_eq!(h.send(token_post(&tokens[i])).await.status(), 200);
+    }
+    assert_each_request_got_its_own_customer(&h, (SUBMITS + 1) * K);
+    assert_eq!(resolver.calls(), K);
+}
+
+/// Every request the handler saw carries the customer of the token in its
+/// own body, and there were `expected` of them.
+fn assert_each_request_got_its_own_customer<R: tower_resolve_customer::Resolver>(
+    h: &Harness<R>,
+    expected: usize,
+) {
+    let requests = h.requests();
+    assert_eq!(requests.len(), expected);
+    for request in requests.iter() {
+        let token = token_in(&request.body).expect("the body carries the token");
+        assert_eq!(
+            request.customer.as_ref(),
+            Some(&customer_for(&token)),
+            "a buyer was handed another buyer's customer"
         );
     }
 }
@@ -83,9 +145,12 @@ async fn dropped_first_caller_still_feeds_waiters_and_cache() {
     assert!(first.await.unwrap_err().is_cancelled());
 
     resolver.release(1);
-    for w in waiters {
-        assert_eq!(w.await.unwrap().status(), 200);
-    }
+    within_seconds(20, async {
+        for w in waiters {
+            assert_eq!(w.await.unwrap().status(), 200);
+        }
+    })
+    .await;
     assert_eq!(send().await.unwrap().status(), 200);
     assert_eq!(resolver.calls(), 1);
     assert_eq!(h.handled(), 6);
@@ -259,9 +324,12 @@ async fn single_flight_holds_with_no_cache_capacity_at_all() {
     }
     // Enough permits that an (incorrect) second call would not hang the test.
     resolver.release(10);
-    for t in tasks {
-        assert_eq!(t.await.unwrap().status(), 200);
-    }
+    within_seconds(20, async {
+        for t in tasks {
+            assert_eq!(t.await.unwrap().status(), 200);
+        }
+    })
+    .await;
     assert_eq!(resolver.calls(), 1);
     assert_eq!(h.handled(), 200);
 

@@ -1,6 +1,8 @@
 //! The real SDK client against the emulator over TCP: wire protocol, retries,
 //! timeouts and error mapping, and the layer on top.
 
+#![cfg(feature = "test-util")]
+
 mod common;
 
 use std::time::Duration;

@@ -19,7 +19,7 @@ use tower::ServiceExt;
 use tower_resolve_customer::emulator::{Fault, MeteringEmulator, RedemptionPolicy};
 use tower_resolve_customer::{ResolveCustomerLayer, ResolvedCustomer};
 
-use common::{form_post_body, form_with_token, text};
+use common::{form_post_body, form_with_token, missing_service, text};
 use site::Store;
 
 fn customer() -> ResolvedCustomer {
@@ -50,11 +50,7 @@ fn chromium() -> Option<PathBuf> {
                 .find(|path| path.is_file())
         });
     if found.is_none() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "chromium is required for the browser test under CI (.ci/run installs it)"
-        );
-        eprintln!("chromium not found: skipping the browser test outside CI");
+        missing_service("chromium");
     }
     found
 }

@@ -77,6 +77,44 @@ async fn body_and_trailers_reinstated_when_token_is_not_first() {
     assert!(fields.contains(&("x-amzn-marketplace-offer-type".into(), "free-trial".into())));
 }
 
+/// `TokenSource::form_field` reads the named field, urlencoded, and only it:
+/// the default field name is just another field there.
+#[tokio::test]
+async fn form_field_source_reads_the_named_field_only() {
+    let resolver = TestResolver::ok();
+    let h = Harness::new(
+        ResolveCustomerLayer::from_arc(resolver.clone())
+            .token_source(TokenSource::form_field("registration")),
+    );
+    let token = realistic_token(7);
+    let decoy = realistic_token(8);
+    let body = form_urlencoded::Serializer::new(String::new())
+        .append_pair("plan", "pro")
+        .append_pair(tower_resolve_customer::TOKEN_FIELD, &decoy)
+        .append_pair("registration", &token)
+        .finish();
+
+    let response = h.send(form_post(body.clone())).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        resolver.calls_for(&token),
+        1,
+        "the named field was resolved"
+    );
+    assert_eq!(resolver.calls(), 1, "the default field was not read");
+    {
+        let seen = h.requests();
+        assert_eq!(seen[0].customer.as_ref(), Some(&customer_for(&token)));
+        assert_eq!(seen[0].body, body.as_bytes());
+    }
+
+    // Only the default field: no token for this source.
+    let response = h.send(token_post(&decoy)).await;
+    assert_eq!(response.status(), 400);
+    assert!(text(response).await.contains("missing-token"));
+    assert_eq!(resolver.calls(), 1);
+}
+
 #[tokio::test]
 async fn header_source() {
     let resolver = TestResolver::ok();

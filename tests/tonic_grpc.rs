@@ -316,11 +316,19 @@ async fn rejection_is_a_trailers_only_grpc_response_on_the_wire() {
     assert_eq!(reply.customer_aws_account_id, "123456789012");
 }
 
-/// The layer on one service only (so that others, e.g. health checks, need no
-/// token): tonic's `named_layer` keeps the service's name for routing.
+/// The layer on one service only, so that the others (here tonic's health
+/// service) need no token: tonic's `named_layer` keeps the service's name for
+/// routing.
 #[tokio::test]
 async fn the_layer_can_wrap_a_single_service() {
     use tonic::service::LayerExt;
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+
+    let (health_reporter, health) = tonic_health::server::health_reporter();
+    health_reporter
+        .set_serving::<service::registration_server::RegistrationServer<service::Registrar>>()
+        .await;
 
     let emulator = MeteringEmulator::start().await.unwrap();
     let token = MeteringEmulator::mint_token();
@@ -332,6 +340,7 @@ async fn the_layer_can_wrap_a_single_service() {
     );
     tokio::spawn(
         tonic::transport::Server::builder()
+            .add_service(health)
             .add_service(protected)
             .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)),
     );
@@ -343,4 +352,20 @@ async fn the_layer_can_wrap_a_single_service() {
     assert_eq!(reply.into_inner().customer_aws_account_id, "123456789012");
     let status = refused(&mut client, tonic::Request::new(WhoAmIRequest {})).await;
     assert_status(&status, Code::Unauthenticated, ResolveError::MissingToken);
+
+    // The health service, on the same server, answers without a token.
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut health = HealthClient::new(channel);
+    let check = health
+        .check(HealthCheckRequest {
+            service: "registration.Registration".to_owned(),
+        })
+        .await
+        .expect("the unprotected service answers without a token");
+    assert_eq!(check.into_inner().status(), ServingStatus::Serving);
+    assert_eq!(emulator.requests(), 1, "the health check made no resolve");
 }

@@ -1,6 +1,10 @@
 //! Any HTTP answer to `ResolveCustomer` (status, error-type header, body), fed
-//! to the real SDK and the crate's error mapping: never a panic, and an error
-//! status is never taken for a customer.
+//! to the real SDK and the crate's error mapping: never a panic, an error
+//! status is never taken for a customer, and only an error answer that names
+//! `InvalidTokenException` / `ExpiredTokenException` is taken for an invalid or
+//! expired token. Those two are cached, so anything else taken for them
+//! (garbage, an HTML 500, `AccessDeniedException`, an unknown `__type`) would
+//! lock the buyer out.
 #![no_main]
 
 use std::cell::RefCell;
@@ -10,7 +14,7 @@ use aws_sdk_marketplacemetering::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_marketplacemetering::{Client, Config};
 use aws_smithy_http_client::test_util::infallible_client_fn;
 use libfuzzer_sys::fuzz_target;
-use tower_resolve_customer::{AwsMarketplaceResolver, RegistrationToken, Resolver};
+use tower_resolve_customer::{AwsMarketplaceResolver, RegistrationToken, ResolveError, Resolver};
 
 thread_local! {
     static ANSWER: RefCell<(u16, Option<String>, Vec<u8>)> = const { RefCell::new((200, None, Vec::new())) };
@@ -41,7 +45,7 @@ thread_local! {
     };
 }
 
-const ERROR_TYPES: [&str; 7] = [
+const ERROR_TYPES: [&str; 10] = [
     "InvalidTokenException",
     "ExpiredTokenException",
     "ThrottlingException",
@@ -49,17 +53,40 @@ const ERROR_TYPES: [&str; 7] = [
     "DisabledApiException",
     "AccessDeniedException",
     "com.amazonaws.marketplace#InvalidTokenException:http://internal",
+    "SomethingNewException",
+    "",
+    "InvalidToken",
 ];
 
 fuzz_target!(|data: &[u8]| {
     let [a, b, c, body @ ..] = data else { return };
     let status = 200 + u16::from_le_bytes([*a, *b]) % 400;
     let error_type = ERROR_TYPES.get(usize::from(*c)).map(|s| s.to_string());
-    ANSWER.with(|answer| *answer.borrow_mut() = (status, error_type, body.to_vec()));
+    ANSWER.with(|answer| *answer.borrow_mut() = (status, error_type.clone(), body.to_vec()));
     let token = RegistrationToken::new("fuzzToken+/=").unwrap();
     let outcome =
         RUNTIME.with(|rt| RESOLVER.with(|resolver| rt.block_on(resolver.resolve(&token))));
     if outcome.is_ok() {
         assert!(status < 300, "HTTP {status} taken for a customer");
+    }
+    // The oracle, independent of the SDK's parsing: the answer must at least
+    // name the exception somewhere, in the error-type header or the body.
+    let names = |exception: &str| {
+        error_type.as_deref().is_some_and(|t| t.contains(exception))
+            || body
+                .windows(exception.len())
+                .any(|w| w == exception.as_bytes())
+    };
+    for (refusal, exception) in [
+        (ResolveError::InvalidToken, "InvalidTokenException"),
+        (ResolveError::ExpiredToken, "ExpiredTokenException"),
+    ] {
+        if outcome.as_ref().err() == Some(&refusal) {
+            assert!(status >= 300, "HTTP {status} taken for {refusal:?}");
+            assert!(
+                names(exception),
+                "an answer without {exception} taken for {refusal:?}"
+            );
+        }
     }
 });

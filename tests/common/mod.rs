@@ -2,6 +2,8 @@
 //! service and a harness that sends requests through a layer to it.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod fault_proxy;
+
 use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
 use std::pin::Pin;
@@ -31,8 +33,28 @@ pub struct TestResolver {
     calls: AtomicUsize,
     per_token: Mutex<HashMap<String, usize>>,
     started: Semaphore,
-    gate: Option<Semaphore>,
+    gate: Option<Gate>,
     answer: Answer,
+}
+
+/// How a gated resolver holds its calls.
+enum Gate {
+    /// Every call waits for a permit of one semaphore, in arrival order.
+    All(Semaphore),
+    /// Each call waits for its own token's release.
+    PerToken(Mutex<HashMap<String, Arc<Semaphore>>>),
+}
+
+impl Gate {
+    fn of_token(gates: &Mutex<HashMap<String, Arc<Semaphore>>>, token: &str) -> Arc<Semaphore> {
+        Arc::clone(
+            gates
+                .lock()
+                .unwrap()
+                .entry(token.to_owned())
+                .or_insert_with(|| Arc::new(Semaphore::new(0))),
+        )
+    }
 }
 
 impl TestResolver {
@@ -51,10 +73,19 @@ impl TestResolver {
     pub fn gated(
         answer: impl Fn(&str) -> Result<ResolvedCustomer, ResolveError> + Send + Sync + 'static,
     ) -> Arc<Self> {
-        Self::build(Some(Semaphore::new(0)), Box::new(answer))
+        Self::build(Some(Gate::All(Semaphore::new(0))), Box::new(answer))
     }
 
-    fn build(gate: Option<Semaphore>, answer: Answer) -> Arc<Self> {
+    /// Like [`with`](Self::with), but each call waits until its own token is
+    /// released with [`release_token`](Self::release_token), so answers can
+    /// be released in any order.
+    pub fn gated_per_token(
+        answer: impl Fn(&str) -> Result<ResolvedCustomer, ResolveError> + Send + Sync + 'static,
+    ) -> Arc<Self> {
+        Self::build(Some(Gate::PerToken(Mutex::default())), Box::new(answer))
+    }
+
+    fn build(gate: Option<Gate>, answer: Answer) -> Arc<Self> {
         Arc::new(Self {
             calls: AtomicUsize::new(0),
             per_token: Mutex::new(HashMap::new()),
@@ -84,7 +115,19 @@ impl TestResolver {
 
     /// Lets `n` held calls answer.
     pub fn release(&self, n: usize) {
-        self.gate.as_ref().expect("gated resolver").add_permits(n);
+        match &self.gate {
+            Some(Gate::All(gate)) => gate.add_permits(n),
+            _ => panic!("release needs a resolver made by `gated`"),
+        }
+    }
+
+    /// Lets the held call for `token` answer (and a later one, if it is
+    /// already released before it starts).
+    pub fn release_token(&self, token: &str) {
+        match &self.gate {
+            Some(Gate::PerToken(gates)) => Gate::of_token(gates, token).add_permits(1),
+            _ => panic!("release_token needs a resolver made by `gated_per_token`"),
+        }
     }
 }
 
@@ -98,8 +141,13 @@ impl Resolver for TestResolver {
             .entry(token.expose().to_owned())
             .or_default() += 1;
         self.started.add_permits(1);
-        if let Some(gate) = &self.gate {
-            gate.acquire().await.unwrap().forget();
+        match &self.gate {
+            Some(Gate::All(gate)) => gate.acquire().await.unwrap().forget(),
+            Some(Gate::PerToken(gates)) => {
+                let gate = Gate::of_token(gates, token.expose());
+                gate.acquire().await.unwrap().forget();
+            }
+            None => {}
         }
         (self.answer)(token.expose())
     }
@@ -141,16 +189,28 @@ impl<R: Resolver> Resolver for Held<R> {
     }
 }
 
-/// A customer whose account id is derived from the token, so answers can be
-/// told apart.
+/// The customer a token stands for in these tests: every field is derived
+/// from the token's SHA-256, so two tokens (even anagrams of each other) get
+/// customers that differ in every field, and an answer handed to the wrong
+/// buyer is caught. No field shows the token.
 pub fn customer_for(token: &str) -> ResolvedCustomer {
-    let account = format!(
-        "{:012}",
-        token.bytes().map(u64::from).sum::<u64>() % 1_000_000_000_000
-    );
-    ResolvedCustomer::new(account, "prod-test")
-        .with_license_arn("arn:aws:license-manager::111122223333:license:l-test")
-        .with_agreement_id("agmt-test")
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(token.as_bytes());
+    let high = u64::from_be_bytes(digest[..8].try_into().unwrap());
+    let low = u64::from_be_bytes(digest[8..16].try_into().unwrap());
+    ResolvedCustomer::new(format!("{:012}", high % 1_000_000_000_000), "prod-test")
+        .with_customer_identifier(format!("cust-{low:016x}"))
+        .with_license_arn(format!(
+            "arn:aws:license-manager::111122223333:license:l-{high:016x}"
+        ))
+        .with_agreement_id(format!("agmt-{low:016x}"))
+}
+
+/// The token a recorded form body carries, decoded.
+pub fn token_in(body: &[u8]) -> Option<String> {
+    form_urlencoded::parse(body)
+        .find(|(name, _)| name == tower_resolve_customer::TOKEN_FIELD)
+        .map(|(_, value)| value.into_owned())
 }
 
 /// What the echo service saw.
@@ -390,4 +450,50 @@ impl std::io::Write for Capture {
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
     }
+}
+
+/// `0..n` in an order fixed by `seed` (a Fisher-Yates shuffle driven by a
+/// xorshift generator): reproducible, and unrelated to arrival order.
+pub fn shuffled(n: usize, seed: u64) -> Vec<usize> {
+    let mut state = seed | 1;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let mut order: Vec<usize> = (0..n).collect();
+    for i in (1..n).rev() {
+        order.swap(i, (next() % (i as u64 + 1)) as usize);
+    }
+    order
+}
+
+/// Runs `test`, failing (instead of hanging) if it takes longer than
+/// `seconds`: for tests that wait on a single flight or a lease that a bug
+/// could leave unreleased.
+pub async fn within_seconds<T>(seconds: u64, test: impl Future<Output = T>) -> T {
+    tokio::time::timeout(std::time::Duration::from_secs(seconds), test)
+        .await
+        .unwrap_or_else(|_| panic!("did not finish within {seconds} s: a release never came"))
+}
+
+/// The test suite's own idea of a valid token, independent of the crate's
+/// validator: RFC 9110 §11.2 `token68`
+/// (`1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`), at most
+/// `max_len` bytes.
+pub fn is_token68(candidate: &str, max_len: usize) -> bool {
+    static TOKEN68: std::sync::LazyLock<regex::Regex> =
+        std::sync::LazyLock::new(|| regex::Regex::new(r"\A[A-Za-z0-9\-._~+/]+=*\z").unwrap());
+    candidate.len() <= max_len && TOKEN68.is_match(candidate)
+}
+
+/// A test needs `service` (a binary `.ci/run` installs) and it is missing:
+/// under `CI=true` the test fails, elsewhere it is skipped with a note.
+pub fn missing_service(service: &str) {
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "{service} is required under CI=true (.ci/run installs it)"
+    );
+    eprintln!("skipping: {service} is not installed (required under CI=true)");
 }

@@ -1,0 +1,328 @@
+//! A fault-injecting TCP proxy in front of a Redis server, one per replica:
+//! it cuts a connection at a chosen request, holds a request until the client
+//! has given up on it, or holds all traffic (a paused server), and counts the
+//! requests it sees so that tests can wait for them instead of sleeping.
+//!
+//! Requests are the RESP commands a client sends (arrays of bulk strings, as
+//! every Redis client library sends them). The commands a client sends while
+//! connecting (`CLIENT`, `HELLO`, `SELECT`, `AUTH`) always pass and are not
+//! counted: scripted [`Action`]s apply to the other requests (the data
+//! requests), one action per request, in the order the proxy reads them.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+/// What becomes of one data request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Forwarded as usual.
+    Pass,
+    /// Not forwarded: the client's connection is closed instead, so the client
+    /// sees it drop mid-request (and reconnects for its next request).
+    Cut,
+    /// Held, with everything after it on its connection, until the client
+    /// sends another data request through this proxy; then forwarded. A client
+    /// that waits for each answer before its next request sends that request
+    /// only once it has given up on this one: the reply arrives past the
+    /// client's timeout, and is discarded by it.
+    Stall,
+    /// Held, with all traffic after it both ways on every connection, until
+    /// [`FaultProxy::resume`]: the server seems paused from this request on.
+    /// Held requests are delivered on resume, as a paused server would read
+    /// them from its sockets.
+    Pause,
+}
+
+/// A proxy on a free loopback port, forwarding to `upstream`; stops when
+/// dropped.
+pub struct FaultProxy {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl FaultProxy {
+    /// Starts forwarding to `upstream`. The proxy runs on the current tokio
+    /// runtime, which must outlive its use.
+    pub async fn start(upstream: SocketAddr) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
+        let addr = listener.local_addr()?;
+        let shared = Arc::new(Shared {
+            state: Mutex::default(),
+            changed: watch::Sender::new(0),
+        });
+        let server = tokio::spawn(serve(listener, upstream, Arc::clone(&shared)));
+        Ok(Self {
+            addr,
+            shared,
+            server,
+        })
+    }
+
+    /// `redis://<the proxy's address>/`.
+    pub fn url(&self) -> String {
+        format!("redis://{}/", self.addr)
+    }
+
+    /// Appends `actions` to the script: the next data requests meet them in
+    /// order; once the script is used up, requests pass.
+    pub fn script(&self, actions: impl IntoIterator<Item = Action>) {
+        self.shared.update(|state| state.script.extend(actions));
+    }
+
+    /// Holds all traffic, both ways, from now on, until [`resume`](Self::resume).
+    pub fn pause(&self) {
+        self.shared.update(|state| state.paused = true);
+    }
+
+    /// Delivers the traffic held since the pause, and lets traffic through again.
+    pub fn resume(&self) {
+        self.shared.update(|state| state.paused = false);
+    }
+
+    /// How many `command` requests (`GET`, `SET`, ...) clients have sent so
+    /// far, whatever became of them.
+    pub fn seen(&self, command: &str) -> usize {
+        self.shared.lock().seen_of(command)
+    }
+
+    /// Waits until clients have sent `n` `command` requests in all.
+    pub async fn wait_for(&self, command: &str, n: usize) {
+        let mut changed = self.shared.changed.subscribe();
+        changed
+            .wait_for(|_| self.shared.lock().seen_of(command) >= n)
+            .await
+            .expect("the proxy outlives its handle");
+    }
+
+    /// How many scripted actions other than [`Action::Pass`] have been met.
+    pub fn faults_met(&self) -> usize {
+        self.shared.lock().faults_met
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        // Aborting the server drops its connections' tasks too.
+        self.server.abort();
+    }
+}
+
+struct Shared {
+    state: Mutex<State>,
+    /// Bumped at every change of `state`, to wake the relays and the waiters.
+    changed: watch::Sender<u64>,
+}
+
+#[derive(Default)]
+struct State {
+    script: VecDeque<Action>,
+    paused: bool,
+    /// Data requests read so far; also the sequence number of the next one.
+    data_requests: u64,
+    per_command: HashMap<String, usize>,
+    faults_met: usize,
+}
+
+impl State {
+    fn seen_of(&self, command: &str) -> usize {
+        self.per_command
+            .get(&command.to_ascii_uppercase())
+            .copied()
+            .unwrap_or(0)
+    }
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn update<T>(&self, change: impl FnOnce(&mut State) -> T) -> T {
+        let result = change(&mut self.lock());
+        self.changed.send_modify(|version| *version += 1);
+        result
+    }
+
+    /// Counts a request just read and gives it its scripted action.
+    fn admit(&self, bytes: Vec<u8>, command: String) -> Request {
+        if matches!(command.as_str(), "CLIENT" | "HELLO" | "SELECT" | "AUTH") {
+            return Request {
+                bytes,
+                sequence: None,
+                action: Action::Pass,
+            };
+        }
+        self.update(|state| {
+            let sequence = state.data_requests;
+            state.data_requests += 1;
+            *state.per_command.entry(command).or_default() += 1;
+            let action = state.script.pop_front().unwrap_or(Action::Pass);
+            if action != Action::Pass {
+                state.faults_met += 1;
+            }
+            if action == Action::Pause {
+                state.paused = true;
+            }
+            Request {
+                bytes,
+                sequence: Some(sequence),
+                action,
+            }
+        })
+    }
+
+    /// What to do now with `request`, the oldest one not yet forwarded on its
+    /// connection.
+    fn fate(&self, request: &Request) -> Fate {
+        let state = self.lock();
+        if state.paused {
+            return Fate::Hold;
+        }
+        match request.action {
+            Action::Pass | Action::Pause => Fate::Forward,
+            Action::Cut => Fate::Cut,
+            Action::Stall => match request.sequence {
+                Some(sequence) if state.data_requests > sequence + 1 => Fate::Forward,
+                _ => Fate::Hold,
+            },
+        }
+    }
+}
+
+struct Request {
+    bytes: Vec<u8>,
+    /// Among data requests; `None` for connection setup.
+    sequence: Option<u64>,
+    action: Action,
+}
+
+enum Fate {
+    Forward,
+    Hold,
+    Cut,
+}
+
+async fn serve(listener: TcpListener, upstream: SocketAddr, shared: Arc<Shared>) {
+    let mut relays = JoinSet::new();
+    while let Ok((client, _)) = listener.accept().await {
+        let shared = Arc::clone(&shared);
+        relays.spawn(async move {
+            // An unreachable upstream drops the client's connection.
+            if let Ok(server) = TcpStream::connect(upstream).await {
+                relay(client, server, &shared).await;
+            }
+        });
+        // Reap finished relays so that the set does not grow.
+        while relays.try_join_next().is_some() {}
+    }
+}
+
+/// Relays one connection until either side closes it or a request cuts it;
+/// then closes both.
+async fn relay(client: TcpStream, server: TcpStream, shared: &Shared) {
+    let (from_client, to_client) = client.into_split();
+    let (from_server, to_server) = server.into_split();
+    tokio::select! {
+        () = requests(from_client, to_server, shared) => {}
+        () = replies(from_server, to_client, shared) => {}
+    }
+}
+
+/// Client to server, request by request, as the script and the pause allow.
+async fn requests(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, shared: &Shared) {
+    let mut changed = shared.changed.subscribe();
+    let mut unread = Vec::new();
+    let mut waiting: VecDeque<Request> = VecDeque::new();
+    let mut chunk = vec![0; 16 * 1024];
+    loop {
+        changed.borrow_and_update();
+        while let Some((len, command)) = parse_request(&unread) {
+            let bytes: Vec<u8> = unread.drain(..len).collect();
+            waiting.push_back(shared.admit(bytes, command));
+        }
+        while let Some(request) = waiting.front() {
+            match shared.fate(request) {
+                Fate::Forward => {
+                    if to.write_all(&request.bytes).await.is_err() {
+                        return;
+                    }
+                    waiting.pop_front();
+                }
+                Fate::Hold => break,
+                Fate::Cut => return,
+            }
+        }
+        tokio::select! {
+            read = from.read(&mut chunk) => match read {
+                Ok(0) | Err(_) => return,
+                Ok(n) => unread.extend_from_slice(&chunk[..n]),
+            },
+            _ = changed.changed() => {}
+        }
+    }
+}
+
+/// Server to client, held while the proxy is paused.
+async fn replies(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, shared: &Shared) {
+    let mut changed = shared.changed.subscribe();
+    let mut unsent = Vec::new();
+    let mut chunk = vec![0; 16 * 1024];
+    loop {
+        changed.borrow_and_update();
+        if !unsent.is_empty() && !shared.lock().paused {
+            if to.write_all(&unsent).await.is_err() {
+                return;
+            }
+            unsent.clear();
+        }
+        tokio::select! {
+            read = from.read(&mut chunk) => match read {
+                Ok(0) | Err(_) => return,
+                Ok(n) => unsent.extend_from_slice(&chunk[..n]),
+            },
+            _ = changed.changed() => {}
+        }
+    }
+}
+
+/// The length of the first complete request in `buffer` and its command name
+/// in upper case; `None` while it is incomplete.
+fn parse_request(buffer: &[u8]) -> Option<(usize, String)> {
+    let (count, mut at) = parse_header(buffer, 0, b'*')?;
+    let mut command = String::new();
+    for index in 0..count {
+        let (len, start) = parse_header(buffer, at, b'$')?;
+        let end = start + len;
+        if buffer.len() < end + 2 {
+            return None;
+        }
+        if index == 0 {
+            command = String::from_utf8_lossy(&buffer[start..end]).to_ascii_uppercase();
+        }
+        at = end + 2;
+    }
+    Some((at, command))
+}
+
+/// A `<marker><decimal>\r\n` line at `at`: the number and where the line ends.
+fn parse_header(buffer: &[u8], at: usize, marker: u8) -> Option<(usize, usize)> {
+    let rest = buffer.get(at..).filter(|rest| !rest.is_empty())?;
+    assert_eq!(
+        rest[0], marker,
+        "the fault proxy reads RESP arrays of bulk strings only"
+    );
+    let end = rest.windows(2).position(|pair| pair == b"\r\n")?;
+    let number = std::str::from_utf8(&rest[1..end])
+        .ok()
+        .and_then(|digits| digits.parse().ok())
+        .expect("a RESP length");
+    Some((number, at + end + 2))
+}

@@ -393,3 +393,35 @@ async fn panicking_resolver_fails_its_waiters_with_500_and_the_layer_keeps_worki
     let stats = h.layer.cache_stats();
     assert_eq!((stats.resolving, stats.upstream_calls), (0, 0));
 }
+
+/// An answer is fresh strictly before its lifetime ends: at exactly
+/// `cache_ttl` (or `negative_cache_ttl`) after it was stored, the upstream
+/// is asked again.
+#[tokio::test(start_paused = true)]
+async fn answers_expire_exactly_at_their_lifetime() {
+    let resolver = TestResolver::with(|t| {
+        if t.starts_with("junk") {
+            Err(ResolveError::InvalidToken)
+        } else {
+            Ok(customer_for(t))
+        }
+    });
+    let h = Harness::new(
+        ResolveCustomerLayer::from_arc(resolver.clone())
+            .cache_ttl(Duration::from_secs(600))
+            .negative_cache_ttl(Duration::from_secs(30)),
+    );
+    for (token, lifetime, status) in [("buyer", 600, 200), ("junk", 30, 400)] {
+        assert_eq!(h.send(token_post(token)).await.status(), status);
+        tokio::time::advance(Duration::from_secs(lifetime) - Duration::from_nanos(1)).await;
+        assert_eq!(h.send(token_post(token)).await.status(), status);
+        assert_eq!(resolver.calls_for(token), 1, "{token}: still fresh");
+        tokio::time::advance(Duration::from_nanos(1)).await;
+        assert_eq!(h.send(token_post(token)).await.status(), status);
+        assert_eq!(
+            resolver.calls_for(token),
+            2,
+            "{token}: expired at its lifetime"
+        );
+    }
+}

@@ -214,3 +214,55 @@ async fn no_failure_path_logs_or_shows_the_token() {
         }
     }
 }
+
+/// The `resolve_customer` span records how each request was answered, under
+/// the labels the README documents: `miss` (it started the resolve),
+/// `joined` (it waited for another request's), `refused` (the flood limit
+/// kept it from going upstream) and `hit` (from the cache).
+#[tokio::test]
+async fn the_resolve_span_records_the_cache_status_of_each_request() {
+    let (capture, _guard) = Capture::logs("tower_resolve_customer=debug");
+    let resolver = TestResolver::gated(|t| Ok(customer_for(t)));
+    let h =
+        Harness::new(ResolveCustomerLayer::from_arc(resolver.clone()).max_concurrent_resolves(1));
+    let token = realistic_token(30);
+    let mut seen = 0;
+    let mut logged_since = |capture: &Capture| {
+        let logs = capture.contents();
+        let new = logs[seen..].to_owned();
+        seen = logs.len();
+        new
+    };
+    let labels = |logs: &str| -> Vec<&'static str> {
+        ["miss", "joined", "refused", "hit"]
+            .into_iter()
+            .filter(|label| {
+                logs.contains(&format!("cache=\"{label}\""))
+                    || logs.contains(&format!("cache={label}"))
+            })
+            .collect()
+    };
+
+    let first = tokio::spawn(h.send(token_post(&token)));
+    resolver.wait_started(1).await;
+    let second = tokio::spawn(h.send(token_post(&token)));
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    // Another token while the only upstream slot is busy.
+    let refused = h.send(token_post(&realistic_token(31))).await;
+    assert_eq!(refused.status(), 503);
+    assert_eq!(labels(&logged_since(&capture)), ["refused"]);
+
+    resolver.release(1);
+    within_seconds(20, async {
+        assert_eq!(first.await.unwrap().status(), 200);
+        assert_eq!(second.await.unwrap().status(), 200);
+    })
+    .await;
+    assert_eq!(labels(&logged_since(&capture)), ["miss", "joined"]);
+
+    assert_eq!(h.send(token_post(&token)).await.status(), 200);
+    assert_eq!(labels(&logged_since(&capture)), ["hit"]);
+    assert_eq!(resolver.calls(), 1);
+}

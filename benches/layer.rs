@@ -273,33 +273,55 @@ fn distinct_tokens(c: &mut Criterion) {
     group.sample_size(10);
     const BATCH: usize = 1_000;
     group.throughput(Throughput::Elements(BATCH as u64));
-    static N: AtomicUsize = AtomicUsize::new(0);
-    let resolver = CountingResolver::new(Duration::from_millis(1));
+    group.bench_function("bare", |b| {
+        b.to_async(&rt).iter(|| distinct_batch(handler(), BATCH))
+    });
     // A concurrency bound that admits the whole batch: every request is a
-    // miss that goes upstream, none is refused as `overloaded`.
-    let service = ResolveCustomerLayer::new(resolver)
+    // miss that goes upstream (after 1 ms), none is refused as `overloaded`.
+    let resolver = CountingResolver::new(Duration::from_millis(1));
+    let layered = ResolveCustomerLayer::new(resolver.clone())
         .token_source(TokenSource::header(HEADER))
         .cache_capacity(1_000_000)
         .max_concurrent_resolves(BATCH)
         .layer(handler());
+    let before = resolver.calls.load(Ordering::Relaxed);
+    let mut batches = 0;
     group.bench_function("layered", |b| {
         b.to_async(&rt).iter(|| {
-            let service = service.clone();
-            async move {
-                let tasks: Vec<_> = (0..BATCH)
-                    .map(|_| {
-                        let token = format!("distinct{}", N.fetch_add(1, Ordering::Relaxed));
-                        tokio::spawn(service.clone().oneshot(header_request(&token)))
-                    })
-                    .collect();
-                for task in tasks {
-                    let response = task.await.expect("task").expect("infallible");
-                    assert_eq!(response.status(), 200, "a miss was refused");
-                }
-            }
+            batches += 1;
+            distinct_batch(layered.clone(), BATCH)
         })
     });
     group.finish();
+    assert_eq!(
+        resolver.calls.load(Ordering::Relaxed) - before,
+        batches * BATCH,
+        "every request went upstream once"
+    );
+}
+
+/// `n` concurrent requests, each with a token never seen before, through
+/// `service`; every one must be answered 200.
+async fn distinct_batch<S, B>(service: S, n: usize)
+where
+    S: Service<Request<Full<Bytes>>, Response = Response<B>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send,
+    B: Send + 'static,
+{
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let tasks: Vec<_> = (0..n)
+        .map(|_| {
+            let token = format!("distinct{}", N.fetch_add(1, Ordering::Relaxed));
+            tokio::spawn(service.clone().oneshot(header_request(&token)))
+        })
+        .collect();
+    for task in tasks {
+        let response = task.await.expect("task").expect("infallible");
+        assert_eq!(response.status(), 200, "a request was refused");
+    }
 }
 
 criterion_group!(

@@ -215,8 +215,39 @@ mod tests {
     #[test]
     fn never_shows_the_token() {
         let t = RegistrationToken::new("secretTOKEN").unwrap();
-        assert!(!format!("{t:?}").contains("secret"));
-        assert!(!format!("{t}").contains("secret"));
+        assert_eq!(format!("{t:?}"), "RegistrationToken(<redacted, 11 bytes>)");
+        assert_eq!(format!("{t}"), "<redacted registration token>");
         assert!(!format!("{t:#?}").contains("secret"));
+        assert_eq!((t.len(), t.is_empty()), (11, false));
+    }
+
+    #[test]
+    fn the_default_length_limit_is_4_kib() {
+        assert!(RegistrationToken::new("A".repeat(4096)).is_ok());
+        assert_eq!(
+            RegistrationToken::new("A".repeat(4097)),
+            Err(TokenError::TooLong { max_len: 4096 })
+        );
+    }
+
+    #[test]
+    fn errors_say_what_is_wrong_without_the_value() {
+        for (error, message) in [
+            (TokenError::Empty, "the registration token is empty"),
+            (
+                TokenError::TooLong { max_len: 8 },
+                "the registration token is longer than 8 bytes",
+            ),
+            (
+                TokenError::InvalidCharacter,
+                "the registration token contains a character that is not allowed",
+            ),
+            (
+                TokenError::Undecodable,
+                "the registration token could not be decoded",
+            ),
+        ] {
+            assert_eq!(error.to_string(), message);
+        }
     }
 }

@@ -340,13 +340,7 @@ async fn single_flight_holds_with_no_cache_capacity_at_all() {
 
 #[tokio::test]
 async fn junk_tokens_do_not_evict_resolved_customers() {
-    let resolver = TestResolver::with(|t| {
-        if t.starts_with("junk") {
-            Err(ResolveError::InvalidToken)
-        } else {
-            Ok(customer_for(t))
-        }
-    });
+    let resolver = junk_is_invalid();
     let h = Harness::new(
         ResolveCustomerLayer::from_arc(resolver.clone())
             .cache_capacity(10)
@@ -399,13 +393,7 @@ async fn panicking_resolver_fails_its_waiters_with_500_and_the_layer_keeps_worki
 /// is asked again.
 #[tokio::test(start_paused = true)]
 async fn answers_expire_exactly_at_their_lifetime() {
-    let resolver = TestResolver::with(|t| {
-        if t.starts_with("junk") {
-            Err(ResolveError::InvalidToken)
-        } else {
-            Ok(customer_for(t))
-        }
-    });
+    let resolver = junk_is_invalid();
     let h = Harness::new(
         ResolveCustomerLayer::from_arc(resolver.clone())
             .cache_ttl(Duration::from_secs(600))
@@ -424,4 +412,16 @@ async fn answers_expire_exactly_at_their_lifetime() {
             "{token}: expired at its lifetime"
         );
     }
+}
+
+/// A resolver for which tokens starting with `junk` are invalid, and every
+/// other token is its own customer.
+fn junk_is_invalid() -> std::sync::Arc<TestResolver> {
+    TestResolver::with(|t| {
+        if t.starts_with("junk") {
+            Err(ResolveError::InvalidToken)
+        } else {
+            Ok(customer_for(t))
+        }
+    })
 }

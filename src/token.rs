@@ -84,10 +84,10 @@ pub(crate) fn validate(token: &str, max_len: usize) -> Result<(), TokenError> {
     if token.len() > max_len {
         return Err(TokenError::TooLong { max_len });
     }
-    let bytes = token.as_bytes();
-    if !bytes.iter().all(|&b| is_token_byte(b)) {
+    if !token.bytes().all(is_token_byte) {
         return Err(TokenError::InvalidCharacter);
     }
+    let bytes = token.as_bytes();
     // token68 = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"=":
     // `=` is padding, only at the end and never the whole token.
     if let Some(padding) = memchr::memchr(b'=', bytes)

@@ -19,7 +19,7 @@ async fn thousand_concurrent_same_token_one_call() {
     let tasks: Vec<_> = (0..1000)
         .map(|_| tokio::spawn(h.send(token_post(&token))))
         .collect();
-    within_seconds(20, async {
+    within("the 1,000 submits of one token", async {
         resolver.wait_started(1).await;
         resolver.release(1);
         for task in tasks {
@@ -86,7 +86,7 @@ async fn answers_released_in_shuffled_order_reach_their_own_buyers() {
         .flat_map(|_| tokens.iter())
         .map(|token| tokio::spawn(h.send(token_post(token))))
         .collect();
-    within_seconds(20, async {
+    within("the buyers with shuffled answers", async {
         // Each token starts a resolve of its own. Should a bug merge two
         // tokens' resolves, fewer start: carry on, so that the check below
         // names the failure (a buyer handed another buyer's customer).
@@ -145,7 +145,7 @@ async fn dropped_first_caller_still_feeds_waiters_and_cache() {
     assert!(first.await.unwrap_err().is_cancelled());
 
     resolver.release(1);
-    within_seconds(20, async {
+    within("the waiters of the dropped caller", async {
         for w in waiters {
             assert_eq!(w.await.unwrap().status(), 200);
         }
@@ -324,7 +324,7 @@ async fn single_flight_holds_with_no_cache_capacity_at_all() {
     }
     // Enough permits that an (incorrect) second call would not hang the test.
     resolver.release(10);
-    within_seconds(20, async {
+    within("the 200 submits without a cache", async {
         for t in tasks {
             assert_eq!(t.await.unwrap().status(), 200);
         }

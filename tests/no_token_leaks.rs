@@ -255,7 +255,7 @@ async fn the_resolve_span_records_the_cache_status_of_each_request() {
     assert_eq!(labels(&logged_since(&capture)), ["refused"]);
 
     resolver.release(1);
-    within_seconds(20, async {
+    within("the miss and the joined request", async {
         assert_eq!(first.await.unwrap().status(), 200);
         assert_eq!(second.await.unwrap().status(), 200);
     })

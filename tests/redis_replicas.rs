@@ -27,7 +27,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::fault_proxy::{Action, FaultProxy};
-use common::{Harness, Held, missing_service, text, token_post};
+use common::{Harness, Held, missing_service, text, token_post, within};
 use http::Response;
 use http_body_util::Full;
 use tokio::task::JoinHandle;
@@ -38,10 +38,6 @@ use tower_resolve_customer::{
 };
 
 type Answer = Response<ResponseBody<Full<Bytes>>>;
-
-/// The longest any wait on another replica, a lease or a proxy event may take
-/// before the test counts the protocol as stuck.
-const STUCK: Duration = Duration::from_secs(20);
 
 /// A `redis-server` of the test's own, on a free loopback port, without
 /// persistence; killed on drop.
@@ -146,15 +142,6 @@ impl Drop for RedisServer {
     fn drop(&mut self) {
         self.stop();
     }
-}
-
-/// `future`'s output, or a failure naming `what` if it takes longer than
-/// [`STUCK`]: a lease or a single flight that is never released fails the test
-/// instead of hanging it.
-async fn within<T>(what: &str, future: impl Future<Output = T>) -> T {
-    tokio::time::timeout(STUCK, future)
-        .await
-        .unwrap_or_else(|_| panic!("stuck for {STUCK:?}: {what}"))
 }
 
 /// A spawned request's response.

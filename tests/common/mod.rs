@@ -469,13 +469,17 @@ pub fn shuffled(n: usize, seed: u64) -> Vec<usize> {
     order
 }
 
-/// Runs `test`, failing (instead of hanging) if it takes longer than
-/// `seconds`: for tests that wait on a single flight or a lease that a bug
-/// could leave unreleased.
-pub async fn within_seconds<T>(seconds: u64, test: impl Future<Output = T>) -> T {
-    tokio::time::timeout(std::time::Duration::from_secs(seconds), test)
+/// The longest a test waits for a single flight, a lease or an event to be
+/// released before it counts the code under test as stuck.
+pub const STUCK: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// `future`'s output, or a failure naming `what` if it takes longer than
+/// [`STUCK`]: a single flight or a lease that a bug leaves unreleased fails
+/// the test instead of hanging it.
+pub async fn within<T>(what: &str, future: impl Future<Output = T>) -> T {
+    tokio::time::timeout(STUCK, future)
         .await
-        .unwrap_or_else(|_| panic!("did not finish within {seconds} s: a release never came"))
+        .unwrap_or_else(|_| panic!("stuck for {STUCK:?}: {what}"))
 }
 
 /// The test suite's own idea of a valid token, independent of the crate's

@@ -18,7 +18,8 @@ use http_body_util::Full;
 use tower::{ServiceExt, service_fn};
 use tower_layer::Layer;
 use tower_resolve_customer::{
-    RegistrationToken, RequestBody, ResolveCustomerLayer, ResolvedCustomer, TokenSource,
+    RegistrationToken, RequestBody, Resolutions, ResolveCustomerLayer, ResolvedCustomer,
+    TokenSource,
 };
 
 struct Counting;
@@ -76,7 +77,7 @@ fn main() {
             .with_customer_identifier("cust-0123456789abcdef")
             .with_license_arn("arn:aws:license-manager::123456789012:license:l-0123456789abcdef0123456789abcdef")
             .with_agreement_id("agmt-0123456789abcdef0123456789");
-        let layer = ResolveCustomerLayer::new(move |_: RegistrationToken| {
+        let resolutions = Resolutions::builder(move |_: RegistrationToken| {
             let customer = customer.clone();
             async move {
                 // Each token resolves to its own customer record, as in life.
@@ -89,8 +90,10 @@ fn main() {
                 .with_agreement_id(customer.agreement_id().unwrap_or_default()))
             }
         })
-        .token_source(TokenSource::header(HEADER))
-        .cache_capacity(entries as u64 + 1_000);
+        .cache_capacity(entries as u64 + 1_000)
+        .build();
+        let layer = ResolveCustomerLayer::from_resolutions(resolutions)
+            .token_source(TokenSource::header(HEADER));
         let service = layer.layer(service_fn(|_: Request<RequestBody<Full<Bytes>>>| async {
             Ok::<_, Infallible>(Response::new(Full::new(Bytes::new())))
         }));

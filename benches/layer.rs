@@ -19,7 +19,8 @@ use tokio::runtime::Runtime;
 use tower::{Service, ServiceExt, service_fn};
 use tower_layer::Layer;
 use tower_resolve_customer::{
-    RegistrationToken, ResolveCustomerLayer, ResolveError, ResolvedCustomer, Resolver, TokenSource,
+    RegistrationToken, Resolutions, ResolveCustomerLayer, ResolveError, ResolvedCustomer, Resolver,
+    TokenSource,
 };
 
 use tower_resolve_customer::TOKEN_HEADER as HEADER;
@@ -193,10 +194,13 @@ fn cache_miss(c: &mut Criterion) {
     static N: AtomicUsize = AtomicUsize::new(0);
     let make = || header_request(&format!("token{}", N.fetch_add(1, Ordering::Relaxed)));
     bench_service(&mut group, &rt, "bare", handler(), make);
-    let layered = ResolveCustomerLayer::new(CountingResolver::new(Duration::ZERO))
-        .token_source(TokenSource::header(HEADER))
-        .cache_capacity(100_000)
-        .layer(handler());
+    let layered = ResolveCustomerLayer::from_resolutions(
+        Resolutions::builder(CountingResolver::new(Duration::ZERO))
+            .cache_capacity(100_000)
+            .build(),
+    )
+    .token_source(TokenSource::header(HEADER))
+    .layer(handler());
     bench_service(&mut group, &rt, "layered", layered, make);
     group.finish();
 }
@@ -279,11 +283,14 @@ fn distinct_tokens(c: &mut Criterion) {
     // A concurrency bound that admits the whole batch: every request is a
     // miss that goes upstream (after 1 ms), none is refused as `overloaded`.
     let resolver = CountingResolver::new(Duration::from_millis(1));
-    let layered = ResolveCustomerLayer::new(resolver.clone())
-        .token_source(TokenSource::header(HEADER))
-        .cache_capacity(1_000_000)
-        .max_concurrent_resolves(BATCH)
-        .layer(handler());
+    let layered = ResolveCustomerLayer::from_resolutions(
+        Resolutions::builder(resolver.clone())
+            .cache_capacity(1_000_000)
+            .max_concurrent_resolves(BATCH)
+            .build(),
+    )
+    .token_source(TokenSource::header(HEADER))
+    .layer(handler());
     let before = resolver.calls.load(Ordering::Relaxed);
     let mut batches = 0;
     group.bench_function("layered", |b| {

@@ -17,7 +17,7 @@ use crate::token::RegistrationToken;
 /// Build the SDK client as usual: from the environment in production, with an
 /// explicit endpoint, region and credentials in tests. The client's own retry and
 /// timeout configuration applies inside the layer's
-/// [`resolve_timeout`](crate::ResolveCustomerLayer::resolve_timeout).
+/// [`resolve_timeout`](crate::ResolutionsBuilder::resolve_timeout).
 ///
 /// ```no_run
 /// # async fn run() {

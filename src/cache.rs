@@ -12,6 +12,10 @@
 //!   customers out. Both evict least-recently-used entries, so a new customer is
 //!   always admitted. Transient failures are never stored.
 //!
+//! With a shared [`ResolutionStore`](crate::ResolutionStore), a local miss
+//! runs the fleet protocol ([`crate::store::protocol`]) inside the single
+//! flight instead of calling the resolver directly.
+//!
 //! A resolve runs in a task of its own: it finishes (and feeds the cache) even
 //! when every request waiting for it has gone, and a request that times out
 //! leaves it running, so a token AWS has already redeemed is not thrown away.
@@ -27,14 +31,15 @@ use std::time::Duration;
 
 use moka::policy::EvictionPolicy;
 use moka::sync::Cache;
-use sha2::{Digest, Sha256};
 use tokio::sync::{Notify, OwnedSemaphorePermit};
 use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::customer::ResolvedCustomer;
 use crate::error::{ResolveError, outcome_kind};
-use crate::resolver::Resolver;
+use crate::resolver::DynResolver;
+use crate::store::TokenDigest;
+use crate::store::protocol::SharedStore;
 use crate::token::RegistrationToken;
 use crate::upstream_limit::{MissRate, UpstreamLimit};
 
@@ -47,10 +52,7 @@ const SHARDS: usize = 64;
 
 /// The first 128 bits of the token's SHA-256.
 pub(crate) fn key_of(token: &RegistrationToken) -> TokenKey {
-    let digest = Sha256::digest(token.expose().as_bytes());
-    let mut first = [0u8; 16];
-    first.copy_from_slice(&digest[..16]);
-    u128::from_le_bytes(first)
+    token.digest().as_u128()
 }
 
 /// How a request's answer was obtained.
@@ -62,8 +64,8 @@ pub(crate) enum CacheStatus {
     Joined,
     /// This request started the resolve.
     Miss,
-    /// The resolve this request needed was not started: the upstream limit was
-    /// reached.
+    /// The resolve this request needed was not started: the store-lookup or
+    /// upstream limit was reached.
     Refused,
 }
 
@@ -91,12 +93,15 @@ pub(crate) struct Policy {
     pub(crate) max_concurrent: usize,
     /// How fast new tokens may go upstream, if limited.
     pub(crate) miss_rate: Option<MissRate>,
+    /// How many tokens may be looked up in a shared store at once.
+    pub(crate) max_store_lookups: usize,
+    /// How fast new tokens may be looked up in a shared store, if limited.
+    pub(crate) store_lookup_rate: Option<MissRate>,
 }
 
-/// A snapshot of a layer's cache and upstream calls, for metrics and tests.
-///
-/// Obtained from [`ResolveCustomerLayer::cache_stats`](crate::ResolveCustomerLayer::cache_stats)
-/// or [`ResolveCustomer::cache_stats`](crate::ResolveCustomer::cache_stats).
+/// A snapshot of a [`Resolutions`](crate::Resolutions)' cache, store lookups and
+/// upstream calls, for metrics and tests, from
+/// [`Resolutions::stats`](crate::Resolutions::stats).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct CacheStats {
@@ -108,6 +113,9 @@ pub struct CacheStats {
     pub resolving: usize,
     /// Upstream calls running right now (at most the concurrency bound).
     pub upstream_calls: usize,
+    /// Tokens being looked up in the shared store right now (at most the
+    /// store-lookup bound; zero without a store).
+    pub store_lookups: usize,
 }
 
 impl Policy {
@@ -195,25 +203,32 @@ impl Shard {
     }
 }
 
-struct Inner<R> {
+struct Inner {
     answers: Cache<TokenKey, Fresh<ResolvedCustomer>>,
     refusals: Cache<TokenKey, Fresh<ResolveError>>,
     shards: Box<[Shard]>,
-    resolver: Arc<R>,
+    resolver: Arc<dyn DynResolver>,
     policy: Policy,
     limit: UpstreamLimit,
-    /// Resolutions shared with other replicas.
-    #[cfg(feature = "redis")]
-    store: Option<crate::redis_store::RedisStore>,
+    /// Resolutions shared with other replicas, if any.
+    store: Option<SharedStore>,
+    /// Admission to the store: a bound of its own, taken before the first
+    /// store round trip of a token not already in flight here.
+    lookups: UpstreamLimit,
 }
 
-/// The single-flight cache and the resolver behind it.
-pub(crate) struct DedupeCache<R> {
-    inner: Arc<Inner<R>>,
+/// The single-flight cache and the resolver (and store) behind it.
+#[derive(Clone)]
+pub(crate) struct DedupeCache {
+    inner: Arc<Inner>,
 }
 
-impl<R: Resolver> DedupeCache<R> {
-    pub(crate) fn new(resolver: Arc<R>, policy: Policy) -> Self {
+impl DedupeCache {
+    pub(crate) fn new(
+        resolver: Arc<dyn DynResolver>,
+        policy: Policy,
+        store: Option<SharedStore>,
+    ) -> Self {
         fn cache<V: Clone + Send + Sync + 'static>(
             capacity: u64,
             ttl: Duration,
@@ -232,19 +247,23 @@ impl<R: Resolver> DedupeCache<R> {
                 resolver,
                 policy,
                 limit: UpstreamLimit::new(policy.max_concurrent, policy.miss_rate),
-                #[cfg(feature = "redis")]
-                store: None,
+                lookups: UpstreamLimit::new(policy.max_store_lookups, policy.store_lookup_rate),
+                store,
             }),
         }
     }
 
-    /// Consults `store` before the resolver (feature `redis`).
-    #[cfg(feature = "redis")]
-    pub(crate) fn with_store(mut self, store: Option<crate::redis_store::RedisStore>) -> Self {
-        if let Some(inner) = Arc::get_mut(&mut self.inner) {
-            inner.store = store;
-        }
-        self
+    /// Whether `self` and `other` are one cache.
+    pub(crate) fn same_as(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+
+    pub(crate) fn policy(&self) -> &Policy {
+        &self.inner.policy
+    }
+
+    pub(crate) fn store(&self) -> Option<&SharedStore> {
+        self.inner.store.as_ref()
     }
 
     /// What the cache holds and runs right now. Runs moka's pending
@@ -258,6 +277,11 @@ impl<R: Resolver> DedupeCache<R> {
             refusals: inner.refusals.entry_count(),
             resolving: inner.shards.iter().map(|s| s.lock().len()).sum(),
             upstream_calls: inner.limit.in_use(),
+            store_lookups: if inner.store.is_some() {
+                inner.lookups.in_use()
+            } else {
+                0
+            },
         }
     }
 
@@ -289,16 +313,17 @@ impl<R: Resolver> DedupeCache<R> {
                     // may be there now.
                     continue;
                 } else {
-                    // With a shared store, admission waits until this replica
-                    // is the one to call upstream: an answer another replica
-                    // already has is never refused.
-                    let permit = if self.inner.has_store() {
-                        None
-                    } else {
-                        match self.inner.limit.admit() {
-                            Ok(permit) => Some(permit),
-                            Err(refused) => return (Err(refused), CacheStatus::Refused),
-                        }
+                    // With a shared store, this admits the token to the store
+                    // only: the upstream limits apply once this replica holds
+                    // the lease, so an answer another replica already has is
+                    // served without spending the upstream budget.
+                    let limit = match self.inner.store {
+                        Some(_) => &self.inner.lookups,
+                        None => &self.inner.limit,
+                    };
+                    let permit = match limit.admit() {
+                        Ok(permit) => permit,
+                        Err(refused) => return (Err(refused), CacheStatus::Refused),
                     };
                     let slot = Arc::new(Slot::new());
                     inflight.insert(key, Arc::clone(&slot));
@@ -314,12 +339,17 @@ impl<R: Resolver> DedupeCache<R> {
             let outcome = tokio::time::timeout(self.inner.policy.timeout, slot.wait())
                 .await
                 .unwrap_or(Err(ResolveError::Timeout));
+            // Through a store, the upstream limits are met only under the lease.
+            let status = match (&outcome, status) {
+                (Err(ResolveError::Overloaded { .. }), CacheStatus::Miss) => CacheStatus::Refused,
+                (_, status) => status,
+            };
             return (outcome, status);
         }
     }
 }
 
-impl<R> Inner<R> {
+impl Inner {
     /// The in-flight shard that owns `key`.
     fn shard(&self, key: TokenKey) -> &Shard {
         &self.shards[(key % SHARDS as u128) as usize]
@@ -339,42 +369,28 @@ impl<R> Inner<R> {
     }
 }
 
-impl<R: Resolver> Inner<R> {
-    /// The resolver's answer for `token`, given at most `deadline`; through the
-    /// shared store when there is one.
-    async fn upstream(
-        &self,
-        key: TokenKey,
-        token: &RegistrationToken,
-        deadline: Duration,
-    ) -> Outcome {
-        let call = async {
-            tokio::time::timeout(deadline, self.resolver.resolve(token))
-                .await
-                .unwrap_or(Err(ResolveError::Timeout))
-        };
-        #[cfg(feature = "redis")]
-        if let Some(store) = &self.store {
-            return store.resolve(key, &self.policy, &self.limit, call).await;
-        }
-        let _ = key;
-        call.await
+impl Inner {
+    /// The resolver's answer for `token`, given at most `deadline`.
+    async fn call_resolver(&self, token: &RegistrationToken, deadline: Duration) -> Outcome {
+        let started = Instant::now();
+        let outcome = tokio::time::timeout(deadline, self.resolver.resolve_boxed(token))
+            .await
+            .unwrap_or(Err(ResolveError::Timeout));
+        tracing::debug!(
+            outcome = outcome_kind(&outcome),
+            upstream_latency_us = started.elapsed().as_micros() as u64,
+            "registration token resolved upstream"
+        );
+        outcome
     }
 
-    fn has_store(&self) -> bool {
-        #[cfg(feature = "redis")]
-        return self.store.is_some();
-        #[cfg(not(feature = "redis"))]
-        false
-    }
-
-    /// Spawns the one upstream resolve that completes `slot`, holding `permit`
-    /// (if admission already happened) until it ends.
+    /// Spawns the one resolve that completes `slot`, holding `permit` (the
+    /// upstream or store-lookup admission) until it ends.
     fn launch(
         this: &Arc<Self>,
         key: TokenKey,
         token: RegistrationToken,
-        permit: Option<OwnedSemaphorePermit>,
+        permit: OwnedSemaphorePermit,
         slot: Arc<Slot>,
     ) {
         let completion = Completion {
@@ -383,19 +399,30 @@ impl<R: Resolver> Inner<R> {
             key,
         };
         let inner = Arc::clone(this);
-        let deadline = this.policy.upstream_deadline();
         let span = tracing::debug_span!("resolve_customer_upstream");
         tokio::spawn(
             async move {
-                let started = Instant::now();
-                let outcome = inner.upstream(key, &token, deadline).await;
-                drop(token);
-                tracing::debug!(
-                    outcome = outcome_kind(&outcome),
-                    upstream_latency_us = started.elapsed().as_micros() as u64,
-                    "registration token resolved upstream"
-                );
-                completion.finish(outcome);
+                let deadline = inner.policy.upstream_deadline();
+                let upstream = async {
+                    let outcome = inner.call_resolver(&token, deadline).await;
+                    drop(token);
+                    outcome
+                };
+                match &inner.store {
+                    Some(store) => {
+                        let deliver =
+                            move |(outcome, lifetime)| completion.finish(outcome, lifetime);
+                        let digest = TokenDigest::new(key);
+                        store
+                            .resolve(digest, &inner.policy, &inner.limit, upstream, deliver)
+                            .await;
+                    }
+                    None => {
+                        let outcome = upstream.await;
+                        let lifetime = inner.policy.lifetime_of(&outcome);
+                        completion.finish(outcome, lifetime);
+                    }
+                }
                 drop(permit);
             }
             .instrument(span),
@@ -406,16 +433,17 @@ impl<R: Resolver> Inner<R> {
 /// Completes a slot, stores the answer, and takes the slot out of the in-flight
 /// map; if dropped unfinished (the resolver panicked, the runtime is shutting
 /// down), completes it with [`ResolveError::Unavailable`] instead.
-struct Completion<R> {
-    inner: Arc<Inner<R>>,
+struct Completion {
+    inner: Arc<Inner>,
     slot: Arc<Slot>,
     key: TokenKey,
 }
 
-impl<R> Completion<R> {
-    fn finish(self, outcome: Outcome) {
+impl Completion {
+    /// Hands `outcome` to every waiter and keeps it for `lifetime`, if any.
+    fn finish(self, outcome: Outcome, lifetime: Option<Duration>) {
         self.slot.complete(outcome.clone());
-        if let Some(lifetime) = self.inner.policy.lifetime_of(&outcome) {
+        if let Some(lifetime) = lifetime.filter(|l| !l.is_zero()) {
             match outcome {
                 Ok(customer) => {
                     let fresh = Fresh::new(customer, lifetime);
@@ -431,7 +459,7 @@ impl<R> Completion<R> {
     }
 }
 
-impl<R> Drop for Completion<R> {
+impl Drop for Completion {
     fn drop(&mut self) {
         if self.slot.done.get().is_none() {
             // Unwinding: the resolver panicked, a bug (500). Otherwise the task
@@ -467,6 +495,8 @@ mod tests {
             timeout: Duration::from_secs(1),
             max_concurrent: 4,
             miss_rate: None,
+            max_store_lookups: 16,
+            store_lookup_rate: None,
         }
     }
 
@@ -487,7 +517,7 @@ mod tests {
                 }
             }
         };
-        let cache = DedupeCache::new(Arc::new(resolver), policy());
+        let cache = DedupeCache::new(Arc::new(resolver), policy(), None);
         for token in [&good, &junk] {
             let (outcome, status) = cache.resolve(key_of(token), token).await;
             assert_eq!(status, CacheStatus::Miss);

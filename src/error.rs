@@ -66,8 +66,8 @@ pub enum ResolveError {
     ProductMismatch,
     /// The token was not sent upstream: too many new tokens are being resolved
     /// at once, or new tokens arrive faster than the configured rate (see
-    /// [`max_concurrent_resolves`](crate::ResolveCustomerLayer::max_concurrent_resolves)
-    /// and [`miss_rate_limit`](crate::ResolveCustomerLayer::miss_rate_limit)).
+    /// [`max_concurrent_resolves`](crate::ResolutionsBuilder::max_concurrent_resolves)
+    /// and [`miss_rate_limit`](crate::ResolutionsBuilder::miss_rate_limit)).
     /// This protects the seller's `ResolveCustomer` quota from floods of junk
     /// tokens; the buyer's retry after `retry_after` is resolved normally.
     Overloaded {

@@ -71,13 +71,25 @@
 //!   Redis, with a cross-replica lease so a token is redeemed once per
 //!   deployment.
 //! - `test-util`: [`emulator::MeteringEmulator`], a local Marketplace Metering API
-//!   that speaks the real wire protocol, for tests and offline development.
+//!   that speaks the real wire protocol, for tests and offline development, and
+//!   `MemoryStore`, an in-process [`ResolutionStore`] with fault injection.
+//!
+//! # Several routes, several replicas
+//!
+//! [`Resolutions`] is the shared state (the resolver, the caches, the single
+//! flight, the flood limits and an optional store), built once and cheap to
+//! clone: every layer made from one `Resolutions` shares its cache and budget,
+//! so a token is redeemed once across routes. Replicas of a deployment share
+//! resolutions through a [`ResolutionStore`] (`RedisStore`, or your own): a
+//! lease lets one replica redeem the token while the others wait for its
+//! answer. The README's "Running several replicas" states what holds under
+//! which failure.
 //!
 //! # Flood protection
 //!
 //! At most [`DEFAULT_MAX_CONCURRENT_RESOLVES`] tokens are resolved upstream at
-//! once (see [`ResolveCustomerLayer::max_concurrent_resolves`]), and
-//! [`ResolveCustomerLayer::miss_rate_limit`] can cap how fast new tokens go
+//! once (see [`ResolutionsBuilder::max_concurrent_resolves`]), and
+//! [`ResolutionsBuilder::miss_rate_limit`] can cap how fast new tokens go
 //! upstream: the excess is refused with [`ResolveError::Overloaded`] (503)
 //! before any call, so junk tokens cannot exhaust the seller's quota.
 //!
@@ -97,14 +109,14 @@ mod error;
 mod form;
 mod future;
 mod layer;
-#[cfg(feature = "redis")]
-mod redis_store;
 mod rejection;
 mod request_body;
+mod resolutions;
 mod resolver;
 mod response_body;
 mod service;
 mod source;
+mod store;
 mod token;
 mod upstream_limit;
 
@@ -140,21 +152,29 @@ pub use crate::error::ResolveError;
 pub use crate::future::ResponseFuture;
 #[cfg(feature = "grpc")]
 pub use crate::grpc::{GrpcCode, grpc_status};
-pub use crate::layer::{
-    DEFAULT_BODY_TIMEOUT, DEFAULT_CACHE_CAPACITY, DEFAULT_CACHE_TTL, DEFAULT_MAX_BODY_BYTES,
-    DEFAULT_MAX_CONCURRENT_RESOLVES, DEFAULT_NEGATIVE_CACHE_TTL, DEFAULT_RESOLVE_TIMEOUT,
-    ResolveCustomerLayer,
-};
-#[cfg(feature = "redis")]
-pub use crate::redis_store::{
-    DEFAULT_REDIS_KEY_PREFIX, DEFAULT_REDIS_TIMEOUT, InvalidRedisUrl, RedisStore, RedisUnavailable,
-};
+pub use crate::layer::{DEFAULT_BODY_TIMEOUT, DEFAULT_MAX_BODY_BYTES, ResolveCustomerLayer};
 pub use crate::rejection::problem_details;
 pub use crate::request_body::RequestBody;
+pub use crate::resolutions::{
+    DEFAULT_CACHE_CAPACITY, DEFAULT_CACHE_TTL, DEFAULT_MAX_CONCURRENT_RESOLVES,
+    DEFAULT_NEGATIVE_CACHE_TTL, DEFAULT_RESOLVE_TIMEOUT, DEFAULT_STORE_TIMEOUT, Resolutions,
+    ResolutionsBuilder,
+};
 pub use crate::resolver::Resolver;
 pub use crate::response_body::ResponseBody;
 pub use crate::service::ResolveCustomer;
 pub use crate::source::TokenSource;
+#[cfg(feature = "test-util")]
+pub use crate::store::memory::{MemoryStore, MemoryStoreError, StoreCall, StoreFault};
+pub use crate::store::protocol::StoreUnavailable;
+#[cfg(feature = "redis")]
+pub use crate::store::redis::{
+    DEFAULT_REDIS_CONNECT_TIMEOUT, DEFAULT_REDIS_KEY_PREFIX, InvalidRedisUrl, RedisStore,
+    RedisStoreError,
+};
+pub use crate::store::{
+    LeaseHolder, ResolutionStore, STORED_CUSTOMER_PREFIX, StoredAnswer, TokenDigest,
+};
 pub use crate::token::{
     DEFAULT_MAX_TOKEN_LEN, RegistrationToken, TOKEN_FIELD, TOKEN_HEADER, TokenError,
 };

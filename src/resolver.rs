@@ -1,6 +1,7 @@
 //! Turning a registration token into a customer.
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use crate::customer::ResolvedCustomer;
@@ -59,5 +60,22 @@ where
         token: &RegistrationToken,
     ) -> impl Future<Output = Result<ResolvedCustomer, ResolveError>> + Send {
         self(token.clone())
+    }
+}
+
+/// A resolver's answer, boxed.
+pub(crate) type BoxedResolve<'a> =
+    Pin<Box<dyn Future<Output = Result<ResolvedCustomer, ResolveError>> + Send + 'a>>;
+
+/// [`Resolver`] behind a pointer: what [`Resolutions`](crate::Resolutions)
+/// keeps, so it needs no type parameter for its resolver. Only cache misses
+/// pay for the box.
+pub(crate) trait DynResolver: Send + Sync + 'static {
+    fn resolve_boxed<'a>(&'a self, token: &'a RegistrationToken) -> BoxedResolve<'a>;
+}
+
+impl<R: Resolver> DynResolver for R {
+    fn resolve_boxed<'a>(&'a self, token: &'a RegistrationToken) -> BoxedResolve<'a> {
+        Box::pin(self.resolve(token))
     }
 }

@@ -19,7 +19,6 @@ use crate::form::{check_content_length, read_limited};
 use crate::future::ResponseFuture;
 use crate::layer::Shared;
 use crate::request_body::RequestBody;
-use crate::resolver::Resolver;
 use crate::response_body::ResponseBody;
 use crate::token::RegistrationToken;
 
@@ -32,13 +31,13 @@ pub(crate) type Resolving<B> =
 
 /// Resolves the registration token of each request before calling the inner
 /// service. Made by [`ResolveCustomerLayer`](crate::ResolveCustomerLayer).
-pub struct ResolveCustomer<S, R> {
+pub struct ResolveCustomer<S> {
     inner: S,
-    shared: Arc<Shared<R>>,
+    shared: Arc<Shared>,
 }
 
-impl<S, R> ResolveCustomer<S, R> {
-    pub(crate) fn new(inner: S, shared: Arc<Shared<R>>) -> Self {
+impl<S> ResolveCustomer<S> {
+    pub(crate) fn new(inner: S, shared: Arc<Shared>) -> Self {
         Self { inner, shared }
     }
 
@@ -52,13 +51,9 @@ impl<S, R> ResolveCustomer<S, R> {
         &mut self.inner
     }
 
-    /// What the cache shared with the layer's other services holds and runs
-    /// right now.
-    pub fn cache_stats(&self) -> crate::CacheStats
-    where
-        R: Resolver,
-    {
-        self.shared.cache.stats()
+    /// The resolutions this service shares with its layer's other services.
+    pub fn resolutions(&self) -> &crate::Resolutions {
+        &self.shared.resolutions
     }
 
     /// Unwraps the inner service.
@@ -67,7 +62,7 @@ impl<S, R> ResolveCustomer<S, R> {
     }
 }
 
-impl<S: Clone, R> ResolveCustomer<S, R> {
+impl<S: Clone> ResolveCustomer<S> {
     /// The inner service that was polled ready, for a request that calls it
     /// later; a fresh clone stays behind for the next `poll_ready`.
     ///
@@ -79,7 +74,7 @@ impl<S: Clone, R> ResolveCustomer<S, R> {
     }
 }
 
-impl<S: Clone, R> Clone for ResolveCustomer<S, R> {
+impl<S: Clone> Clone for ResolveCustomer<S> {
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
@@ -88,7 +83,7 @@ impl<S: Clone, R> Clone for ResolveCustomer<S, R> {
     }
 }
 
-impl<S: fmt::Debug, R> fmt::Debug for ResolveCustomer<S, R> {
+impl<S: fmt::Debug> fmt::Debug for ResolveCustomer<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ResolveCustomer")
             .field("inner", &self.inner)
@@ -96,10 +91,9 @@ impl<S: fmt::Debug, R> fmt::Debug for ResolveCustomer<S, R> {
     }
 }
 
-impl<S, R, ReqBody, ResBody> Service<Request<ReqBody>> for ResolveCustomer<S, R>
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for ResolveCustomer<S>
 where
     S: Service<Request<RequestBody<ReqBody>>, Response = Response<ResBody>> + Clone,
-    R: Resolver,
     ReqBody: Body + Send + 'static,
     ReqBody::Data: Send,
     ReqBody::Error: Into<BoxError>,
@@ -139,7 +133,7 @@ where
             Some(token) => {
                 let key = key_of(&token);
                 // A cached answer is settled here, without boxing a future.
-                if let Some(outcome) = shared.cache.cached(key) {
+                if let Some(outcome) = shared.resolutions.cache().cached(key) {
                     drop(token);
                     let trace = ResolveTrace::begin();
                     return match settle(shared, &mut parts, outcome, CacheStatus::Hit, &trace) {
@@ -170,21 +164,20 @@ where
     }
 }
 
-fn reject<R>(shared: &Shared<R>, error: &ResolveError) -> Response<Bytes> {
+fn reject(shared: &Shared, error: &ResolveError) -> Response<Bytes> {
     tracing::debug!(error = error.kind(), "registration request rejected");
     shared.reject(error)
 }
 
 /// Reads the form body, looks for the token in it, then resolves; the body is
 /// reinstated as read.
-async fn read_form_then_resolve<R, B>(
-    shared: Arc<Shared<R>>,
+async fn read_form_then_resolve<B>(
+    shared: Arc<Shared>,
     parts: Parts,
     body: B,
     found: Option<RegistrationToken>,
 ) -> Result<Request<RequestBody<B>>, Response<Bytes>>
 where
-    R: Resolver,
     B: Body,
     B::Error: Into<BoxError>,
 {
@@ -213,19 +206,19 @@ where
 
 /// Resolves `token` and, if the customer is acceptable, returns the request with
 /// the customer in its extensions.
-async fn resolve_and_pass_on<R, B>(
-    shared: Arc<Shared<R>>,
+async fn resolve_and_pass_on<B>(
+    shared: Arc<Shared>,
     mut parts: Parts,
     body: RequestBody<B>,
     key: TokenKey,
     token: RegistrationToken,
 ) -> Result<Request<RequestBody<B>>, Response<Bytes>>
 where
-    R: Resolver,
 {
     let trace = ResolveTrace::begin();
     let (outcome, status) = shared
-        .cache
+        .resolutions
+        .cache()
         .resolve(key, &token)
         .instrument(trace.span.clone())
         .await;
@@ -237,8 +230,8 @@ where
 
 /// Applies the product allowlist to an answer, records it on the request's
 /// span, and puts an accepted customer in the request's extensions.
-fn settle<R>(
-    shared: &Shared<R>,
+fn settle(
+    shared: &Shared,
     parts: &mut Parts,
     outcome: Outcome,
     status: CacheStatus,
@@ -281,7 +274,7 @@ impl ResolveTrace {
     }
 
     /// The rejection for `error`, logged within the span.
-    fn reject<R>(&self, shared: &Shared<R>, error: &ResolveError) -> Response<Bytes> {
+    fn reject(&self, shared: &Shared, error: &ResolveError) -> Response<Bytes> {
         self.span.in_scope(|| reject(shared, error))
     }
 }

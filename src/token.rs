@@ -2,6 +2,10 @@
 
 use std::fmt;
 
+use sha2::{Digest, Sha256};
+
+use crate::store::TokenDigest;
+
 /// The form field (and, by convention, header and metadata key) that carries the
 /// registration token: `x-amzn-marketplace-token`.
 pub const TOKEN_FIELD: &str = "x-amzn-marketplace-token";
@@ -63,6 +67,15 @@ impl RegistrationToken {
     /// The raw token. Handle with care: it is a bearer credential.
     pub fn expose(&self) -> &str {
         &self.0
+    }
+
+    /// The first 128 bits of the token's SHA-256: how caches and
+    /// [stores](crate::ResolutionStore) name the token without holding it.
+    pub fn digest(&self) -> TokenDigest {
+        let digest = Sha256::digest(self.0.as_bytes());
+        let mut first = [0u8; 16];
+        first.copy_from_slice(&digest[..16]);
+        TokenDigest::new(u128::from_le_bytes(first))
     }
 
     /// The token's length in bytes.

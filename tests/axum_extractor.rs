@@ -38,7 +38,7 @@ async fn extractor_behind_the_layer() {
     let resolver = TestResolver::ok();
     let app = Router::new()
         .route("/register", post(register))
-        .layer(ResolveCustomerLayer::from_arc(resolver.clone()));
+        .layer(ResolveCustomerLayer::new(resolver.clone()));
     let response = app
         .oneshot(form_request("/register", form_with_token("tok")))
         .await
@@ -67,7 +67,7 @@ async fn optional_extractor_with_optional_layer() {
     let resolver = TestResolver::ok();
     let app = Router::new()
         .route("/", get(maybe).post(maybe))
-        .layer(ResolveCustomerLayer::from_arc(resolver.clone()).optional());
+        .layer(ResolveCustomerLayer::new(resolver.clone()).optional());
     let response = app
         .clone()
         .oneshot(Request::get("/").body(Body::empty()).unwrap())
@@ -102,7 +102,7 @@ async fn handler_reads_the_form_after_the_layer() {
                 },
             ),
         )
-        .layer(ResolveCustomerLayer::from_arc(resolver.clone()));
+        .layer(ResolveCustomerLayer::new(resolver.clone()));
     let body = format!(
         "{}&x-amzn-marketplace-offer-type=free-trial",
         form_with_token(&realistic_token(1))

@@ -970,7 +970,7 @@ async fn run(case: &Case, required: bool) -> Result<(), String> {
         case.optional
     };
     let resolver = TestResolver::ok();
-    let layer = ResolveCustomerLayer::from_arc(Arc::clone(&resolver))
+    let layer = ResolveCustomerLayer::new(Arc::clone(&resolver))
         .token_source(case.src.source())
         .max_body_bytes(MAX_BODY)
         .max_token_len(MAX_TOKEN)

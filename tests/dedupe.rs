@@ -8,12 +8,12 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use common::*;
-use tower_resolve_customer::{ResolveCustomerLayer, ResolveError};
+use tower_resolve_customer::{Resolutions, ResolveCustomerLayer, ResolveError};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn thousand_concurrent_same_token_one_call() {
     let resolver = TestResolver::gated(|t| Ok(customer_for(t)));
-    let h = Harness::new(ResolveCustomerLayer::from_arc(resolver.clone()));
+    let h = Harness::new(ResolveCustomerLayer::new(resolver.clone()));
     let token = realistic_token(1);
 
     let tasks: Vec<_> = (0..1000)
@@ -41,7 +41,7 @@ async fn thousand_concurrent_same_token_one_call() {
 async fn distinct_tokens_one_call_each() {
     const K: usize = 50;
     let resolver = TestResolver::ok();
-    let h = Harness::new(ResolveCustomerLayer::from_arc(resolver.clone()));
+    let h = Harness::new(ResolveCustomerLayer::new(resolver.clone()));
     let tokens: Vec<String> = (0..K).map(|i| format!("tok{i}")).collect();
     let tasks: Vec<_> = tokens
         .iter()
@@ -66,8 +66,12 @@ async fn answers_released_in_shuffled_order_reach_their_own_buyers() {
     const K: usize = 40;
     const SUBMITS: usize = 5;
     let resolver = TestResolver::gated_per_token(|t| Ok(customer_for(t)));
-    let h =
-        Harness::new(ResolveCustomerLayer::from_arc(resolver.clone()).max_concurrent_resolves(K));
+    let h = Harness::new(
+        Resolutions::builder(resolver.clone())
+            .max_concurrent_resolves(K)
+            .build()
+            .layer(),
+    );
     // Anagrams too: the same characters in another order are another buyer.
     let mut tokens: Vec<String> = (0..K as u8 / 2).map(realistic_token).collect();
     let anagrams: Vec<String> = tokens
@@ -113,10 +117,7 @@ async fn answers_released_in_shuffled_order_reach_their_own_buyers() {
 
 /// Every request the handler saw carries the customer of the token in its
 /// own body, and there were `expected` of them.
-fn assert_each_request_got_its_own_customer<R: tower_resolve_customer::Resolver>(
-    h: &Harness<R>,
-    expected: usize,
-) {
+fn assert_each_request_got_its_own_customer(h: &Harness, expected: usize) {
     let requests = h.requests();
     assert_eq!(requests.len(), expected);
     for request in requests.iter() {
@@ -132,7 +133,7 @@ fn assert_each_request_got_its_own_customer<R: tower_resolve_customer::Resolver>
 #[tokio::test]
 async fn dropped_first_caller_still_feeds_waiters_and_cache() {
     let resolver = TestResolver::gated(|t| Ok(customer_for(t)));
-    let h = Harness::new(ResolveCustomerLayer::from_arc(resolver.clone()));
+    let h = Harness::new(ResolveCustomerLayer::new(resolver.clone()));
     let token = realistic_token(2);
     let send = || tokio::spawn(h.send(token_post(&token)));
 
@@ -159,7 +160,7 @@ async fn dropped_first_caller_still_feeds_waiters_and_cache() {
 #[tokio::test]
 async fn dropped_only_caller_still_completes_into_the_cache() {
     let resolver = TestResolver::gated(|t| Ok(customer_for(t)));
-    let h = Harness::new(ResolveCustomerLayer::from_arc(resolver.clone()));
+    let h = Harness::new(ResolveCustomerLayer::new(resolver.clone()));
     let token = realistic_token(3);
 
     let first = tokio::spawn(h.send(token_post(&token)));
@@ -176,8 +177,10 @@ async fn dropped_only_caller_still_completes_into_the_cache() {
 async fn invalid_token_is_negatively_cached_for_the_negative_ttl() {
     let resolver = TestResolver::with(|_| Err(ResolveError::InvalidToken));
     let h = Harness::new(
-        ResolveCustomerLayer::from_arc(resolver.clone())
-            .negative_cache_ttl(Duration::from_secs(30)),
+        Resolutions::builder(resolver.clone())
+            .negative_cache_ttl(Duration::from_secs(30))
+            .build()
+            .layer(),
     );
     let go = || h.send(token_post("junk"));
 
@@ -204,7 +207,7 @@ async fn transient_errors_are_not_cached() {
     ] {
         let status = error.status();
         let resolver = TestResolver::with(move |_| Err(error.clone()));
-        let h = Harness::new(ResolveCustomerLayer::from_arc(resolver.clone()));
+        let h = Harness::new(ResolveCustomerLayer::new(resolver.clone()));
         for expected_calls in 1..=3 {
             assert_eq!(h.send(token_post("tok")).await.status(), status);
             assert_eq!(resolver.calls(), expected_calls);
@@ -222,7 +225,7 @@ async fn transient_failure_then_success() {
             Ok(customer_for(t))
         }
     });
-    let h = Harness::new(ResolveCustomerLayer::from_arc(resolver.clone()));
+    let h = Harness::new(ResolveCustomerLayer::new(resolver.clone()));
     let go = || h.send(token_post("tok"));
     let throttled = go().await;
     assert_eq!(throttled.status(), 503);
@@ -244,7 +247,10 @@ async fn success_is_kept_for_the_ttl_even_if_upstream_would_now_refuse() {
         }
     });
     let h = Harness::new(
-        ResolveCustomerLayer::from_arc(resolver.clone()).cache_ttl(Duration::from_secs(600)),
+        Resolutions::builder(resolver.clone())
+            .cache_ttl(Duration::from_secs(600))
+            .build()
+            .layer(),
     );
     let go = || h.send(token_post("tok"));
 
@@ -265,10 +271,12 @@ async fn success_is_kept_for_the_ttl_even_if_upstream_would_now_refuse() {
 }
 
 /// A gated resolver behind a layer with a 3 s resolve timeout.
-fn gated_with_timeout() -> (Arc<TestResolver>, Harness<TestResolver>) {
+fn gated_with_timeout() -> (Arc<TestResolver>, Harness) {
     let resolver = TestResolver::gated(|t| Ok(customer_for(t)));
-    let layer =
-        ResolveCustomerLayer::from_arc(resolver.clone()).resolve_timeout(Duration::from_secs(3));
+    let layer = Resolutions::builder(resolver.clone())
+        .resolve_timeout(Duration::from_secs(3))
+        .build()
+        .layer();
     (resolver, Harness::new(layer))
 }
 
@@ -309,9 +317,11 @@ async fn hung_upstream_is_abandoned_after_twice_the_timeout_and_not_cached() {
 async fn single_flight_holds_with_no_cache_capacity_at_all() {
     let resolver = TestResolver::gated(|t| Ok(customer_for(t)));
     let h = Harness::new(
-        ResolveCustomerLayer::from_arc(resolver.clone())
+        Resolutions::builder(resolver.clone())
             .cache_capacity(0)
-            .negative_cache_capacity(0),
+            .negative_cache_capacity(0)
+            .build()
+            .layer(),
     );
     let tasks: Vec<_> = (0..200)
         .map(|_| tokio::spawn(h.send(token_post("tok"))))
@@ -342,9 +352,11 @@ async fn single_flight_holds_with_no_cache_capacity_at_all() {
 async fn junk_tokens_do_not_evict_resolved_customers() {
     let resolver = junk_is_invalid();
     let h = Harness::new(
-        ResolveCustomerLayer::from_arc(resolver.clone())
+        Resolutions::builder(resolver.clone())
             .cache_capacity(10)
-            .negative_cache_capacity(10),
+            .negative_cache_capacity(10)
+            .build()
+            .layer(),
     );
 
     assert_eq!(h.send(token_post("buyer")).await.status(), 200);
@@ -363,7 +375,7 @@ async fn panicking_resolver_fails_its_waiters_with_500_and_the_layer_keeps_worki
         }
         Ok(customer_for(t))
     });
-    let h = Harness::new(ResolveCustomerLayer::from_arc(resolver.clone()));
+    let h = Harness::new(ResolveCustomerLayer::new(resolver.clone()));
 
     let waiters: Vec<_> = (0..10)
         .map(|_| tokio::spawn(h.send(token_post("boom1"))))
@@ -384,7 +396,7 @@ async fn panicking_resolver_fails_its_waiters_with_500_and_the_layer_keeps_worki
     assert_eq!(h.send(token_post("boom1")).await.status(), 500);
     assert_eq!(h.send(token_post("fine")).await.status(), 200);
     assert_eq!(resolver.calls(), 3);
-    let stats = h.layer.cache_stats();
+    let stats = h.layer.resolutions().stats();
     assert_eq!((stats.resolving, stats.upstream_calls), (0, 0));
 }
 
@@ -395,9 +407,11 @@ async fn panicking_resolver_fails_its_waiters_with_500_and_the_layer_keeps_worki
 async fn answers_expire_exactly_at_their_lifetime() {
     let resolver = junk_is_invalid();
     let h = Harness::new(
-        ResolveCustomerLayer::from_arc(resolver.clone())
+        Resolutions::builder(resolver.clone())
             .cache_ttl(Duration::from_secs(600))
-            .negative_cache_ttl(Duration::from_secs(30)),
+            .negative_cache_ttl(Duration::from_secs(30))
+            .build()
+            .layer(),
     );
     for (token, lifetime, status) in [("buyer", 600, 200), ("junk", 30, 400)] {
         assert_eq!(h.send(token_post(token)).await.status(), status);

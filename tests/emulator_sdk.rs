@@ -13,7 +13,7 @@ use aws_sdk_marketplacemetering::config::timeout::TimeoutConfig;
 use common::*;
 use tower_resolve_customer::emulator::{Fault, MeteringEmulator, RedemptionPolicy};
 use tower_resolve_customer::{
-    AwsMarketplaceResolver, RegistrationToken, ResolveCustomerLayer, ResolveError,
+    AwsMarketplaceResolver, RegistrationToken, Resolutions, ResolveCustomerLayer, ResolveError,
     ResolvedCustomer, Resolver,
 };
 
@@ -197,7 +197,10 @@ async fn read_and_operation_timeouts_are_timeout_errors() {
     // Through the layer, with its own timeout: 504.
     emulator.inject(Fault::Latency(Duration::from_secs(5)));
     let h = Harness::new(
-        ResolveCustomerLayer::new(emulator.resolver()).resolve_timeout(Duration::from_millis(100)),
+        Resolutions::builder(emulator.resolver())
+            .resolve_timeout(Duration::from_millis(100))
+            .build()
+            .layer(),
     );
     assert_eq!(h.send(token_post(&token)).await.status(), 504);
 }

@@ -13,7 +13,9 @@ use aws_sdk_marketplacemetering::config::retry::RetryConfig;
 use common::{Harness, Held, token_post};
 use http::header::RETRY_AFTER;
 use tower_resolve_customer::emulator::{Fault, MeteringEmulator, RedemptionPolicy};
-use tower_resolve_customer::{AwsMarketplaceResolver, ResolveCustomerLayer, ResolvedCustomer};
+use tower_resolve_customer::{
+    AwsMarketplaceResolver, Resolutions, ResolveCustomerLayer, ResolvedCustomer,
+};
 
 fn customer(i: usize) -> ResolvedCustomer {
     ResolvedCustomer::new(format!("{:012}", 100_000_000_000 + i), "prod-emulated")
@@ -48,8 +50,10 @@ async fn upstream_slower_than_the_timeout_is_504_and_other_buyers_are_still_serv
     let (emulator, tokens) = emulator_with_tokens(21).await;
     emulator.inject(Fault::Latency(Duration::from_secs(30)));
     let h = Harness::new(
-        ResolveCustomerLayer::new(single_attempt(&emulator))
-            .resolve_timeout(Duration::from_millis(300)),
+        Resolutions::builder(single_attempt(&emulator))
+            .resolve_timeout(Duration::from_millis(300))
+            .build()
+            .layer(),
     );
 
     // The first call hangs upstream: its buyer gets 504, not a hung request.
@@ -134,5 +138,5 @@ async fn clients_disconnecting_mid_resolve_under_load_lose_no_redemption() {
         assert_eq!(emulator.redemptions_of(token), 1);
         assert_eq!(emulator.calls_for(token), 1);
     }
-    assert_eq!(h.layer.cache_stats().resolving, 0);
+    assert_eq!(h.layer.resolutions().stats().resolving, 0);
 }

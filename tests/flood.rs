@@ -10,7 +10,8 @@ use common::{Harness, TestResolver, customer_for, text};
 use http::Request;
 use http::header::RETRY_AFTER;
 use tower_resolve_customer::{
-    DEFAULT_MAX_CONCURRENT_RESOLVES, ResolveCustomerLayer, ResolveError, TOKEN_HEADER, TokenSource,
+    DEFAULT_MAX_CONCURRENT_RESOLVES, Resolutions, ResolutionsBuilder, ResolveCustomerLayer,
+    ResolveError, TOKEN_HEADER, TokenSource,
 };
 
 fn header_request(token: &str) -> Request<String> {
@@ -20,11 +21,9 @@ fn header_request(token: &str) -> Request<String> {
         .unwrap()
 }
 
-fn header_layer<R>(resolver: R) -> ResolveCustomerLayer<R>
-where
-    R: tower_resolve_customer::Resolver,
-{
-    ResolveCustomerLayer::new(resolver).token_source(TokenSource::header(TOKEN_HEADER))
+fn header_layer(resolutions: ResolutionsBuilder) -> ResolveCustomerLayer {
+    ResolveCustomerLayer::from_resolutions(resolutions.build())
+        .token_source(TokenSource::header(TOKEN_HEADER))
 }
 
 /// Deterministic pseudo-random tokens (xorshift64), base64-alphabet.
@@ -47,13 +46,15 @@ impl Tokens {
 #[tokio::test]
 async fn upstream_calls_are_bounded_and_joiners_are_never_refused() {
     let resolver = TestResolver::gated(|t| Ok(customer_for(t)));
-    let harness = Harness::new(header_layer(resolver.clone()).max_concurrent_resolves(4));
+    let harness = Harness::new(header_layer(
+        Resolutions::builder(resolver.clone()).max_concurrent_resolves(4),
+    ));
 
     let held: Vec<_> = (0..4)
         .map(|i| tokio::spawn(harness.send(header_request(&format!("held{i}")))))
         .collect();
     resolver.wait_started(4).await;
-    assert_eq!(harness.layer.cache_stats().upstream_calls, 4);
+    assert_eq!(harness.layer.resolutions().stats().upstream_calls, 4);
 
     // Every slot is busy: new tokens are refused at once, without an upstream call.
     for i in 0..96 {
@@ -78,14 +79,14 @@ async fn upstream_calls_are_bounded_and_joiners_are_never_refused() {
     // Slots are free again: a refused token now goes through.
     resolver.release(1);
     assert_eq!(harness.send(header_request("new0")).await.status(), 200);
-    let stats = harness.layer.cache_stats();
+    let stats = harness.layer.resolutions().stats();
     assert_eq!((stats.upstream_calls, stats.resolving), (0, 0));
 }
 
 #[tokio::test]
 async fn default_bound_is_32() {
     let resolver = TestResolver::gated(|t| Ok(customer_for(t)));
-    let harness = Harness::new(header_layer(resolver.clone()));
+    let harness = Harness::new(header_layer(Resolutions::builder(resolver.clone())));
     let held: Vec<_> = (0..DEFAULT_MAX_CONCURRENT_RESOLVES)
         .map(|i| tokio::spawn(harness.send(header_request(&format!("t{i}")))))
         .collect();
@@ -117,12 +118,12 @@ async fn random_token_flood_stays_within_the_miss_rate() {
             Err(ResolveError::InvalidToken)
         }
     });
-    let harness = Harness::new(
-        header_layer(resolver.clone())
+    let harness = Harness::new(header_layer(
+        Resolutions::builder(resolver.clone())
             .miss_rate_limit(50, 20)
             .cache_capacity(100)
             .negative_cache_capacity(1_000),
-    );
+    ));
 
     let mut tokens = Tokens(0x9E37_79B9_7F4A_7C15);
     let started = tokio::time::Instant::now();
@@ -165,7 +166,7 @@ async fn random_token_flood_stays_within_the_miss_rate() {
     );
     assert_eq!(harness.handled(), 0, "no junk token reached the handler");
 
-    let stats = harness.layer.cache_stats();
+    let stats = harness.layer.resolutions().stats();
     assert!(
         stats.refusals <= 1_000,
         "negative cache over capacity: {stats:?}"
@@ -182,7 +183,9 @@ async fn random_token_flood_stays_within_the_miss_rate() {
 #[tokio::test(start_paused = true)]
 async fn rate_limited_refusal_says_when_to_retry() {
     let resolver = TestResolver::ok();
-    let harness = Harness::new(header_layer(resolver.clone()).miss_rate_limit(1, 1));
+    let harness = Harness::new(header_layer(
+        Resolutions::builder(resolver.clone()).miss_rate_limit(1, 1),
+    ));
     assert_eq!(harness.send(header_request("first")).await.status(), 200);
     let refused = harness.send(header_request("second")).await;
     assert_eq!(refused.status(), 503);

@@ -16,7 +16,7 @@ use tower_test::mock;
 #[tokio::test]
 async fn content_length_over_limit_is_413_before_reading() {
     let resolver = TestResolver::ok();
-    let h = Harness::new(ResolveCustomerLayer::from_arc(resolver.clone()).max_body_bytes(64));
+    let h = Harness::new(ResolveCustomerLayer::new(resolver.clone()).max_body_bytes(64));
     let body = FrameBody::chunks(&[b"x-amzn-marketplace-token=abc"]);
     let polled = body.polled.clone();
     let mut request = form_post_body(body);
@@ -34,7 +34,7 @@ async fn content_length_over_limit_is_413_before_reading() {
 #[tokio::test]
 async fn streamed_body_growing_past_limit_is_413() {
     let resolver = TestResolver::ok();
-    let h = Harness::new(ResolveCustomerLayer::from_arc(resolver.clone()).max_body_bytes(64));
+    let h = Harness::new(ResolveCustomerLayer::new(resolver.clone()).max_body_bytes(64));
     let chunk = [b'a'; 30];
     let body = FrameBody::chunks(&[b"x-amzn-marketplace-token=abc&pad=", &chunk, &chunk, &chunk]);
     assert_eq!(h.send(form_post_body(body)).await.status(), 413);
@@ -46,15 +46,14 @@ async fn streamed_body_growing_past_limit_is_413() {
 async fn body_exactly_at_limit_is_accepted() {
     let resolver = TestResolver::ok();
     let body = form_with_token("abc");
-    let h =
-        Harness::new(ResolveCustomerLayer::from_arc(resolver.clone()).max_body_bytes(body.len()));
+    let h = Harness::new(ResolveCustomerLayer::new(resolver.clone()).max_body_bytes(body.len()));
     assert_eq!(h.send(form_post(body)).await.status(), 200);
 }
 
 #[tokio::test]
 async fn failing_body_stream_is_400_and_nothing_is_called() {
     let resolver = TestResolver::ok();
-    let h = Harness::new(ResolveCustomerLayer::from_arc(resolver.clone()).optional());
+    let h = Harness::new(ResolveCustomerLayer::new(resolver.clone()).optional());
     let body = FrameBody::chunks(&[b"x-amzn-marketplace-token=abc"]).failing();
     let response = h.send(form_post_body(body)).await;
     assert_eq!(response.status(), 400);
@@ -67,8 +66,7 @@ async fn failing_body_stream_is_400_and_nothing_is_called() {
 async fn body_that_never_finishes_is_408_after_the_body_timeout() {
     let resolver = TestResolver::ok();
     let h = Harness::new(
-        ResolveCustomerLayer::from_arc(resolver.clone())
-            .body_timeout(std::time::Duration::from_secs(5)),
+        ResolveCustomerLayer::new(resolver.clone()).body_timeout(std::time::Duration::from_secs(5)),
     );
     let body = FrameBody::chunks(&[b"x-amzn-marketplace-token=abc&pad="]).hanging();
     let started = tokio::time::Instant::now();
@@ -83,7 +81,7 @@ async fn non_form_bodies_are_streamed_not_buffered() {
     // A body larger than the limit passes when the layer has no reason to read it.
     let resolver = TestResolver::ok();
     let h = Harness::new(
-        ResolveCustomerLayer::from_arc(resolver.clone())
+        ResolveCustomerLayer::new(resolver.clone())
             .max_body_bytes(8)
             .optional(),
     );
@@ -102,7 +100,7 @@ type MockResponse = Response<Full<Bytes>>;
 #[tokio::test]
 async fn readiness_is_forwarded_and_only_the_ready_instance_is_called() {
     let resolver = TestResolver::ok();
-    let layer = ResolveCustomerLayer::from_arc(resolver.clone());
+    let layer = ResolveCustomerLayer::new(resolver.clone());
     let (mut service, mut handle) = mock::spawn_layer::<MockRequest, MockResponse, _>(layer);
 
     // Not ready: neither are we.
@@ -133,7 +131,7 @@ async fn readiness_is_forwarded_and_only_the_ready_instance_is_called() {
 #[tokio::test]
 async fn rejected_request_never_reaches_inner() {
     let resolver = TestResolver::ok();
-    let layer = ResolveCustomerLayer::from_arc(resolver.clone());
+    let layer = ResolveCustomerLayer::new(resolver.clone());
     let (mut service, mut handle) = mock::spawn_layer::<MockRequest, MockResponse, _>(layer);
     handle.allow(1);
     assert!(matches!(service.poll_ready(), Poll::Ready(Ok(()))));

@@ -5,7 +5,7 @@ mod common;
 use common::*;
 use tower_layer::Layer;
 use tower_resolve_customer::{
-    RegistrationToken, ResolveCustomerLayer, ResolveError, ResolvedCustomer,
+    RegistrationToken, Resolutions, ResolveCustomerLayer, ResolveError, ResolvedCustomer,
 };
 
 #[tokio::test]
@@ -23,7 +23,7 @@ async fn trace_logs_and_rejections_never_hold_the_token() {
             Err(ResolveError::InvalidToken)
         }
     });
-    let h = Harness::new(ResolveCustomerLayer::from_arc(resolver.clone()));
+    let h = Harness::new(ResolveCustomerLayer::new(resolver.clone()));
     let mut bodies = String::new();
     for token in [&good, &good, &bad, &bad] {
         let response = h.send(token_post(token)).await;
@@ -111,7 +111,7 @@ async fn no_failure_path_logs_or_shows_the_token() {
             _ => Ok(customer_for(t)),
         }
     });
-    let layer = ResolveCustomerLayer::from_arc(resolver.clone())
+    let layer = ResolveCustomerLayer::new(resolver.clone())
         .allowed_product_codes(["prod-test"])
         .max_body_bytes(1024)
         .body_timeout(std::time::Duration::from_secs(1));
@@ -150,8 +150,12 @@ async fn no_failure_path_logs_or_shows_the_token() {
     show(h.send(failing).await).await;
 
     // Over the miss rate: refused without going upstream.
-    let limited =
-        Harness::new(ResolveCustomerLayer::from_arc(resolver.clone()).miss_rate_limit(1, 1));
+    let limited = Harness::new(
+        Resolutions::builder(resolver.clone())
+            .miss_rate_limit(1, 1)
+            .build()
+            .layer(),
+    );
     show(limited.send(token_post(&realistic_token(21))).await).await;
     show(limited.send(token_post(&realistic_token(22))).await).await;
 
@@ -223,8 +227,12 @@ async fn no_failure_path_logs_or_shows_the_token() {
 async fn the_resolve_span_records_the_cache_status_of_each_request() {
     let (capture, _guard) = Capture::logs("tower_resolve_customer=debug");
     let resolver = TestResolver::gated(|t| Ok(customer_for(t)));
-    let h =
-        Harness::new(ResolveCustomerLayer::from_arc(resolver.clone()).max_concurrent_resolves(1));
+    let h = Harness::new(
+        Resolutions::builder(resolver.clone())
+            .max_concurrent_resolves(1)
+            .build()
+            .layer(),
+    );
     let token = realistic_token(30);
     let mut seen = 0;
     let mut logged_since = |capture: &Capture| {

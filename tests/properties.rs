@@ -246,7 +246,7 @@ fn extraction_never_panics_on_garbage() {
         for (name, source) in sources() {
             for required in [true, false] {
                 let (resolver, bad) = checking_resolver(MAX_TOKEN);
-                let layer = ResolveCustomerLayer::from_arc(Arc::clone(&resolver))
+                let layer = ResolveCustomerLayer::new(Arc::clone(&resolver))
                     .token_source(source.clone())
                     .max_body_bytes(256)
                     .max_token_len(MAX_TOKEN);
@@ -395,7 +395,7 @@ fn optional_layer_replays_any_body_byte_for_byte() {
     let tally = Mutex::new(BTreeMap::<&str, usize>::new());
     proptest!(config(256), |(r in replay())| {
         let resolver = TestResolver::ok();
-        let h = Harness::new(ResolveCustomerLayer::from_arc(Arc::clone(&resolver)).optional());
+        let h = Harness::new(ResolveCustomerLayer::new(Arc::clone(&resolver)).optional());
         let body = r.body();
         let mut builder = Request::post("/register").version(if r.http2 {
             Version::HTTP_2
@@ -479,7 +479,7 @@ fn any_valid_token_round_trips_through_form_encoding() {
 
         // As a form post, cut in two frames anywhere.
         let resolver = TestResolver::ok();
-        let h = Harness::new(ResolveCustomerLayer::from_arc(Arc::clone(&resolver)));
+        let h = Harness::new(ResolveCustomerLayer::new(Arc::clone(&resolver)));
         let (a, b) = encoded.as_bytes().split_at(cut.index(encoded.len() + 1));
         let body = frame_body(vec![Bytes::copy_from_slice(a), Bytes::copy_from_slice(b)], None);
         let response = rt.block_on(h.send(form_post_body(body)));
@@ -494,7 +494,7 @@ fn any_valid_token_round_trips_through_form_encoding() {
         // As a query string.
         let resolver = TestResolver::ok();
         let h = Harness::new(
-            ResolveCustomerLayer::from_arc(Arc::clone(&resolver))
+            ResolveCustomerLayer::new(Arc::clone(&resolver))
                 .token_source(TokenSource::query(TOKEN_FIELD)),
         );
         let request = Request::get(format!("/register?{encoded}"))

@@ -33,8 +33,8 @@ use http_body_util::Full;
 use tokio::task::JoinHandle;
 use tower_resolve_customer::emulator::{Fault, MeteringEmulator, RedemptionPolicy};
 use tower_resolve_customer::{
-    AwsMarketplaceResolver, RedisStore, RedisUnavailable, ResolveCustomerLayer, ResolvedCustomer,
-    Resolver, ResponseBody,
+    AwsMarketplaceResolver, RedisStore, Resolutions, ResolutionsBuilder, ResolvedCustomer,
+    Resolver, ResponseBody, StoreUnavailable,
 };
 
 type Answer = Response<ResponseBody<Full<Bytes>>>;
@@ -181,8 +181,46 @@ async fn single_use_emulator() -> (MeteringEmulator, String) {
 }
 
 /// One replica: its own layer, cache and Redis connection.
-fn replica<R: Resolver>(resolver: R, store: RedisStore) -> Harness<R> {
-    Harness::new(ResolveCustomerLayer::new(resolver).shared_store(store))
+fn replica<R: Resolver>(resolver: R, store: RedisStore) -> Harness {
+    replica_with(resolver, store, |resolutions| resolutions)
+}
+
+/// One replica whose resolutions are further configured by `configure`.
+fn replica_with<R: Resolver>(
+    resolver: R,
+    store: RedisStore,
+    configure: impl FnOnce(ResolutionsBuilder) -> ResolutionsBuilder,
+) -> Harness {
+    Harness::new(
+        configure(Resolutions::builder(resolver).store(store))
+            .build()
+            .layer(),
+    )
+}
+
+/// Waits until `replica` has no store run under way. A replica answers its
+/// buyers as soon as it knows the answer, then publishes it and releases its
+/// lease; nothing signals the end of that, so this looks every few
+/// milliseconds (bounded by [`within`]).
+async fn settled(what: &str, replica: &Harness) {
+    within(what, async {
+        while replica.layer.resolutions().stats().store_lookups > 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+}
+
+/// Whether a request the proxy saw is an attempt at a lease: `RedisStore`
+/// runs every store call as an `EVAL` script, and the one run on a lease key
+/// that may `SET` it is the attempt to take it (renewing and releasing a
+/// lease never set it).
+fn is_lease_attempt(request: &[String]) -> bool {
+    request[0] == "EVAL"
+        && request
+            .get(1)
+            .is_some_and(|script| script.contains("\"SET\""))
+        && request.get(3).is_some_and(|key| key.contains("lease:"))
 }
 
 /// A store on the server itself.
@@ -246,8 +284,16 @@ async fn a_hundred_concurrent_submits_across_two_replicas_are_redeemed_once() {
         .await
         .expect("open semaphore")
         .forget();
-    within("A's lease attempt", a_proxy.wait_for("SET", 1)).await;
-    within("B's lease attempt", b_proxy.wait_for("SET", 1)).await;
+    within(
+        "A's lease attempt",
+        a_proxy.wait_for_where(is_lease_attempt, 1),
+    )
+    .await;
+    within(
+        "B's lease attempt",
+        b_proxy.wait_for_where(is_lease_attempt, 1),
+    )
+    .await;
     // Enough permits that a second upstream call would answer (and, the token
     // being single-use, fail a request) rather than hang.
     held.gate.add_permits(100);
@@ -292,7 +338,7 @@ fn a_replica_dying_mid_resolve_is_taken_over_when_its_lease_ends() {
 
         // Replica A takes the lease, then dies before its call reaches AWS.
         let a_held = Held::new(emulator.resolver());
-        let a = replica(a_held.clone(), store(&redis).lease(lease));
+        let a = replica_with(a_held.clone(), store(&redis), |r| r.lease(lease));
         dying.spawn(a.send(token_post(&token)));
         within("A's upstream call", a_held.started.acquire())
             .await
@@ -311,9 +357,13 @@ fn a_replica_dying_mid_resolve_is_taken_over_when_its_lease_ends() {
         // upstream: its second attempt at the lease means the first was refused.
         let proxy = proxy_to(&redis).await;
         let b_held = Held::new(emulator.resolver());
-        let b = replica(b_held.clone(), proxied(&proxy).lease(lease));
+        let b = replica_with(b_held.clone(), proxied(&proxy), |r| r.lease(lease));
         let b_answer = tokio::spawn(b.send(token_post(&token)));
-        within("B's second look at the lease", proxy.wait_for("SET", 2)).await;
+        within(
+            "B's second look at the lease",
+            proxy.wait_for_where(is_lease_attempt, 2),
+        )
+        .await;
         assert_eq!(b_held.started.available_permits(), 0, "B called upstream");
         assert_eq!(redis.leases(), [(lease_key.clone(), a_holder.clone())]);
 
@@ -334,15 +384,17 @@ fn a_replica_dying_mid_resolve_is_taken_over_when_its_lease_ends() {
         assert_eq!(response.status(), 200);
         assert_eq!(b.requests()[0].customer, Some(customer()));
         assert_eq!(emulator.redemptions_of(&token), 1);
+        // B answers first, then publishes and releases.
+        settled("B's publish and release", &b).await;
         assert!(redis.leases().is_empty(), "B released the lease");
     });
 }
 
 /// Replica A takes the lease and AWS throttles every attempt (the SDK makes
 /// three): A's buyer gets 503, and the lease is gone from Redis as soon as A
-/// has answered. B's submission then takes the lease at its first attempt and
-/// resolves, though the lease (60 s) has not expired: waiting for it would
-/// have B time out (504) first.
+/// is done (right after answering). B's submission then takes the lease at
+/// its first attempt and resolves, though the lease (60 s) has not expired:
+/// waiting for it would have B time out (504) first.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_transiently_failed_resolve_releases_the_lease_at_once() {
     let Some(redis) = RedisServer::start() else {
@@ -350,9 +402,9 @@ async fn a_transiently_failed_resolve_releases_the_lease_at_once() {
     };
     let (emulator, token) = single_use_emulator().await;
     let lease = Duration::from_secs(60);
-    let a = replica(emulator.resolver(), store(&redis).lease(lease));
+    let a = replica_with(emulator.resolver(), store(&redis), |r| r.lease(lease));
     let proxy = proxy_to(&redis).await;
-    let b = replica(emulator.resolver(), proxied(&proxy).lease(lease));
+    let b = replica_with(emulator.resolver(), proxied(&proxy), |r| r.lease(lease));
 
     emulator.inject_times(Fault::Throttle, 3);
     let failed = within("A's answer", a.send(token_post(&token))).await;
@@ -360,6 +412,7 @@ async fn a_transiently_failed_resolve_releases_the_lease_at_once() {
     assert_eq!(problem_code(failed).await, "throttled");
     assert_eq!(emulator.calls_for(&token), 3, "the SDK's three attempts");
     assert_eq!(emulator.redemptions_of(&token), 0);
+    settled("A's release", &a).await;
     let keys = redis.keys();
     assert!(
         keys.is_empty(),
@@ -370,7 +423,7 @@ async fn a_transiently_failed_resolve_releases_the_lease_at_once() {
     assert_eq!(response.status(), 200);
     assert_eq!(b.requests()[0].customer, Some(customer()));
     assert_eq!(
-        proxy.seen("SET"),
+        proxy.seen_where(is_lease_attempt),
         1,
         "B took the lease at its first attempt"
     );
@@ -383,8 +436,8 @@ struct BWaitsOnA {
     emulator: MeteringEmulator,
     token: String,
     a_held: Held<AwsMarketplaceResolver>,
-    a: Harness<Held<AwsMarketplaceResolver>>,
-    b: Harness<AwsMarketplaceResolver>,
+    a: Harness,
+    b: Harness,
     b_proxy: FaultProxy,
     a_answer: JoinHandle<Answer>,
     b_answer: JoinHandle<Answer>,
@@ -393,11 +446,12 @@ struct BWaitsOnA {
 impl BWaitsOnA {
     /// A takes the lease and calls upstream, where its call is held; then B
     /// (store timeout 200 ms, `behaviour` when Redis is unavailable) submits
-    /// the same token. B's first look at Redis (`GET`, then `SET NX`, refused)
-    /// passes, so B waits on A; `faults` then meet B's next Redis requests.
+    /// the same token. B's first look at Redis (a read, then a lease attempt,
+    /// refused) passes, so B waits on A; `faults` then meet B's next Redis
+    /// requests.
     async fn start(
         redis: &RedisServer,
-        behaviour: RedisUnavailable,
+        behaviour: StoreUnavailable,
         faults: impl IntoIterator<Item = Action>,
     ) -> Self {
         let (emulator, token) = single_use_emulator().await;
@@ -411,12 +465,10 @@ impl BWaitsOnA {
 
         let b_proxy = proxy_to(redis).await;
         b_proxy.script([Action::Pass, Action::Pass].into_iter().chain(faults));
-        let b = replica(
-            emulator.resolver(),
-            proxied(&b_proxy)
-                .timeout(Duration::from_millis(200))
-                .on_unavailable(behaviour),
-        );
+        let b = replica_with(emulator.resolver(), proxied(&b_proxy), |r| {
+            r.store_timeout(Duration::from_millis(200))
+                .on_store_unavailable(behaviour)
+        });
         let b_answer = tokio::spawn(b.send(token_post(&token)));
         Self {
             emulator,
@@ -452,7 +504,7 @@ async fn failed_polls_short_of_three_in_a_row_keep_waiting_for_the_lease_holder(
     ];
     for (case, faults, lease_attempts) in cases {
         let mut scene =
-            BWaitsOnA::start(&redis, RedisUnavailable::ResolveLocally, faults.to_vec()).await;
+            BWaitsOnA::start(&redis, StoreUnavailable::ResolveLocally, faults.to_vec()).await;
         // B's lease attempts come after each good poll: once the last one is
         // seen, B has met every fault and is still waiting.
         tokio::select! {
@@ -460,7 +512,7 @@ async fn failed_polls_short_of_three_in_a_row_keep_waiting_for_the_lease_holder(
                 "{case}: B answered {:?} while A still held the lease",
                 answer.map(|response| response.status()),
             ),
-            () = within(case, scene.b_proxy.wait_for("SET", lease_attempts)) => {}
+            () = within(case, scene.b_proxy.wait_for_where(is_lease_attempt, lease_attempts)) => {}
         }
         assert_eq!(
             scene.b_proxy.faults_met(),
@@ -485,7 +537,8 @@ async fn failed_polls_short_of_three_in_a_row_keep_waiting_for_the_lease_holder(
 /// cut) make Redis unavailable for B, with A still holding the lease:
 /// `FailClosed` refuses B's buyer with 503 `unavailable` and nothing upstream;
 /// `ResolveLocally` resolves on B, so the single-use token is redeemed by B and
-/// A's own call, released afterwards, finds it expired.
+/// A's own call, released afterwards, finds it expired; A then finds the
+/// customer B published, which wins over its refusal, and answers with it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_failed_polls_in_a_row_mean_redis_is_unavailable() {
     let Some(redis) = RedisServer::start() else {
@@ -493,7 +546,7 @@ async fn three_failed_polls_in_a_row_mean_redis_is_unavailable() {
     };
     let faults = [Action::Cut, Action::Stall, Action::Cut];
 
-    let scene = BWaitsOnA::start(&redis, RedisUnavailable::FailClosed, faults).await;
+    let scene = BWaitsOnA::start(&redis, StoreUnavailable::FailClosed, faults).await;
     let refused = answer_of("B's refusal", scene.b_answer).await;
     assert_eq!(refused.status(), 503);
     assert_eq!(problem_code(refused).await, "unavailable");
@@ -504,17 +557,19 @@ async fn three_failed_polls_in_a_row_mean_redis_is_unavailable() {
     assert_eq!(scene.emulator.calls_for(&scene.token), 1);
     assert_eq!(scene.emulator.redemptions_of(&scene.token), 1);
 
-    let scene = BWaitsOnA::start(&redis, RedisUnavailable::ResolveLocally, faults).await;
+    let scene = BWaitsOnA::start(&redis, StoreUnavailable::ResolveLocally, faults).await;
     let resolved = answer_of("B's own resolve", scene.b_answer).await;
     assert_eq!(resolved.status(), 200);
     assert_eq!(scene.b.requests()[0].customer, Some(customer()));
     assert_eq!(scene.b_proxy.faults_met(), 3);
     assert_eq!(scene.emulator.calls_for(&scene.token), 1);
     assert_eq!(scene.emulator.redemptions_of(&scene.token), 1);
+    // B answers first, then publishes: A's call is let go once B is done.
+    settled("B's publish", &scene.b).await;
     scene.a_held.gate.add_permits(1);
     let late = answer_of("A's answer", scene.a_answer).await;
-    assert_eq!(late.status(), 400);
-    assert_eq!(problem_code(late).await, "expired-token");
+    assert_eq!(late.status(), 200);
+    assert_eq!(scene.a.requests()[0].customer, Some(customer()));
     assert_eq!(scene.emulator.calls_for(&scene.token), 2);
     assert_eq!(scene.emulator.redemptions_of(&scene.token), 1);
 }
@@ -538,19 +593,16 @@ async fn redis_pausing_while_the_lease_holder_resolves_still_redeems_once() {
         let (emulator, token) = single_use_emulator().await;
         let proxy = proxy_to(&redis).await;
         if pause_after_lease {
-            // GET (no answer), SET NX (the lease), then the pause.
+            // The read (no answer), the lease attempt (taken), then the pause.
             proxy.script([Action::Pass, Action::Pass, Action::Pause]);
         }
         // Each case has keys of its own.
         let prefix = format!("case-{pause_after_lease}:");
         let held = Held::new(emulator.resolver());
-        let a = replica(
-            held.clone(),
-            proxied(&proxy)
-                .key_prefix(&prefix)
-                .timeout(Duration::from_millis(200))
-                .lease(Duration::from_secs(60)),
-        );
+        let a = replica_with(held.clone(), proxied(&proxy).key_prefix(&prefix), |r| {
+            r.store_timeout(Duration::from_millis(200))
+                .lease(Duration::from_secs(60))
+        });
         let b = replica(emulator.resolver(), store(&redis).key_prefix(&prefix));
 
         let a_answer = tokio::spawn(a.send(token_post(&token)));
@@ -605,18 +657,14 @@ async fn a_redis_outage_falls_back_or_fails_closed_as_configured() {
         emulator.register(token, customer());
     }
     let make = |behaviour| {
-        Harness::new(
-            ResolveCustomerLayer::new(emulator.resolver())
-                .resolve_timeout(Duration::from_secs(3))
-                .shared_store(
-                    store(&redis)
-                        .timeout(Duration::from_millis(200))
-                        .on_unavailable(behaviour),
-                ),
-        )
+        replica_with(emulator.resolver(), store(&redis), |r| {
+            r.resolve_timeout(Duration::from_secs(3))
+                .store_timeout(Duration::from_millis(200))
+                .on_store_unavailable(behaviour)
+        })
     };
-    let local = make(RedisUnavailable::ResolveLocally);
-    let closed = make(RedisUnavailable::FailClosed);
+    let local = make(StoreUnavailable::ResolveLocally);
+    let closed = make(StoreUnavailable::FailClosed);
     for replica in [&local, &closed] {
         assert_eq!(replica.send(token_post(&tokens[0])).await.status(), 200);
     }
@@ -643,11 +691,10 @@ async fn a_hung_redis_never_holds_a_request_past_the_resolve_timeout() {
     };
     let (emulator, token) = single_use_emulator().await;
     let proxy = proxy_to(&redis).await;
-    let r = Harness::new(
-        ResolveCustomerLayer::new(emulator.resolver())
-            .resolve_timeout(Duration::from_secs(3))
-            .shared_store(proxied(&proxy).timeout(Duration::from_millis(200))),
-    );
+    let r = replica_with(emulator.resolver(), proxied(&proxy), |r| {
+        r.resolve_timeout(Duration::from_secs(3))
+            .store_timeout(Duration::from_millis(200))
+    });
     proxy.pause();
     let response = within("the answer", r.send(token_post(&token))).await;
     assert_eq!(response.status(), 200);
@@ -664,14 +711,18 @@ async fn redis_keys_hold_no_token_and_expire() {
     };
     let (emulator, token) = single_use_emulator().await;
     let unknown = MeteringEmulator::mint_token();
-    let r = Harness::new(
-        ResolveCustomerLayer::new(emulator.resolver())
-            .cache_ttl(Duration::from_secs(600))
-            .negative_cache_ttl(Duration::from_secs(30))
-            .shared_store(store(&redis).key_prefix("registration:")),
+    let r = replica_with(
+        emulator.resolver(),
+        store(&redis).key_prefix("registration:"),
+        |r| {
+            r.cache_ttl(Duration::from_secs(600))
+                .negative_cache_ttl(Duration::from_secs(30))
+        },
     );
     assert_eq!(r.send(token_post(&token)).await.status(), 200);
     assert_eq!(r.send(token_post(&unknown)).await.status(), 400);
+    // The replica answers first, then publishes and releases.
+    settled("the publishes and releases", &r).await;
 
     let keys = redis.keys();
     assert_eq!(
@@ -708,11 +759,9 @@ async fn a_replica_out_of_upstream_budget_still_serves_answers_from_redis() {
     let other = MeteringEmulator::mint_token();
     emulator.register(&other, customer());
     let a = replica(emulator.resolver(), store(&redis));
-    let b = Harness::new(
-        ResolveCustomerLayer::new(emulator.resolver())
-            .miss_rate_limit(1, 1)
-            .shared_store(store(&redis)),
-    );
+    let b = replica_with(emulator.resolver(), store(&redis), |r| {
+        r.miss_rate_limit(1, 1)
+    });
 
     assert_eq!(a.send(token_post(&token)).await.status(), 200);
     // B spends its only upstream call on another buyer...

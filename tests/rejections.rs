@@ -12,7 +12,7 @@ use bytes::Bytes;
 use common::*;
 use http::Response;
 use http_body_util::BodyExt;
-use tower_resolve_customer::{ResolveCustomerLayer, ResolveError, ResolvedCustomer};
+use tower_resolve_customer::{Resolutions, ResolveCustomerLayer, ResolveError, ResolvedCustomer};
 
 /// One rejection: the error, and what the client must see.
 struct Case {
@@ -110,7 +110,7 @@ fn variant_name(error: &ResolveError) -> String {
 /// service was called.
 async fn provoke(
     case: &Case,
-    configure: impl Fn(ResolveCustomerLayer<TestResolver>) -> ResolveCustomerLayer<TestResolver>,
+    configure: impl Fn(ResolveCustomerLayer) -> ResolveCustomerLayer,
 ) -> (Response<Bytes>, usize) {
     let token = realistic_token(1);
     let from_resolver = case.error.clone();
@@ -123,12 +123,14 @@ async fn provoke(
         ResolveError::Overloaded { .. } => TestResolver::ok(),
         _ => TestResolver::with(move |_| Err(from_resolver.clone())),
     };
-    let layer = ResolveCustomerLayer::from_arc(resolver)
+    let resolutions = Resolutions::builder(resolver)
+        .resolve_timeout(Duration::from_secs(1))
+        .miss_rate_limit(1, 1)
+        .build();
+    let layer = ResolveCustomerLayer::from_resolutions(resolutions)
         .allowed_product_codes(["prod-test"])
         .max_body_bytes(1024)
-        .body_timeout(Duration::from_secs(1))
-        .resolve_timeout(Duration::from_secs(1))
-        .miss_rate_limit(1, 1);
+        .body_timeout(Duration::from_secs(1));
     let layer = configure(layer);
     let h = Harness::new(layer.clone());
     let form = form_with_token(&token);

@@ -14,7 +14,7 @@ use tower_resolve_customer::TOKEN_HEADER as HEADER;
 #[tokio::test]
 async fn form_token_with_base64_punctuation_survives_decoding_once() {
     let resolver = TestResolver::ok();
-    let h = Harness::new(ResolveCustomerLayer::from_arc(resolver.clone()));
+    let h = Harness::new(ResolveCustomerLayer::new(resolver.clone()));
 
     let token = realistic_token(1);
     assert!(token.contains('+') && token.contains('/') && token.ends_with("=="));
@@ -40,7 +40,7 @@ async fn form_token_with_base64_punctuation_survives_decoding_once() {
 #[tokio::test]
 async fn body_and_trailers_reinstated_when_token_is_not_first() {
     let resolver = TestResolver::ok();
-    let h = Harness::new(ResolveCustomerLayer::from_arc(resolver.clone()));
+    let h = Harness::new(ResolveCustomerLayer::new(resolver.clone()));
 
     let token = realistic_token(2);
     let body = format!(
@@ -83,7 +83,7 @@ async fn body_and_trailers_reinstated_when_token_is_not_first() {
 async fn form_field_source_reads_the_named_field_only() {
     let resolver = TestResolver::ok();
     let h = Harness::new(
-        ResolveCustomerLayer::from_arc(resolver.clone())
+        ResolveCustomerLayer::new(resolver.clone())
             .token_source(TokenSource::form_field("registration")),
     );
     let token = realistic_token(7);
@@ -119,7 +119,7 @@ async fn form_field_source_reads_the_named_field_only() {
 async fn header_source() {
     let resolver = TestResolver::ok();
     let h = Harness::new(
-        ResolveCustomerLayer::from_arc(resolver.clone()).token_source(TokenSource::header(HEADER)),
+        ResolveCustomerLayer::new(resolver.clone()).token_source(TokenSource::header(HEADER)),
     );
     let token = realistic_token(3);
     let request = Request::get("/")
@@ -140,7 +140,7 @@ async fn header_source() {
 async fn query_source_decodes_once() {
     let resolver = TestResolver::ok();
     let h = Harness::new(
-        ResolveCustomerLayer::from_arc(resolver.clone()).token_source(TokenSource::query("token")),
+        ResolveCustomerLayer::new(resolver.clone()).token_source(TokenSource::query("token")),
     );
     let token = realistic_token(4);
     let query = form_urlencoded::Serializer::new(String::new())
@@ -158,8 +158,7 @@ async fn query_source_decodes_once() {
 async fn cookie_source_verbatim_and_quoted() {
     let resolver = TestResolver::ok();
     let h = Harness::new(
-        ResolveCustomerLayer::from_arc(resolver.clone())
-            .token_source(TokenSource::cookie("mp_token")),
+        ResolveCustomerLayer::new(resolver.clone()).token_source(TokenSource::cookie("mp_token")),
     );
     let token = realistic_token(5);
     for cookie in [
@@ -184,7 +183,7 @@ async fn cookie_source_verbatim_and_quoted() {
 async fn ordered_list_first_match_wins_and_agreement_is_required() {
     let resolver = TestResolver::ok();
     let h = Harness::new(
-        ResolveCustomerLayer::from_arc(resolver.clone()).token_source(
+        ResolveCustomerLayer::new(resolver.clone()).token_source(
             TokenSource::form()
                 .or(TokenSource::header(HEADER))
                 .or(TokenSource::query("token")),
@@ -223,7 +222,7 @@ async fn ordered_list_first_match_wins_and_agreement_is_required() {
 #[tokio::test]
 async fn duplicate_field_same_value_is_fine_different_is_ambiguous() {
     let resolver = TestResolver::ok();
-    let h = Harness::new(ResolveCustomerLayer::from_arc(resolver.clone()));
+    let h = Harness::new(ResolveCustomerLayer::new(resolver.clone()));
     let (a, b) = (realistic_token(8), realistic_token(9));
 
     let same = format!("{}&{}", form_with_token(&a), form_with_token(&a));
@@ -238,7 +237,7 @@ async fn duplicate_field_same_value_is_fine_different_is_ambiguous() {
 #[tokio::test]
 async fn required_rejects_missing_token_without_calling_inner() {
     let resolver = TestResolver::ok();
-    let h = Harness::new(ResolveCustomerLayer::from_arc(resolver.clone()));
+    let h = Harness::new(ResolveCustomerLayer::new(resolver.clone()));
 
     for request in [
         form_post("x-amzn-marketplace-offer-type=free-trial"),
@@ -260,7 +259,7 @@ async fn required_rejects_missing_token_without_calling_inner() {
 #[tokio::test]
 async fn optional_passes_through_untouched_without_extension() {
     let resolver = TestResolver::ok();
-    let h = Harness::new(ResolveCustomerLayer::from_arc(resolver.clone()).optional());
+    let h = Harness::new(ResolveCustomerLayer::new(resolver.clone()).optional());
 
     let form = "plan=pro&x-amzn-marketplace-offer-type=free-trial";
     let response = h.send(form_post(form)).await;
@@ -295,9 +294,8 @@ async fn product_allowlist_rejects_other_products_with_403() {
             },
         ))
     });
-    let h = Harness::new(
-        ResolveCustomerLayer::from_arc(resolver.clone()).allowed_product_codes(["prod-a"]),
-    );
+    let h =
+        Harness::new(ResolveCustomerLayer::new(resolver.clone()).allowed_product_codes(["prod-a"]));
 
     assert_eq!(h.send(token_post("Aaaa")).await.status(), 200);
     let response = h.send(token_post("Bbbb")).await;

@@ -22,7 +22,7 @@ use tonic::Code;
 use tonic::transport::Channel;
 use tower_resolve_customer::emulator::{Fault, MeteringEmulator};
 use tower_resolve_customer::{
-    AwsMarketplaceResolver, ResolveCustomerLayer, ResolveError, ResolvedCustomer,
+    Resolutions, ResolutionsBuilder, ResolveCustomerLayer, ResolveError, ResolvedCustomer,
 };
 
 const PRODUCT: &str = "prod-grpc";
@@ -38,19 +38,20 @@ struct Running {
 impl Running {
     /// The example's layer, as is.
     async fn start() -> Self {
-        Self::start_with(|layer| layer).await
+        Self::start_with(|resolutions| resolutions, |layer| layer).await
     }
 
-    /// The example's layer, further configured by `configure`.
+    /// The example's layer over resolutions configured by `resolutions`,
+    /// further configured by `configure`.
     async fn start_with(
-        configure: impl FnOnce(
-            ResolveCustomerLayer<AwsMarketplaceResolver>,
-        ) -> ResolveCustomerLayer<AwsMarketplaceResolver>,
+        resolutions: impl FnOnce(ResolutionsBuilder) -> ResolutionsBuilder,
+        configure: impl FnOnce(ResolveCustomerLayer) -> ResolveCustomerLayer,
     ) -> Self {
         let emulator = MeteringEmulator::start().await.unwrap();
         let listener = TcpListener::bind(("127.0.0.1", 0)).await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let layer = configure(service::layer(emulator.resolver()));
+        let resolutions = resolutions(Resolutions::builder(emulator.resolver())).build();
+        let layer = configure(service::layer(resolutions));
         let (stop, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(service::serve(listener, layer, async {
             let _ = stopped.await;
@@ -214,8 +215,11 @@ async fn expired_token_is_unauthenticated() {
 
 #[tokio::test]
 async fn other_products_are_permission_denied() {
-    let running =
-        Running::start_with(|layer| layer.allowed_product_codes(["prod-somethingelse"])).await;
+    let running = Running::start_with(
+        |resolutions| resolutions,
+        |layer| layer.allowed_product_codes(["prod-somethingelse"]),
+    )
+    .await;
     let token = running.token_for("123456789012");
     let mut client = running.client().await;
 
@@ -249,8 +253,11 @@ async fn throttling_is_unavailable_and_not_remembered() {
 
 #[tokio::test]
 async fn slow_resolve_is_deadline_exceeded() {
-    let running =
-        Running::start_with(|layer| layer.resolve_timeout(Duration::from_millis(100))).await;
+    let running = Running::start_with(
+        |resolutions| resolutions.resolve_timeout(Duration::from_millis(100)),
+        |layer| layer,
+    )
+    .await;
     let token = running.token_for("123456789012");
     let mut client = running.client().await;
     // Far longer than the resolve timeout (and the upstream limit, twice it):
@@ -335,7 +342,7 @@ async fn the_layer_can_wrap_a_single_service() {
     emulator.register(&token, customer("123456789012"));
     let listener = TcpListener::bind(("127.0.0.1", 0)).await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let protected = service::layer(emulator.resolver()).named_layer(
+    let protected = service::layer(Resolutions::new(emulator.resolver())).named_layer(
         service::registration_server::RegistrationServer::new(service::Registrar),
     );
     tokio::spawn(

@@ -17,9 +17,7 @@ use axum::routing::{get, post};
 use tower::ServiceBuilder;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::trace::TraceLayer;
-use tower_resolve_customer::{
-    ResolveCustomerLayer, ResolveError, ResolvedCustomer, Resolver, TOKEN_FIELD,
-};
+use tower_resolve_customer::{ResolveCustomerLayer, ResolveError, ResolvedCustomer, TOKEN_FIELD};
 
 /// The form field AWS Marketplace adds for free-trial offers.
 pub const OFFER_TYPE_FIELD: &str = "x-amzn-marketplace-offer-type";
@@ -80,8 +78,8 @@ fn new_session_id() -> String {
 
 /// The app: `POST /register` behind the layer, `/welcome`, and (offline) the
 /// Marketplace simulator page submitting `simulator_token`.
-pub fn app<R: Resolver>(
-    layer: ResolveCustomerLayer<R>,
+pub fn app(
+    layer: ResolveCustomerLayer,
     store: Arc<Store>,
     simulator_token: Option<String>,
 ) -> Router {

@@ -34,7 +34,7 @@ pub const REGISTER_PATH: &str = "/register";
 /// The layer the example uses: the token from the Marketplace form post or from
 /// the `x-amzn-marketplace-token` header, and forms of at most
 /// `max_body_bytes`.
-pub fn layer<R: Resolver>(resolver: R, max_body_bytes: usize) -> ResolveCustomerLayer<R> {
+pub fn layer<R: Resolver>(resolver: R, max_body_bytes: usize) -> ResolveCustomerLayer {
     ResolveCustomerLayer::new(resolver)
         .token_source(TokenSource::form().or(TokenSource::header(TOKEN_HEADER)))
         .max_body_bytes(max_body_bytes)
@@ -91,9 +91,9 @@ pub async fn bind(port: u16) -> io::Result<(TcpListener, SocketAddr)> {
 
 /// Serves HTTP/1.1 and HTTP/2 (prior knowledge) on `listener` until `shutdown`
 /// completes, then lets the open connections finish their requests.
-pub async fn serve<R: Resolver>(
+pub async fn serve(
     listener: TcpListener,
-    layer: ResolveCustomerLayer<R>,
+    layer: ResolveCustomerLayer,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
     // One service value: every connection gets a clone, and all share the

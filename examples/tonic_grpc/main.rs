@@ -27,8 +27,8 @@ use std::net::SocketAddr;
 use clap::Parser;
 use service::registration_client::RegistrationClient;
 use tokio::net::TcpListener;
-use tower_resolve_customer::ResolvedCustomer;
 use tower_resolve_customer::emulator::MeteringEmulator;
+use tower_resolve_customer::{Resolutions, ResolvedCustomer};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
@@ -64,7 +64,8 @@ async fn main() -> Result<(), Error> {
 
     let listener = TcpListener::bind(("127.0.0.1", args.port)).await?;
     let addr = listener.local_addr()?;
-    let layer = service::layer(emulator.resolver()).allowed_product_codes(["prod-demo123"]);
+    let layer = service::layer(Resolutions::new(emulator.resolver()))
+        .allowed_product_codes(["prod-demo123"]);
 
     if args.demo {
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

@@ -32,7 +32,7 @@ use tokio::net::TcpListener;
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 use tower_resolve_customer::{
-    ResolveCustomerLayer, ResolvedCustomer, Resolver, TokenSource, grpc_status,
+    Resolutions, ResolveCustomerLayer, ResolvedCustomer, TokenSource, grpc_status,
 };
 
 /// The metadata key calls carry the registration token in (`TOKEN_FIELD`), and
@@ -60,19 +60,20 @@ pub struct WhoAmIReply {
     pub license_arn: Option<String>,
 }
 
-/// The layer the example uses: the token from the `x-amzn-marketplace-token`
-/// metadata, rejections as gRPC statuses. Further settings can be chained.
-pub fn layer<R: Resolver>(resolver: R) -> ResolveCustomerLayer<R> {
-    ResolveCustomerLayer::new(resolver)
+/// The layer the example uses, over `resolutions`: the token from the
+/// `x-amzn-marketplace-token` metadata, rejections as gRPC statuses. Further
+/// settings can be chained.
+pub fn layer(resolutions: Resolutions) -> ResolveCustomerLayer {
+    ResolveCustomerLayer::from_resolutions(resolutions)
         .token_source(TokenSource::header(TOKEN_HEADER))
         .rejection(grpc_status)
 }
 
 /// Serves the `Registration` service behind `layer` on `listener` until
 /// `shutdown` completes.
-pub async fn serve<R: Resolver>(
+pub async fn serve(
     listener: TcpListener,
-    layer: ResolveCustomerLayer<R>,
+    layer: ResolveCustomerLayer,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), tonic::transport::Error> {
     Server::builder()

@@ -10,7 +10,8 @@ use http_body_util::{BodyExt, Full};
 use tower::{ServiceExt, service_fn};
 use tower_layer::Layer;
 use tower_resolve_customer::{
-    RegistrationToken, RequestBody, ResolveCustomerLayer, ResolvedCustomer, TokenSource,
+    RegistrationToken, RequestBody, Resolutions, ResolveCustomerLayer, ResolvedCustomer,
+    TokenSource,
 };
 
 /// The token length limit of the layers under test.
@@ -35,20 +36,19 @@ thread_local! {
     static RESOLVED: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
 }
 
-fn layer(
-    source: TokenSource,
-    required: bool,
-) -> ResolveCustomerLayer<impl tower_resolve_customer::Resolver> {
-    let layer = ResolveCustomerLayer::new(|token: RegistrationToken| async move {
+fn layer(source: TokenSource, required: bool) -> ResolveCustomerLayer {
+    let resolutions = Resolutions::builder(|token: RegistrationToken| async move {
         RESOLVED.with(|r| r.borrow_mut().push(token.expose().to_owned()));
         Ok(ResolvedCustomer::new("123456789012", "prod-fuzz"))
     })
-    .token_source(source)
-    .max_token_len(MAX_TOKEN_LEN)
-    .max_body_bytes(MAX_BODY_BYTES)
     // Each input stands alone: nothing is remembered between inputs.
     .cache_capacity(0)
-    .negative_cache_capacity(0);
+    .negative_cache_capacity(0)
+    .build();
+    let layer = ResolveCustomerLayer::from_resolutions(resolutions)
+        .token_source(source)
+        .max_token_len(MAX_TOKEN_LEN)
+        .max_body_bytes(MAX_BODY_BYTES);
     if required {
         layer.required()
     } else {

@@ -48,8 +48,8 @@ use sha2::{Digest, Sha256};
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 
-use self::registry::Registry;
 pub use self::registry::{Fault, RedemptionPolicy};
+use self::registry::{Registry, Verdict};
 use crate::aws::AwsMarketplaceResolver;
 use crate::customer::ResolvedCustomer;
 
@@ -219,6 +219,63 @@ impl MeteringEmulator {
     /// An [`AwsMarketplaceResolver`] using [`client`](Self::client).
     pub fn resolver(&self) -> AwsMarketplaceResolver {
         AwsMarketplaceResolver::new(self.client())
+    }
+
+    /// A resolver that redeems tokens in this emulator's registry without the
+    /// wire: the answers [`resolver`](Self::resolver) would give (the same
+    /// redemption policy, counters and scripted faults, mapped as the AWS
+    /// resolver maps them, with no SDK retries), on tokio's clock.
+    ///
+    /// For tests that pause time (many replicas, scripted interleavings),
+    /// where a real socket would let paused time jump past a store timeout.
+    /// The wire protocol itself is covered by [`resolver`](Self::resolver).
+    pub fn in_process_resolver(&self) -> InProcessResolver {
+        InProcessResolver {
+            registry: Arc::clone(&self.registry),
+        }
+    }
+}
+
+/// Redeems tokens in a [`MeteringEmulator`]'s registry without the wire; made
+/// by [`MeteringEmulator::in_process_resolver`].
+#[derive(Clone)]
+pub struct InProcessResolver {
+    registry: Arc<Registry>,
+}
+
+impl std::fmt::Debug for InProcessResolver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InProcessResolver").finish_non_exhaustive()
+    }
+}
+
+impl crate::Resolver for InProcessResolver {
+    async fn resolve(
+        &self,
+        token: &crate::RegistrationToken,
+    ) -> Result<ResolvedCustomer, crate::ResolveError> {
+        use crate::ResolveError;
+        self.registry.record_request(None);
+        self.registry.record_call(token.expose());
+        while let Some(fault) = self.registry.next_fault() {
+            let error = match fault {
+                Fault::Latency(delay) => {
+                    tokio::time::sleep(delay).await;
+                    continue;
+                }
+                Fault::Throttle => ResolveError::Throttled,
+                Fault::InternalError => ResolveError::unavailable("InternalServiceErrorException"),
+                Fault::DisabledApi => ResolveError::ApiDisabled,
+                Fault::CloseConnection => ResolveError::unavailable("connection closed"),
+                Fault::GarbageBody => ResolveError::unavailable("unparseable response"),
+            };
+            return Err(error);
+        }
+        match self.registry.redeem(token.expose()) {
+            Verdict::Resolved(customer) => Ok(customer),
+            Verdict::InvalidToken => Err(ResolveError::InvalidToken),
+            Verdict::ExpiredToken => Err(ResolveError::ExpiredToken),
+        }
     }
 }
 

@@ -8,8 +8,10 @@
 //! connecting (`CLIENT`, `HELLO`, `SELECT`, `AUTH`) always pass and are not
 //! counted: scripted [`Action`]s apply to the other requests (the data
 //! requests), one action per request, in the order the proxy reads them.
+//! Every data request's arguments are kept, so that tests can count requests
+//! by more than their command name (which script an `EVAL` runs, on which key).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -87,17 +89,32 @@ impl FaultProxy {
         self.shared.update(|state| state.paused = false);
     }
 
-    /// How many `command` requests (`GET`, `SET`, ...) clients have sent so
+    /// How many `command` requests (`GET`, `EVAL`, ...) clients have sent so
     /// far, whatever became of them.
     pub fn seen(&self, command: &str) -> usize {
-        self.shared.lock().seen_of(command)
+        let command = command.to_ascii_uppercase();
+        self.seen_where(|request| request[0] == command)
     }
 
     /// Waits until clients have sent `n` `command` requests in all.
     pub async fn wait_for(&self, command: &str, n: usize) {
+        let command = command.to_ascii_uppercase();
+        self.wait_for_where(|request| request[0] == command, n)
+            .await;
+    }
+
+    /// How many data requests that `matches` clients have sent so far,
+    /// whatever became of them. `matches` is given a request's arguments: its
+    /// command name in upper case, then the others as sent (as lossy UTF-8).
+    pub fn seen_where(&self, matches: impl Fn(&[String]) -> bool) -> usize {
+        self.shared.lock().seen_where(&matches)
+    }
+
+    /// Waits until clients have sent `n` data requests that `matches` in all.
+    pub async fn wait_for_where(&self, matches: impl Fn(&[String]) -> bool, n: usize) {
         let mut changed = self.shared.changed.subscribe();
         changed
-            .wait_for(|_| self.shared.lock().seen_of(command) >= n)
+            .wait_for(|_| self.shared.lock().seen_where(&matches) >= n)
             .await
             .expect("the proxy outlives its handle");
     }
@@ -127,16 +144,14 @@ struct State {
     paused: bool,
     /// Data requests read so far; also the sequence number of the next one.
     data_requests: u64,
-    per_command: HashMap<String, usize>,
+    /// The arguments of every data request read so far, in order.
+    seen: Vec<Vec<String>>,
     faults_met: usize,
 }
 
 impl State {
-    fn seen_of(&self, command: &str) -> usize {
-        self.per_command
-            .get(&command.to_ascii_uppercase())
-            .copied()
-            .unwrap_or(0)
+    fn seen_where(&self, matches: &impl Fn(&[String]) -> bool) -> usize {
+        self.seen.iter().filter(|request| matches(request)).count()
     }
 }
 
@@ -152,8 +167,11 @@ impl Shared {
     }
 
     /// Counts a request just read and gives it its scripted action.
-    fn admit(&self, bytes: Vec<u8>, command: String) -> Request {
-        if matches!(command.as_str(), "CLIENT" | "HELLO" | "SELECT" | "AUTH") {
+    fn admit(&self, bytes: Vec<u8>, arguments: Vec<String>) -> Request {
+        if matches!(
+            arguments[0].as_str(),
+            "CLIENT" | "HELLO" | "SELECT" | "AUTH"
+        ) {
             return Request {
                 bytes,
                 sequence: None,
@@ -163,7 +181,7 @@ impl Shared {
         self.update(|state| {
             let sequence = state.data_requests;
             state.data_requests += 1;
-            *state.per_command.entry(command).or_default() += 1;
+            state.seen.push(arguments);
             let action = state.script.pop_front().unwrap_or(Action::Pass);
             if action != Action::Pass {
                 state.faults_met += 1;
@@ -244,9 +262,9 @@ async fn requests(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, shared: &Shar
     let mut chunk = vec![0; 16 * 1024];
     loop {
         changed.borrow_and_update();
-        while let Some((len, command)) = parse_request(&unread) {
+        while let Some((len, arguments)) = parse_request(&unread) {
             let bytes: Vec<u8> = unread.drain(..len).collect();
-            waiting.push_back(shared.admit(bytes, command));
+            waiting.push_back(shared.admit(bytes, arguments));
         }
         while let Some(request) = waiting.front() {
             match shared.fate(request) {
@@ -293,23 +311,31 @@ async fn replies(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, shared: &Share
     }
 }
 
-/// The length of the first complete request in `buffer` and its command name
-/// in upper case; `None` while it is incomplete.
-fn parse_request(buffer: &[u8]) -> Option<(usize, String)> {
+/// The length of the first complete request in `buffer` and its arguments
+/// (at least one: the command name, in upper case); `None` while it is
+/// incomplete.
+fn parse_request(buffer: &[u8]) -> Option<(usize, Vec<String>)> {
     let (count, mut at) = parse_header(buffer, 0, b'*')?;
-    let mut command = String::new();
+    assert!(
+        count > 0,
+        "the fault proxy reads non-empty RESP arrays only"
+    );
+    let mut arguments = Vec::with_capacity(count);
     for index in 0..count {
         let (len, start) = parse_header(buffer, at, b'$')?;
         let end = start + len;
         if buffer.len() < end + 2 {
             return None;
         }
-        if index == 0 {
-            command = String::from_utf8_lossy(&buffer[start..end]).to_ascii_uppercase();
-        }
+        let argument = String::from_utf8_lossy(&buffer[start..end]);
+        arguments.push(if index == 0 {
+            argument.to_ascii_uppercase()
+        } else {
+            argument.into_owned()
+        });
         at = end + 2;
     }
-    Some((at, command))
+    Some((at, arguments))
 }
 
 /// A `<marker><decimal>\r\n` line at `at`: the number and where the line ends.

@@ -264,13 +264,13 @@ where
 /// Every [`send`](Self::send) layers a fresh `echo` over the same layer, so all
 /// requests share the layer's cache and in-flight resolves, and all are
 /// recorded in the same [`Seen`].
-pub struct Harness<R> {
-    pub layer: ResolveCustomerLayer<R>,
+pub struct Harness {
+    pub layer: ResolveCustomerLayer,
     pub seen: Arc<Seen>,
 }
 
-impl<R: Resolver> Harness<R> {
-    pub fn new(layer: ResolveCustomerLayer<R>) -> Self {
+impl Harness {
+    pub fn new(layer: ResolveCustomerLayer) -> Self {
         Self {
             layer,
             seen: Arc::default(),
@@ -282,7 +282,7 @@ impl<R: Resolver> Harness<R> {
     pub fn send<B>(
         &self,
         request: Request<B>,
-    ) -> impl Future<Output = Response<ResponseBody<Full<Bytes>>>> + Send + use<R, B>
+    ) -> impl Future<Output = Response<ResponseBody<Full<Bytes>>>> + Send + use<B>
     where
         B: Body + Send + 'static,
         B::Data: Send,

@@ -1,0 +1,322 @@
+//! [`RedisStore`]: a [`ResolutionStore`] on Redis (feature `redis`).
+//!
+//! Two keys per token, both named by the token's digest, never the token:
+//!
+//! - `<prefix>answer:<digest>`: the published answer
+//!   ([`StoredAnswer::encode`]), expiring with its lifetime (`PX`);
+//! - `<prefix>lease:<digest>`: the lease holder's id, expiring with the lease.
+//!
+//! Every write is a short Lua script run with `EVAL` (so a fresh or failed-over
+//! server needs nothing loaded), atomic on the server: taking the lease when
+//! free or already ours, extending or releasing it only while ours, and
+//! publishing without ever replacing a stored customer by a refusal.
+
+use std::fmt;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use ::redis::{Client, RedisError, Value};
+
+use super::{LeaseHolder, ResolutionStore, STORED_CUSTOMER_PREFIX, StoredAnswer, TokenDigest};
+
+/// Default for [`RedisStore::key_prefix`].
+pub const DEFAULT_REDIS_KEY_PREFIX: &str = "tower-resolve-customer:";
+/// Default for [`RedisStore::connect_timeout`].
+pub const DEFAULT_REDIS_CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// Leases and lifetimes longer than this are clamped (Redis refuses absurd
+/// expiries).
+const MAX_EXPIRY: Duration = Duration::from_secs(365 * 24 * 60 * 60);
+
+/// The answer and its remaining time to live, or nil.
+const READ: &str = r#"
+local answer = redis.call("GET", KEYS[1])
+if not answer then return false end
+return {answer, redis.call("PTTL", KEYS[1])}
+"#;
+
+/// Takes the lease if free, renews it if already this holder's.
+const TRY_LEASE: &str = r#"
+local holder = redis.call("GET", KEYS[1])
+if holder == ARGV[1] then
+  redis.call("PEXPIRE", KEYS[1], ARGV[2])
+  return 1
+end
+if holder then return 0 end
+redis.call("SET", KEYS[1], ARGV[1], "PX", ARGV[2])
+return 1
+"#;
+
+/// Extends the lease only while this holder has it.
+const EXTEND_LEASE: &str = r#"
+if redis.call("GET", KEYS[1]) == ARGV[1] then
+  return redis.call("PEXPIRE", KEYS[1], ARGV[2])
+end
+return 0
+"#;
+
+/// Stores the answer, unless a customer is stored already.
+const PUBLISH: &str = r#"
+local stored = redis.call("GET", KEYS[1])
+if stored and string.sub(stored, 1, string.len(ARGV[3])) == ARGV[3] then return 0 end
+redis.call("SET", KEYS[1], ARGV[1], "PX", ARGV[2])
+return 1
+"#;
+
+/// Deletes the lease only while this holder has it.
+const RELEASE_LEASE: &str = r#"
+if redis.call("GET", KEYS[1]) == ARGV[1] then
+  return redis.call("DEL", KEYS[1])
+end
+return 0
+"#;
+
+/// The Redis URL could not be parsed.
+#[derive(Debug)]
+pub struct InvalidRedisUrl(RedisError);
+
+impl fmt::Display for InvalidRedisUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid Redis URL: {}", self.0)
+    }
+}
+
+impl std::error::Error for InvalidRedisUrl {}
+
+/// A Redis command failed: the connection, the server, or its reply.
+#[derive(Debug)]
+pub struct RedisStoreError(RedisError);
+
+impl fmt::Display for RedisStoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Redis: {}", self.0)
+    }
+}
+
+impl std::error::Error for RedisStoreError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.0)
+    }
+}
+
+/// A [`ResolutionStore`] on Redis, shared by the replicas of a deployment,
+/// for [`ResolutionsBuilder::store`](crate::ResolutionsBuilder::store).
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_resolve_customer::{RedisStore, RegistrationToken, Resolutions, ResolvedCustomer, StoreUnavailable};
+///
+/// let store = RedisStore::new("redis://127.0.0.1:6379/0")?.key_prefix("registration:");
+/// let resolutions = Resolutions::builder(|_: RegistrationToken| async {
+///     Ok(ResolvedCustomer::new("123456789012", "prod-abc123"))
+/// })
+/// .store(store)
+/// .store_timeout(Duration::from_millis(250))
+/// .on_store_unavailable(StoreUnavailable::FailClosed)
+/// .build();
+/// # let _ = resolutions;
+/// # Ok::<(), tower_resolve_customer::InvalidRedisUrl>(())
+/// ```
+#[derive(Clone)]
+pub struct RedisStore {
+    client: Client,
+    prefix: Arc<str>,
+    connect_timeout: Duration,
+    connection: Arc<OnceLock<ConnectionManager>>,
+}
+
+impl fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The URL may hold a password: it is not shown.
+        f.debug_struct("RedisStore")
+            .field("prefix", &self.prefix)
+            .field("connect_timeout", &self.connect_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisStore {
+    /// A store on the Redis server at `url` (`redis://[user:password@]host:port/db`,
+    /// or `rediss://` with the `redis` crate's TLS features). Nothing is
+    /// connected until the first call; a lost connection is re-established.
+    pub fn new(url: &str) -> Result<Self, InvalidRedisUrl> {
+        Ok(Self {
+            client: Client::open(url).map_err(InvalidRedisUrl)?,
+            prefix: Arc::from(DEFAULT_REDIS_KEY_PREFIX),
+            connect_timeout: DEFAULT_REDIS_CONNECT_TIMEOUT,
+            connection: Arc::default(),
+        })
+    }
+
+    /// Prefix of every key this store writes (default
+    /// `tower-resolve-customer:`); replicas of one deployment must agree on it.
+    pub fn key_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = Arc::from(prefix.into());
+        self
+    }
+
+    /// How long (re)connecting may take (default 500 ms). Each command is
+    /// bounded by the resolutions'
+    /// [`store_timeout`](crate::ResolutionsBuilder::store_timeout).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    fn connection(&self) -> Result<ConnectionManager, RedisStoreError> {
+        if let Some(connection) = self.connection.get() {
+            return Ok(connection.clone());
+        }
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(self.connect_timeout))
+            .set_number_of_retries(1);
+        let connection = ConnectionManager::new_lazy_with_config(self.client.clone(), config)
+            .map_err(RedisStoreError)?;
+        Ok(self.connection.get_or_init(|| connection).clone())
+    }
+
+    fn answer_key(&self, token: TokenDigest) -> String {
+        format!("{}answer:{token}", self.prefix)
+    }
+
+    fn lease_key(&self, token: TokenDigest) -> String {
+        format!("{}lease:{token}", self.prefix)
+    }
+
+    /// Runs `script` on `key` with `args`.
+    async fn eval<T: ::redis::FromRedisValue>(
+        &self,
+        script: &str,
+        key: String,
+        args: &[&str],
+    ) -> Result<T, RedisStoreError> {
+        let mut connection = self.connection()?;
+        let mut command = ::redis::cmd("EVAL");
+        command.arg(script).arg(1).arg(key);
+        for arg in args {
+            command.arg(*arg);
+        }
+        command
+            .query_async(&mut connection)
+            .await
+            .map_err(RedisStoreError)
+    }
+}
+
+impl ResolutionStore for RedisStore {
+    type Error = RedisStoreError;
+
+    async fn read(&self, token: TokenDigest) -> Result<Option<StoredAnswer>, RedisStoreError> {
+        let reply: Value = self.eval(READ, self.answer_key(token), &[]).await?;
+        let (text, ttl): (String, i64) = match reply {
+            Value::Nil => return Ok(None),
+            reply => ::redis::from_redis_value(reply).map_err(|e| RedisStoreError(e.into()))?,
+        };
+        // A key without an expiry (-1) was not written by this crate; one that
+        // expired between the two reads (-2) is gone.
+        let Ok(ttl) = u64::try_from(ttl) else {
+            return Ok(None);
+        };
+        let answer = StoredAnswer::decode(&text, Duration::from_millis(ttl));
+        if answer.is_none() {
+            tracing::warn!("ignoring an unreadable resolution in Redis");
+        }
+        Ok(answer)
+    }
+
+    async fn try_lease(
+        &self,
+        token: TokenDigest,
+        holder: &LeaseHolder,
+        duration: Duration,
+    ) -> Result<bool, RedisStoreError> {
+        let millis = millis(duration);
+        let taken: i64 = self
+            .eval(
+                TRY_LEASE,
+                self.lease_key(token),
+                &[holder.as_str(), &millis],
+            )
+            .await?;
+        Ok(taken == 1)
+    }
+
+    async fn extend_lease(
+        &self,
+        token: TokenDigest,
+        holder: &LeaseHolder,
+        duration: Duration,
+    ) -> Result<bool, RedisStoreError> {
+        let millis = millis(duration);
+        let extended: i64 = self
+            .eval(
+                EXTEND_LEASE,
+                self.lease_key(token),
+                &[holder.as_str(), &millis],
+            )
+            .await?;
+        Ok(extended == 1)
+    }
+
+    async fn publish(
+        &self,
+        token: TokenDigest,
+        answer: &StoredAnswer,
+    ) -> Result<(), RedisStoreError> {
+        let millis = millis(answer.lifetime());
+        let text = answer.encode();
+        let _: i64 = self
+            .eval(
+                PUBLISH,
+                self.answer_key(token),
+                &[&text, &millis, STORED_CUSTOMER_PREFIX],
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn release_lease(
+        &self,
+        token: TokenDigest,
+        holder: &LeaseHolder,
+    ) -> Result<bool, RedisStoreError> {
+        let released: i64 = self
+            .eval(RELEASE_LEASE, self.lease_key(token), &[holder.as_str()])
+            .await?;
+        Ok(released == 1)
+    }
+}
+
+/// `duration` in whole milliseconds, at least 1, at most a year.
+fn millis(duration: Duration) -> String {
+    duration.min(MAX_EXPIRY).as_millis().max(1).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_hold_the_digest_not_the_token() {
+        let store = RedisStore::new("redis://127.0.0.1:1/")
+            .unwrap()
+            .key_prefix("p:");
+        let digest = TokenDigest::new(0x0123_4567_89ab_cdef_0011_2233_4455_6677);
+        assert_eq!(
+            store.answer_key(digest),
+            "p:answer:0123456789abcdef0011223344556677"
+        );
+        assert_eq!(
+            store.lease_key(digest),
+            "p:lease:0123456789abcdef0011223344556677"
+        );
+    }
+
+    #[test]
+    fn expiries_are_whole_milliseconds_within_bounds() {
+        assert_eq!(millis(Duration::ZERO), "1");
+        assert_eq!(millis(Duration::from_micros(2_500)), "2");
+        assert_eq!(millis(Duration::MAX), MAX_EXPIRY.as_millis().to_string());
+    }
+}

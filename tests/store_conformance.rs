@@ -1,0 +1,948 @@
+//! One suite for every [`ResolutionStore`]: the store contract, called
+//! directly, and fleets of two to five replicas (each its own [`Resolutions`])
+//! over one store and one emulator in single-use mode.
+//!
+//! Each fleet test asserts that every submission of a registered token ends
+//! with its customer (a retryable 503 or 504 only if a retry then gets the
+//! customer) and that the emulator redeemed the token once; where the
+//! README's guarantee table names a case no protocol can save, the test
+//! asserts the documented outcome instead.
+//!
+//! The suite runs against [`MemoryStore`] on paused time (every fault
+//! scripted per replica link, and a thousand seeded random schedules), and
+//! against [`RedisStore`] on a real `redis-server` (started by each test on a
+//! free loopback port), directly and through a fault-injecting proxy. Under
+//! `CI=true` a missing `redis-server` fails the Redis tests; elsewhere they are
+//! skipped with a note.
+
+#![cfg(feature = "test-util")]
+
+mod common;
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{customer_for, text, token_post, within};
+use http::{Request, Response, StatusCode};
+use tokio::sync::Semaphore;
+use tower::ServiceExt;
+use tower_layer::Layer;
+use tower_resolve_customer::emulator::{MeteringEmulator, RedemptionPolicy};
+use tower_resolve_customer::{
+    LeaseHolder, MemoryStore, RegistrationToken, RequestBody, ResolutionStore, Resolutions,
+    ResolutionsBuilder, ResolveCustomerLayer, ResolveError, ResolvedCustomer, Resolver, StoreCall,
+    StoreFault, StoreUnavailable, StoredAnswer, TokenDigest,
+};
+
+const STORE_TIMEOUT: Duration = Duration::from_millis(200);
+const RESOLVE_TIMEOUT: Duration = Duration::from_secs(5);
+
+// ---------------------------------------------------------------------------
+// Fleet fixtures
+// ---------------------------------------------------------------------------
+
+/// One replica of the registration site: its own [`Resolutions`] over its own
+/// link to the shared store, in front of a handler that answers with the
+/// customer's account id.
+#[derive(Clone)]
+struct Replica {
+    layer: ResolveCustomerLayer,
+}
+
+/// How one buyer's submission ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Ending {
+    /// 200, with this account id.
+    Customer(String),
+    /// Any other final answer: status and problem `code`.
+    Refused(StatusCode, String),
+}
+
+impl Replica {
+    fn new(
+        store: impl ResolutionStore,
+        resolver: impl Resolver,
+        configure: impl FnOnce(ResolutionsBuilder) -> ResolutionsBuilder,
+    ) -> Self {
+        let builder = Resolutions::builder(resolver)
+            .store(store)
+            .store_timeout(STORE_TIMEOUT)
+            .resolve_timeout(RESOLVE_TIMEOUT);
+        Self {
+            layer: configure(builder).build().layer(),
+        }
+    }
+
+    fn resolutions(&self) -> &Resolutions {
+        self.layer.resolutions()
+    }
+
+    /// One submission: status, and the account id or the problem code.
+    async fn submit_once(&self, token: &str) -> (StatusCode, String) {
+        let handler = tower::service_fn(|request: Request<RequestBody<String>>| async move {
+            let account = request
+                .extensions()
+                .get::<ResolvedCustomer>()
+                .map(|c| c.customer_aws_account_id().to_owned())
+                .unwrap_or_default();
+            Ok::<_, Infallible>(Response::new(account))
+        });
+        let response = self
+            .layer
+            .layer(handler)
+            .oneshot(token_post(token))
+            .await
+            .unwrap();
+        let status = response.status();
+        let body = text(response).await;
+        if status == StatusCode::OK {
+            return (status, body);
+        }
+        let problem: serde_json::Value = serde_json::from_str(&body).expect("problem+json");
+        (status, problem["code"].as_str().unwrap_or("").to_owned())
+    }
+
+    /// A buyer's submission, retried as a browser user would after a
+    /// retryable 503 or 504 (at most `tries` times, a second apart).
+    async fn submit(&self, token: &str, tries: usize) -> Ending {
+        let mut last = None;
+        for _ in 0..tries {
+            let (status, answer) = self.submit_once(token).await;
+            match status {
+                StatusCode::OK => return Ending::Customer(answer),
+                StatusCode::SERVICE_UNAVAILABLE | StatusCode::GATEWAY_TIMEOUT => {
+                    last = Some((status, answer));
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                _ => return Ending::Refused(status, answer),
+            }
+        }
+        let (status, code) = last.expect("at least one try");
+        Ending::Refused(status, code)
+    }
+}
+
+/// The emulator, in single-use mode, with `tokens` registered to
+/// [`customer_for`] each.
+async fn single_use_emulator(tokens: usize) -> (MeteringEmulator, Vec<String>) {
+    let emulator = MeteringEmulator::start().await.expect("emulator starts");
+    emulator.set_policy(RedemptionPolicy::SingleUse);
+    let tokens: Vec<String> = (0..tokens)
+        .map(|_| MeteringEmulator::mint_token())
+        .collect();
+    for token in &tokens {
+        emulator.register(token, customer_for(token));
+    }
+    (emulator, tokens)
+}
+
+fn account_of(token: &str) -> Ending {
+    Ending::Customer(customer_for(token).customer_aws_account_id().to_owned())
+}
+
+fn digest_of(token: &str) -> TokenDigest {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(token.as_bytes());
+    let first: [u8; 16] = digest[..16].try_into().unwrap();
+    let expected = u128::from_le_bytes(first);
+    let digest = tower_resolve_customer::RegistrationToken::new(token)
+        .unwrap()
+        .digest();
+    assert_eq!(digest.as_u128(), expected);
+    digest
+}
+
+/// Holds every call of an inner resolver until released; counts the calls
+/// that started. With `answered_then_hang`, the inner call is made (AWS
+/// answers) and only then held, forever: a holder that dies after AWS
+/// answered and before it could publish.
+#[derive(Clone)]
+struct Gated<R> {
+    inner: R,
+    started: Arc<Semaphore>,
+    gate: Arc<Semaphore>,
+    answered_then_hang: bool,
+}
+
+impl<R> Gated<R> {
+    fn new(inner: R) -> Self {
+        Self {
+            inner,
+            started: Arc::new(Semaphore::new(0)),
+            gate: Arc::new(Semaphore::new(0)),
+            answered_then_hang: false,
+        }
+    }
+
+    fn dying_after_answer(inner: R) -> Self {
+        Self {
+            answered_then_hang: true,
+            ..Self::new(inner)
+        }
+    }
+
+    async fn wait_started(&self, n: u32) {
+        within(
+            "a held upstream call to start",
+            self.started.acquire_many(n),
+        )
+        .await
+        .unwrap()
+        .forget();
+    }
+
+    fn release(&self, n: usize) {
+        self.gate.add_permits(n);
+    }
+}
+
+impl<R: Resolver> Resolver for Gated<R> {
+    async fn resolve(&self, token: &RegistrationToken) -> Result<ResolvedCustomer, ResolveError> {
+        self.started.add_permits(1);
+        if self.answered_then_hang {
+            let _ = self.inner.resolve(token).await;
+            return std::future::pending().await;
+        }
+        self.gate.acquire().await.unwrap().forget();
+        self.inner.resolve(token).await
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The suite, generic over the store
+// ---------------------------------------------------------------------------
+
+/// The contract, called directly: leases are exclusive, idempotent for their
+/// holder, extended and released only by it; a customer is never replaced by
+/// a refusal; reads give the remaining lifetime.
+async fn contract<S: ResolutionStore>(store: &S, other_link: &S) {
+    let token = digest_of(&MeteringEmulator::mint_token());
+    let (a, b) = (LeaseHolder::unique(), LeaseHolder::unique());
+    let lease = Duration::from_secs(30);
+
+    assert_eq!(store.read(token).await.unwrap(), None);
+    assert!(store.try_lease(token, &a, lease).await.unwrap());
+    assert!(
+        store.try_lease(token, &a, lease).await.unwrap(),
+        "taking a lease again is idempotent for its holder"
+    );
+    assert!(!other_link.try_lease(token, &b, lease).await.unwrap());
+    assert!(store.extend_lease(token, &a, lease).await.unwrap());
+    assert!(!other_link.extend_lease(token, &b, lease).await.unwrap());
+    assert!(!other_link.release_lease(token, &b).await.unwrap());
+    assert!(store.release_lease(token, &a).await.unwrap());
+    assert!(!store.release_lease(token, &a).await.unwrap());
+    assert!(!store.extend_lease(token, &a, lease).await.unwrap());
+    assert!(other_link.try_lease(token, &b, lease).await.unwrap());
+    assert!(other_link.release_lease(token, &b).await.unwrap());
+
+    let customer = ResolvedCustomer::new("123456789012", "prod-abc")
+        .with_license_arn("arn:aws:license-manager::1:license:l-1")
+        .with_agreement_id("agmt-1");
+    let published = StoredAnswer::decode(
+        &customer_answer(&customer).encode(),
+        Duration::from_secs(60),
+    )
+    .unwrap();
+    other_link.publish(token, &published).await.unwrap();
+    let expired = StoredAnswer::decode("kind=expired-token", Duration::from_secs(60)).unwrap();
+    store.publish(token, &expired).await.unwrap();
+    let read = store
+        .read(token)
+        .await
+        .unwrap()
+        .expect("the customer stays");
+    assert_eq!(read.customer(), Some(&customer));
+    assert!(read.lifetime() <= Duration::from_secs(60));
+    assert!(read.lifetime() > Duration::from_secs(50), "{read:?}");
+
+    // A refusal may be replaced by a customer.
+    let junk = digest_of(&MeteringEmulator::mint_token());
+    store.publish(junk, &expired).await.unwrap();
+    other_link.publish(junk, &published).await.unwrap();
+    assert!(store.read(junk).await.unwrap().unwrap().is_customer());
+}
+
+fn customer_answer(customer: &ResolvedCustomer) -> StoredAnswer {
+    let text = form_urlencoded::Serializer::new(String::new())
+        .append_pair("kind", "customer")
+        .append_pair("account", customer.customer_aws_account_id())
+        .append_pair("product", customer.product_code())
+        .append_pair("license_arn", customer.license_arn().unwrap())
+        .append_pair("agreement_id", customer.agreement_id().unwrap())
+        .finish();
+    StoredAnswer::decode(&text, Duration::from_secs(60)).unwrap()
+}
+
+/// A buyer's submission and double submit land on two replicas at once.
+async fn double_submit_on_two_replicas<S: ResolutionStore>(links: impl Fn() -> S) {
+    let (emulator, tokens) = single_use_emulator(1).await;
+    let token = &tokens[0];
+    let a = Replica::new(links(), emulator.in_process_resolver(), |b| b);
+    let b = Replica::new(links(), emulator.in_process_resolver(), |b| b);
+    let (first, second) = within("both submissions", async {
+        tokio::join!(a.submit(token, 5), b.submit(token, 5))
+    })
+    .await;
+    assert_eq!(first, account_of(token));
+    assert_eq!(second, account_of(token));
+    assert_eq!(emulator.redemptions_of(token), 1);
+    assert_eq!(
+        emulator.calls_for(token),
+        1,
+        "one upstream call in the fleet"
+    );
+}
+
+/// Tokens submitted several times each, spread over five replicas.
+async fn submissions_spread_over_five_replicas<S: ResolutionStore>(links: impl Fn() -> S) {
+    let (emulator, tokens) = single_use_emulator(10).await;
+    let replicas: Vec<Replica> = (0..5)
+        .map(|_| Replica::new(links(), emulator.in_process_resolver(), |b| b))
+        .collect();
+    let mut submissions = tokio::task::JoinSet::new();
+    for (i, token) in tokens.iter().enumerate() {
+        for j in 0..3 {
+            let replica = replicas[(i * 3 + j * 2) % replicas.len()].clone();
+            let token = token.clone();
+            submissions.spawn(async move {
+                let ending = replica.submit(&token, 5).await;
+                (token, ending)
+            });
+        }
+    }
+    let endings = within("every submission", submissions.join_all()).await;
+    assert_eq!(endings.len(), 30);
+    for (token, ending) in endings {
+        assert_eq!(ending, account_of(&token));
+    }
+    for token in &tokens {
+        assert_eq!(emulator.redemptions_of(token), 1);
+        assert_eq!(emulator.calls_for(token), 1);
+    }
+}
+
+/// Two routes (form and header) over one `Resolutions`: one redemption, one
+/// set of stats.
+async fn two_routes_over_one_resolutions<S: ResolutionStore>(link: S) {
+    let (emulator, tokens) = single_use_emulator(1).await;
+    let token = &tokens[0];
+    let resolver = Gated::new(emulator.in_process_resolver());
+    let resolutions = Resolutions::builder(resolver.clone())
+        .store(link)
+        .store_timeout(STORE_TIMEOUT)
+        .build();
+    let form = Replica {
+        layer: resolutions.layer(),
+    };
+    let header_layer = ResolveCustomerLayer::from_resolutions(resolutions.clone()).token_source(
+        tower_resolve_customer::TokenSource::header(tower_resolve_customer::TOKEN_HEADER),
+    );
+    let by_header = async {
+        let handler = tower::service_fn(|request: Request<RequestBody<String>>| async move {
+            let customer = request.extensions().get::<ResolvedCustomer>().cloned();
+            Ok::<_, Infallible>(Response::new(
+                customer
+                    .map(|c| c.customer_aws_account_id().to_owned())
+                    .unwrap_or_default(),
+            ))
+        });
+        let request = Request::post("/api/register")
+            .header(tower_resolve_customer::TOKEN_HEADER, token.as_str())
+            .body(String::new())
+            .unwrap();
+        let response = header_layer.layer(handler).oneshot(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        Ending::Customer(text(response).await)
+    };
+    let both = async {
+        tokio::join!(form.submit(token, 1), by_header, async {
+            resolver.wait_started(1).await;
+            let stats = resolutions.stats();
+            assert_eq!(stats.resolving, 1, "{stats:?}");
+            assert_eq!(stats.upstream_calls, 1, "{stats:?}");
+            resolver.release(1);
+        })
+    };
+    let (first, second, ()) = within("both routes", both).await;
+    assert_eq!(first, account_of(token));
+    assert_eq!(second, account_of(token));
+    assert_eq!(emulator.calls_for(token), 1);
+    assert_eq!(form.resolutions().stats().customers, 1);
+}
+
+// ---------------------------------------------------------------------------
+// MemoryStore: the suite, and every fault, on paused time
+// ---------------------------------------------------------------------------
+
+#[tokio::test(start_paused = true)]
+async fn memory_store_keeps_the_contract() {
+    let store = MemoryStore::new();
+    contract(&store, &store.link()).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn memory_double_submit_on_two_replicas() {
+    let store = MemoryStore::new();
+    double_submit_on_two_replicas(|| store.link()).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn memory_submissions_spread_over_five_replicas() {
+    let store = MemoryStore::new();
+    submissions_spread_over_five_replicas(|| store.link()).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn memory_two_routes_over_one_resolutions() {
+    two_routes_over_one_resolutions(MemoryStore::new()).await;
+}
+
+/// Replica A is resolving the token under the lease (its upstream call held);
+/// the buyer's double submit lands on B, which must wait for A's answer.
+struct HeldByA {
+    emulator: MeteringEmulator,
+    token: String,
+    store: MemoryStore,
+    a_link: MemoryStore,
+    a: Replica,
+    b: Replica,
+    a_upstream: Gated<tower_resolve_customer::emulator::InProcessResolver>,
+}
+
+impl HeldByA {
+    async fn new(
+        policy: StoreUnavailable,
+        a_resolver: impl FnOnce(
+            tower_resolve_customer::emulator::InProcessResolver,
+        ) -> Gated<tower_resolve_customer::emulator::InProcessResolver>,
+    ) -> Self {
+        let (emulator, tokens) = single_use_emulator(1).await;
+        let store = MemoryStore::new();
+        let a_link = store.link();
+        let a_upstream = a_resolver(emulator.in_process_resolver());
+        let a = Replica::new(a_link.clone(), a_upstream.clone(), |b| {
+            b.on_store_unavailable(policy)
+        });
+        let b = Replica::new(store.link(), emulator.in_process_resolver(), |b| {
+            b.on_store_unavailable(policy)
+        });
+        Self {
+            emulator,
+            token: tokens[0].clone(),
+            store,
+            a_link,
+            a,
+            b,
+            a_upstream,
+        }
+    }
+
+    fn redemptions(&self) -> usize {
+        self.emulator.redemptions_of(&self.token)
+    }
+}
+
+fn spawn_submit(replica: &Replica, token: &str, tries: usize) -> tokio::task::JoinHandle<Ending> {
+    let replica = replica.clone();
+    let token = token.to_owned();
+    tokio::spawn(async move { replica.submit(&token, tries).await })
+}
+
+async fn ending(what: &str, task: tokio::task::JoinHandle<Ending>) -> Ending {
+    within(what, task).await.expect("the submission task")
+}
+
+/// A's lease call is applied but its reply arrives late, once: the lease
+/// call is asked again under the same holder id, which finds the lease its
+/// own. No fallback, one redemption.
+#[tokio::test(start_paused = true)]
+async fn memory_a_lease_reply_applied_late_is_asked_again() {
+    let fleet = HeldByA::new(StoreUnavailable::ResolveLocally, Gated::new).await;
+    fleet
+        .a_link
+        .fail_next(StoreCall::TryLease, StoreFault::AppliedLate);
+    let first = spawn_submit(&fleet.a, &fleet.token, 1);
+    fleet.a_upstream.wait_started(1).await;
+    assert_eq!(fleet.store.leases().len(), 1, "A holds the lease");
+    let second = spawn_submit(&fleet.b, &fleet.token, 1);
+    fleet.store.wait_for_calls(StoreCall::TryLease, 3).await;
+    fleet.a_upstream.release(1);
+    assert_eq!(ending("A", first).await, account_of(&fleet.token));
+    assert_eq!(ending("B", second).await, account_of(&fleet.token));
+    assert_eq!(fleet.redemptions(), 1);
+    assert!(fleet.store.leases().is_empty(), "the lease was released");
+}
+
+/// The defect this protocol fixes: A's lease calls are applied but answered
+/// too late, twice, so A resolves without the store. It still renews the
+/// lease it may hold, publishes and releases: B's double submit waits for
+/// A's answer instead of redeeming again.
+#[tokio::test(start_paused = true)]
+async fn memory_a_lease_applied_but_never_acknowledged_is_still_published_and_released() {
+    let fleet = HeldByA::new(StoreUnavailable::ResolveLocally, Gated::new).await;
+    fleet
+        .a_link
+        .fail_next(StoreCall::TryLease, StoreFault::AppliedLate);
+    fleet
+        .a_link
+        .fail_next(StoreCall::TryLease, StoreFault::AppliedLate);
+    let first = spawn_submit(&fleet.a, &fleet.token, 1);
+    fleet.a_upstream.wait_started(1).await;
+    let second = spawn_submit(&fleet.b, &fleet.token, 1);
+    // B finds A's lease, and keeps finding it while A's upstream call runs
+    // past several lease lengths (A renews it although it never learned it
+    // held it).
+    fleet.store.wait_for_calls(StoreCall::TryLease, 3).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(fleet.store.calls(StoreCall::ExtendLease) >= 2);
+    fleet.a_upstream.release(1);
+    assert_eq!(ending("A", first).await, account_of(&fleet.token));
+    assert_eq!(ending("B", second).await, account_of(&fleet.token));
+    assert_eq!(fleet.redemptions(), 1);
+    assert!(
+        fleet.store.leases().is_empty(),
+        "A released the lease it held"
+    );
+}
+
+/// A's publish is lost, then refused, then lands: B waits for it (A's lease
+/// renewed meanwhile) and never redeems.
+#[tokio::test(start_paused = true)]
+async fn memory_a_lost_publish_is_published_again() {
+    let fleet = HeldByA::new(StoreUnavailable::FailClosed, Gated::new).await;
+    fleet.a_link.fail_next(StoreCall::Publish, StoreFault::Lost);
+    fleet
+        .a_link
+        .fail_next(StoreCall::Publish, StoreFault::Refused);
+    fleet
+        .a_link
+        .fail_next(StoreCall::Publish, StoreFault::AppliedLate);
+    let first = spawn_submit(&fleet.a, &fleet.token, 1);
+    fleet.a_upstream.wait_started(1).await;
+    let second = spawn_submit(&fleet.b, &fleet.token, 1);
+    fleet.store.wait_for_calls(StoreCall::TryLease, 2).await;
+    fleet.a_upstream.release(1);
+    assert_eq!(ending("A", first).await, account_of(&fleet.token));
+    assert_eq!(ending("B", second).await, account_of(&fleet.token));
+    assert_eq!(fleet.redemptions(), 1);
+    assert_eq!(fleet.emulator.calls_for(&fleet.token), 1);
+}
+
+/// A's link goes down and comes back: with `FailClosed`, A refuses (503) and
+/// the buyer's retry, once the store is back, gets the customer; one
+/// redemption.
+#[tokio::test(start_paused = true)]
+async fn memory_store_down_and_back_fails_closed_then_serves() {
+    let fleet = HeldByA::new(StoreUnavailable::FailClosed, Gated::new).await;
+    fleet.a_link.set_down(true);
+    assert_eq!(
+        fleet.a.submit(&fleet.token, 1).await,
+        Ending::Refused(StatusCode::SERVICE_UNAVAILABLE, "unavailable".into())
+    );
+    assert_eq!(fleet.emulator.calls_for(&fleet.token), 0);
+    fleet.a_link.set_down(false);
+    fleet.a_upstream.release(1);
+    assert_eq!(
+        fleet.a.submit(&fleet.token, 1).await,
+        account_of(&fleet.token)
+    );
+    assert_eq!(
+        fleet.b.submit(&fleet.token, 1).await,
+        account_of(&fleet.token)
+    );
+    assert_eq!(fleet.redemptions(), 1);
+}
+
+/// With `ResolveLocally`, A resolves during its outage and publishes once
+/// its link is back; B's later submission is served from the store.
+#[tokio::test(start_paused = true)]
+async fn memory_store_down_and_back_resolves_locally_and_publishes_late() {
+    let fleet = HeldByA::new(StoreUnavailable::ResolveLocally, Gated::new).await;
+    fleet.a_link.set_down(true);
+    let first = spawn_submit(&fleet.a, &fleet.token, 1);
+    fleet.a_upstream.wait_started(1).await;
+    fleet.a_upstream.release(1);
+    assert_eq!(ending("A", first).await, account_of(&fleet.token));
+    fleet.a_link.set_down(false);
+    fleet.store.wait_for_calls(StoreCall::Publish, 1).await;
+    assert_eq!(
+        fleet.b.submit(&fleet.token, 1).await,
+        account_of(&fleet.token)
+    );
+    assert_eq!(fleet.redemptions(), 1);
+}
+
+/// A's lease lapses while it works (its renewals lost): B takes the lease
+/// and calls AWS too. AWS answers A first; B's single-use "expired" is
+/// settled against the store, where A's customer is by then: both buyers'
+/// submissions get the customer, and AWS redeemed the token once.
+#[tokio::test(start_paused = true)]
+async fn memory_a_lease_lapsing_while_its_holder_works_still_gives_every_buyer_the_customer() {
+    let (emulator, tokens) = single_use_emulator(1).await;
+    let token = &tokens[0];
+    let store = MemoryStore::new();
+    let a_upstream = Gated::new(emulator.in_process_resolver());
+    let b_upstream = Gated::new(emulator.in_process_resolver());
+    let a = Replica::new(store.link(), a_upstream.clone(), |b| b);
+    let b = Replica::new(store.link(), b_upstream.clone(), |b| b);
+    let first = spawn_submit(&a, token, 1);
+    a_upstream.wait_started(1).await;
+    store.lapse_leases();
+    let second = spawn_submit(&b, token, 1);
+    b_upstream.wait_started(1).await;
+    a_upstream.release(1);
+    assert_eq!(ending("A", first).await, account_of(token));
+    store.wait_for_calls(StoreCall::Publish, 1).await;
+    b_upstream.release(1);
+    assert_eq!(ending("B", second).await, account_of(token));
+    assert_eq!(emulator.redemptions_of(token), 1);
+    assert_eq!(emulator.calls_for(token), 2, "the lapse let B call AWS too");
+}
+
+/// A dies before its upstream call ends (AWS never answered it): its lease
+/// lapses unrenewed and B, waiting on it, takes over within its resolve
+/// timeout or on the buyer's retry; one redemption.
+#[tokio::test(start_paused = true)]
+async fn memory_a_holder_dying_before_aws_answered_is_taken_over() {
+    let fleet = HeldByA::new(StoreUnavailable::FailClosed, Gated::new).await;
+    let _abandoned = spawn_submit(&fleet.a, &fleet.token, 1);
+    fleet.a_upstream.wait_started(1).await;
+    // A is gone: its upstream call never ends, and it reaches the store no more.
+    fleet.a_link.set_down(true);
+    assert_eq!(
+        fleet.b.submit(&fleet.token, 3).await,
+        account_of(&fleet.token)
+    );
+    assert_eq!(fleet.redemptions(), 1);
+}
+
+/// A dies after AWS answered and before it published: the answer died with
+/// it. Under single-use redemption B's takeover gets "expired", which is the
+/// documented outcome (the buyer must start again from AWS Marketplace);
+/// where the token is reusable, B gets the customer with a second
+/// redemption.
+#[tokio::test(start_paused = true)]
+async fn memory_a_holder_dying_after_aws_answered_loses_the_answer_as_documented() {
+    for policy in [
+        RedemptionPolicy::SingleUse,
+        RedemptionPolicy::ReusableUntilExpiry,
+    ] {
+        let fleet = HeldByA::new(StoreUnavailable::FailClosed, Gated::dying_after_answer).await;
+        fleet.emulator.set_policy(policy);
+        let _abandoned = spawn_submit(&fleet.a, &fleet.token, 1);
+        fleet.a_upstream.wait_started(1).await;
+        fleet.a_link.set_down(true);
+        // Wait until AWS has redeemed it for A.
+        while fleet.redemptions() == 0 {
+            tokio::task::yield_now().await;
+        }
+        let ending = fleet.b.submit(&fleet.token, 3).await;
+        match policy {
+            RedemptionPolicy::SingleUse => {
+                assert_eq!(
+                    ending,
+                    Ending::Refused(StatusCode::BAD_REQUEST, "expired-token".into())
+                );
+                assert_eq!(fleet.redemptions(), 1);
+            }
+            _ => {
+                assert_eq!(ending, account_of(&fleet.token));
+                assert_eq!(fleet.redemptions(), 2);
+            }
+        }
+    }
+}
+
+/// Answers read from the store keep the lifetime they have left: B, reading
+/// A's answer 40 s into its 60 s, forgets it 20 s later with everyone else.
+#[tokio::test(start_paused = true)]
+async fn memory_answers_read_from_the_store_keep_their_remaining_lifetime() {
+    let emulator = MeteringEmulator::start().await.unwrap();
+    let token = MeteringEmulator::mint_token();
+    emulator.register(&token, customer_for(&token));
+    let store = MemoryStore::new();
+    let ttl = |b: ResolutionsBuilder| b.cache_ttl(Duration::from_secs(60));
+    let a = Replica::new(store.link(), emulator.in_process_resolver(), ttl);
+    let b = Replica::new(store.link(), emulator.in_process_resolver(), ttl);
+    assert_eq!(a.submit(&token, 1).await, account_of(&token));
+    tokio::time::advance(Duration::from_secs(40)).await;
+    assert_eq!(b.submit(&token, 1).await, account_of(&token));
+    assert_eq!(emulator.redemptions_of(&token), 1);
+    tokio::time::advance(Duration::from_secs(21)).await;
+    assert_eq!(b.submit(&token, 1).await, account_of(&token));
+    assert_eq!(
+        emulator.redemptions_of(&token),
+        2,
+        "B kept the answer past its lifetime"
+    );
+}
+
+/// A refusal from a second redemption never replaces the published customer,
+/// and a buyer whose token another replica redeemed is never told "expired".
+#[tokio::test(start_paused = true)]
+async fn memory_a_late_refusal_never_replaces_the_customer() {
+    let (emulator, tokens) = single_use_emulator(1).await;
+    let token = &tokens[0];
+    let store = MemoryStore::new();
+    // A resolves without the store (its link down), B with it: two
+    // redemptions, the second answered "expired".
+    let a_link = store.link();
+    a_link.set_down(true);
+    let a = Replica::new(a_link.clone(), emulator.in_process_resolver(), |b| b);
+    let b = Replica::new(store.link(), emulator.in_process_resolver(), |b| b);
+    assert_eq!(a.submit(token, 1).await, account_of(token));
+    a_link.set_down(false);
+    store.wait_for_calls(StoreCall::Publish, 1).await;
+    assert_eq!(b.submit(token, 1).await, account_of(token));
+    let stored = store.answer(digest_of(token)).expect("an answer is stored");
+    assert!(stored.is_customer());
+}
+
+// ---------------------------------------------------------------------------
+// Randomized schedules
+// ---------------------------------------------------------------------------
+
+/// A small deterministic generator (SplitMix64).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// A resolver that takes a seeded random time.
+#[derive(Clone)]
+struct Slow<R> {
+    inner: R,
+    delays: Arc<std::sync::Mutex<Rng>>,
+}
+
+impl<R: Resolver> Resolver for Slow<R> {
+    async fn resolve(&self, token: &RegistrationToken) -> Result<ResolvedCustomer, ResolveError> {
+        let delay = self.delays.lock().unwrap().below(3_000);
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+        self.inner.resolve(token).await
+    }
+}
+
+/// One seeded schedule: 2 to 5 replicas, 1 to 3 tokens submitted 2 to 4
+/// times each at random replicas and moments, random upstream latencies,
+/// and up to four random store faults per link (at most one on renewals, so
+/// a lease never lapses while its holder lives), under `FailClosed`.
+/// Returns a description of what went wrong, if anything.
+async fn schedule(seed: u64) -> Result<u64, String> {
+    let mut rng = Rng(seed);
+    let (emulator, tokens) = single_use_emulator(1 + rng.below(3) as usize).await;
+    let store = MemoryStore::new();
+    let mut links = Vec::new();
+    let replicas: Vec<Replica> = (0..2 + rng.below(4))
+        .map(|_| {
+            let link = store.link();
+            links.push(link.clone());
+            let mut extend_faults = 0;
+            for _ in 0..rng.below(5) {
+                let call = StoreCall::ALL[rng.below(5) as usize];
+                if call == StoreCall::ExtendLease {
+                    extend_faults += 1;
+                    if extend_faults > 1 {
+                        continue;
+                    }
+                }
+                let fault = [
+                    StoreFault::AppliedLate,
+                    StoreFault::Lost,
+                    StoreFault::Refused,
+                ][rng.below(3) as usize];
+                link.fail_next(call, fault);
+            }
+            let resolver = Slow {
+                inner: emulator.in_process_resolver(),
+                delays: Arc::new(std::sync::Mutex::new(Rng(rng.next()))),
+            };
+            Replica::new(link, resolver, |b| {
+                b.on_store_unavailable(StoreUnavailable::FailClosed)
+            })
+        })
+        .collect();
+    let mut submissions = tokio::task::JoinSet::new();
+    for token in &tokens {
+        for _ in 0..2 + rng.below(3) {
+            let replica = replicas[rng.below(replicas.len() as u64) as usize].clone();
+            let token = token.clone();
+            let after = Duration::from_millis(rng.below(4_000));
+            submissions.spawn(async move {
+                tokio::time::sleep(after).await;
+                let ending = replica.submit(&token, 30).await;
+                (token, ending)
+            });
+        }
+    }
+    for (token, ending) in submissions.join_all().await {
+        if ending != account_of(&token) {
+            return Err(format!("seed {seed}: a submission ended {ending:?}"));
+        }
+    }
+    for token in &tokens {
+        let calls = emulator.calls_for(token);
+        if calls != 1 {
+            return Err(format!("seed {seed}: {calls} upstream calls for one token"));
+        }
+    }
+    Ok(links.iter().map(MemoryStore::faults_met).sum())
+}
+
+#[test]
+fn memory_a_thousand_random_schedules_redeem_once_and_serve_every_buyer() {
+    let mut failures = Vec::new();
+    let mut faults_met = 0;
+    for seed in 0..1_000 {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .start_paused(true)
+            .build()
+            .unwrap();
+        match runtime.block_on(schedule(seed)) {
+            Ok(met) => faults_met += met,
+            Err(failure) => failures.push(failure),
+        }
+    }
+    // The schedules met their faults: most queued faults are reached.
+    assert!(faults_met > 2_000, "only {faults_met} faults met");
+    assert!(
+        failures.is_empty(),
+        "{} of 1000 schedules failed, first: {:?}",
+        failures.len(),
+        &failures[..failures.len().min(5)]
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Floods
+// ---------------------------------------------------------------------------
+
+/// Counts the upstream calls in flight, and the most ever at once.
+#[derive(Clone, Default)]
+struct InFlight {
+    now: Arc<std::sync::atomic::AtomicUsize>,
+    most: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+#[derive(Clone)]
+struct Counted<R> {
+    inner: R,
+    in_flight: InFlight,
+}
+
+impl<R: Resolver> Resolver for Counted<R> {
+    async fn resolve(&self, token: &RegistrationToken) -> Result<ResolvedCustomer, ResolveError> {
+        use std::sync::atomic::Ordering::SeqCst;
+        let now = self.in_flight.now.fetch_add(1, SeqCst) + 1;
+        self.in_flight.most.fetch_max(now, SeqCst);
+        // Junk is answered after a moment, as AWS would.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let answer = self.inner.resolve(token).await;
+        self.in_flight.now.fetch_sub(1, SeqCst);
+        answer
+    }
+}
+
+/// 100,000 junk tokens against two replicas sharing a store: the store sees
+/// a bounded number of round trips (the store-lookup bound admits few junk
+/// tokens, each costing at most six), upstream calls never exceed
+/// `max_concurrent_resolves`, and a real buyer is still served.
+#[tokio::test(start_paused = true)]
+async fn memory_a_junk_flood_is_bounded_before_the_store() {
+    const WAVES: usize = 100;
+    const WAVE: usize = 1_000;
+    const LOOKUP_RATE: u32 = 50;
+    const LOOKUP_BURST: u32 = 100;
+    const MAX_UPSTREAM: usize = 4;
+    /// Read, lease, re-check, read after a refusal, publish, release.
+    const MOST_CALLS_PER_TOKEN: u64 = 6;
+
+    let (emulator, tokens) = single_use_emulator(1).await;
+    let buyer = &tokens[0];
+    let store = MemoryStore::new();
+    let in_flight = InFlight::default();
+    let replicas: Vec<Replica> = (0..2)
+        .map(|_| {
+            let resolver = Counted {
+                inner: emulator.in_process_resolver(),
+                in_flight: in_flight.clone(),
+            };
+            Replica::new(store.link(), resolver, |b| {
+                b.max_concurrent_resolves(MAX_UPSTREAM)
+                    .max_concurrent_store_lookups(16)
+                    .store_lookup_rate_limit(LOOKUP_RATE, LOOKUP_BURST)
+            })
+        })
+        .collect();
+
+    let started = tokio::time::Instant::now();
+    let mut refused = 0;
+    let mut buyer_served = None;
+    for wave in 0..WAVES {
+        let mut requests = tokio::task::JoinSet::new();
+        for i in 0..WAVE {
+            let replica = replicas[i % 2].clone();
+            let junk = format!("Junk{wave:03}x{i:04}JunkJunkJunk");
+            requests.spawn(async move { replica.submit_once(&junk).await });
+        }
+        if wave == WAVES / 2 {
+            let replica = replicas[1].clone();
+            let buyer = buyer.clone();
+            buyer_served = Some(tokio::spawn(
+                async move { replica.submit(&buyer, 30).await },
+            ));
+        }
+        for (status, code) in requests.join_all().await {
+            match status {
+                StatusCode::BAD_REQUEST => assert_eq!(code, "invalid-token"),
+                StatusCode::SERVICE_UNAVAILABLE => {
+                    assert_eq!(code, "overloaded");
+                    refused += 1;
+                }
+                other => panic!("a junk token got {other} {code}"),
+            }
+        }
+        tokio::time::advance(Duration::from_millis(10)).await;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let served = ending("the buyer", buyer_served.unwrap()).await;
+    assert_eq!(served, account_of(buyer));
+
+    // Every token admitted to the store makes exactly one lease attempt here
+    // (there are no faults to retry, and no two requests share a junk token).
+    let admitted = store.calls(StoreCall::TryLease);
+    let admissible = 2.0 * (f64::from(LOOKUP_BURST) + f64::from(LOOKUP_RATE) * (elapsed + 1.0));
+    assert!(
+        (admitted as f64) <= admissible,
+        "{admitted} tokens reached the store, at most {admissible} allowed"
+    );
+    assert!(refused as u64 >= (WAVES * WAVE) as u64 - admitted);
+    let calls = store.total_calls();
+    assert!(
+        calls <= MOST_CALLS_PER_TOKEN * admitted,
+        "{calls} store calls for {admitted} tokens admitted"
+    );
+    let most = in_flight.most.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        most <= 2 * MAX_UPSTREAM,
+        "{most} upstream calls at once over two replicas"
+    );
+    for replica in &replicas {
+        let stats = replica.resolutions().stats();
+        assert_eq!(stats.store_lookups, 0, "{stats:?}");
+    }
+}

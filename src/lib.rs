@@ -173,7 +173,8 @@ pub use crate::store::redis::{
     RedisStoreError,
 };
 pub use crate::store::{
-    LeaseHolder, ResolutionStore, STORED_CUSTOMER_PREFIX, StoredAnswer, TokenDigest,
+    LeaseGrant, LeaseHolder, LeaseTerms, ResolutionStore, STORED_CUSTOMER_PREFIX, StoredAnswer,
+    TokenDigest,
 };
 pub use crate::token::{
     DEFAULT_MAX_TOKEN_LEN, RegistrationToken, TOKEN_FIELD, TOKEN_HEADER, TokenError,

@@ -118,6 +118,19 @@ impl RedisServer {
             .collect()
     }
 
+    /// Every key but the lease takers (`<prefix>taker:<digest>`, remembered
+    /// for a while after each lease), with its value and time to live.
+    fn keys_but_takers(&self) -> Vec<(String, String, i64)> {
+        let (takers, others): (Vec<_>, Vec<_>) = self
+            .keys()
+            .into_iter()
+            .partition(|(key, _, _)| key.contains(":taker:"));
+        for (key, _, ttl) in takers {
+            assert!(ttl > 0, "{key} has no time to live");
+        }
+        others
+    }
+
     /// The lease keys held now: key and holder.
     fn leases(&self) -> Vec<(String, String)> {
         self.keys()
@@ -345,7 +358,7 @@ fn a_replica_dying_mid_resolve_is_taken_over_when_its_lease_ends() {
             .expect("open semaphore")
             .forget();
         dying.shutdown_background();
-        let [(lease_key, a_holder, ttl)] = <[_; 1]>::try_from(redis.keys())
+        let [(lease_key, a_holder, ttl)] = <[_; 1]>::try_from(redis.keys_but_takers())
             .unwrap_or_else(|keys| panic!("one key, A's lease: {keys:?}"));
         assert!(lease_key.contains(":lease:"), "{lease_key}");
         assert!(
@@ -413,7 +426,7 @@ async fn a_transiently_failed_resolve_releases_the_lease_at_once() {
     assert_eq!(emulator.calls_for(&token), 3, "the SDK's three attempts");
     assert_eq!(emulator.redemptions_of(&token), 0);
     settled("A's release", &a).await;
-    let keys = redis.keys();
+    let keys = redis.keys_but_takers();
     assert!(
         keys.is_empty(),
         "lease released, failure not stored: {keys:?}"
@@ -724,7 +737,12 @@ async fn redis_keys_hold_no_token_and_expire() {
     // The replica answers first, then publishes and releases.
     settled("the publishes and releases", &r).await;
 
-    let keys = redis.keys();
+    for (key, value, _) in redis.keys() {
+        for raw in [&token, &unknown] {
+            assert!(!key.contains(&raw[..16]) && !value.contains(&raw[..16]));
+        }
+    }
+    let keys = redis.keys_but_takers();
     assert_eq!(
         keys.len(),
         2,

@@ -30,9 +30,9 @@ use tower::ServiceExt;
 use tower_layer::Layer;
 use tower_resolve_customer::emulator::{MeteringEmulator, RedemptionPolicy};
 use tower_resolve_customer::{
-    LeaseHolder, MemoryStore, RegistrationToken, RequestBody, ResolutionStore, Resolutions,
-    ResolutionsBuilder, ResolveCustomerLayer, ResolveError, ResolvedCustomer, Resolver, StoreCall,
-    StoreFault, StoreUnavailable, StoredAnswer, TokenDigest,
+    LeaseGrant, LeaseHolder, LeaseTerms, MemoryStore, RegistrationToken, RequestBody,
+    ResolutionStore, Resolutions, ResolutionsBuilder, ResolveCustomerLayer, ResolveError,
+    ResolvedCustomer, Resolver, StoreCall, StoreFault, StoreUnavailable, StoredAnswer, TokenDigest,
 };
 
 const STORE_TIMEOUT: Duration = Duration::from_millis(200);
@@ -163,6 +163,7 @@ struct Gated<R> {
     started: Arc<Semaphore>,
     gate: Arc<Semaphore>,
     answered_then_hang: bool,
+    answered_then_held: bool,
 }
 
 impl<R> Gated<R> {
@@ -172,6 +173,15 @@ impl<R> Gated<R> {
             started: Arc::new(Semaphore::new(0)),
             gate: Arc::new(Semaphore::new(0)),
             answered_then_hang: false,
+            answered_then_held: false,
+        }
+    }
+
+    /// AWS answers at once; the answer is held until released.
+    fn answered_then_held(inner: R) -> Self {
+        Self {
+            answered_then_held: true,
+            ..Self::new(inner)
         }
     }
 
@@ -204,6 +214,11 @@ impl<R: Resolver> Resolver for Gated<R> {
             let _ = self.inner.resolve(token).await;
             return std::future::pending().await;
         }
+        if self.answered_then_held {
+            let answer = self.inner.resolve(token).await;
+            self.gate.acquire().await.unwrap().forget();
+            return answer;
+        }
         self.gate.acquire().await.unwrap().forget();
         self.inner.resolve(token).await
     }
@@ -219,23 +234,51 @@ impl<R: Resolver> Resolver for Gated<R> {
 async fn contract<S: ResolutionStore>(store: &S, other_link: &S) {
     let token = digest_of(&MeteringEmulator::mint_token());
     let (a, b) = (LeaseHolder::unique(), LeaseHolder::unique());
-    let lease = Duration::from_secs(30);
+    let terms = LeaseTerms {
+        lease: Duration::from_secs(30),
+        remember: Duration::from_secs(60),
+    };
+    let lease = terms.lease;
 
     assert_eq!(store.read(token).await.unwrap(), None);
-    assert!(store.try_lease(token, &a, lease).await.unwrap());
-    assert!(
-        store.try_lease(token, &a, lease).await.unwrap(),
+    assert_eq!(
+        store.try_lease(token, &a, terms).await.unwrap(),
+        LeaseGrant::Taken
+    );
+    assert_eq!(
+        store.try_lease(token, &a, terms).await.unwrap(),
+        LeaseGrant::Taken,
         "taking a lease again is idempotent for its holder"
     );
-    assert!(!other_link.try_lease(token, &b, lease).await.unwrap());
+    assert_eq!(
+        other_link.try_lease(token, &b, terms).await.unwrap(),
+        LeaseGrant::HeldElsewhere
+    );
     assert!(store.extend_lease(token, &a, lease).await.unwrap());
     assert!(!other_link.extend_lease(token, &b, lease).await.unwrap());
     assert!(!other_link.release_lease(token, &b).await.unwrap());
     assert!(store.release_lease(token, &a).await.unwrap());
     assert!(!store.release_lease(token, &a).await.unwrap());
     assert!(!store.extend_lease(token, &a, lease).await.unwrap());
-    assert!(other_link.try_lease(token, &b, lease).await.unwrap());
+    assert_eq!(
+        other_link.try_lease(token, &b, terms).await.unwrap(),
+        LeaseGrant::TakenAfterAnother,
+        "the store remembers that A took the lease"
+    );
     assert!(other_link.release_lease(token, &b).await.unwrap());
+    let c = LeaseHolder::unique();
+    assert_eq!(
+        other_link.try_lease(token, &c, terms).await.unwrap(),
+        LeaseGrant::TakenAfterAnother,
+        "A was the first to take it, not C"
+    );
+    assert!(other_link.release_lease(token, &c).await.unwrap());
+    assert_eq!(
+        store.try_lease(token, &a, terms).await.unwrap(),
+        LeaseGrant::Taken,
+        "A was the first to take it"
+    );
+    assert!(store.release_lease(token, &a).await.unwrap());
 
     let customer = ResolvedCustomer::new("123456789012", "prod-abc")
         .with_license_arn("arn:aws:license-manager::1:license:l-1")
@@ -476,25 +519,26 @@ async fn memory_a_lease_reply_applied_late_is_asked_again() {
 }
 
 /// The defect this protocol fixes: A's lease calls are applied but answered
-/// too late, twice, so A resolves without the store. It still renews the
+/// too late, again and again, so A resolves without the store. It still renews the
 /// lease it may hold, publishes and releases: B's double submit waits for
 /// A's answer instead of redeeming again.
 #[tokio::test(start_paused = true)]
 async fn memory_a_lease_applied_but_never_acknowledged_is_still_published_and_released() {
     let fleet = HeldByA::new(StoreUnavailable::ResolveLocally, Gated::new).await;
-    fleet
-        .a_link
-        .fail_next(StoreCall::TryLease, StoreFault::AppliedLate);
-    fleet
-        .a_link
-        .fail_next(StoreCall::TryLease, StoreFault::AppliedLate);
+    // Three looks in a row fail, each asking for the lease twice.
+    for _ in 0..6 {
+        fleet
+            .a_link
+            .fail_next(StoreCall::TryLease, StoreFault::AppliedLate);
+    }
     let first = spawn_submit(&fleet.a, &fleet.token, 1);
     fleet.a_upstream.wait_started(1).await;
+    assert_eq!(fleet.a_link.faults_met(), 6, "A resolves without the store");
     let second = spawn_submit(&fleet.b, &fleet.token, 1);
     // B finds A's lease, and keeps finding it while A's upstream call runs
     // past several lease lengths (A renews it although it never learned it
     // held it).
-    fleet.store.wait_for_calls(StoreCall::TryLease, 3).await;
+    fleet.store.wait_for_calls(StoreCall::TryLease, 7).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert!(fleet.store.calls(StoreCall::ExtendLease) >= 2);
     fleet.a_upstream.release(1);
@@ -505,6 +549,24 @@ async fn memory_a_lease_applied_but_never_acknowledged_is_still_published_and_re
         fleet.store.leases().is_empty(),
         "A released the lease it held"
     );
+}
+
+/// A's first store read is answered after the store timeout (a slow reply,
+/// not an outage): A does not resolve without the store, and the buyer's
+/// double submit on B is redeemed once.
+#[tokio::test(start_paused = true)]
+async fn memory_one_slow_first_reply_is_not_an_outage() {
+    let fleet = HeldByA::new(StoreUnavailable::ResolveLocally, Gated::new).await;
+    fleet
+        .a_link
+        .fail_next(StoreCall::Read, StoreFault::AppliedLate);
+    fleet.a_upstream.release(1);
+    let first = spawn_submit(&fleet.a, &fleet.token, 1);
+    let second = spawn_submit(&fleet.b, &fleet.token, 1);
+    let (first, second) = (ending("A", first).await, ending("B", second).await);
+    assert_eq!(first, account_of(&fleet.token));
+    assert_eq!(second, account_of(&fleet.token));
+    assert_eq!(fleet.emulator.calls_for(&fleet.token), 1);
 }
 
 /// A's publish is lost, then refused, then lands: B waits for it (A's lease
@@ -601,6 +663,38 @@ async fn memory_a_lease_lapsing_while_its_holder_works_still_gives_every_buyer_t
     assert_eq!(emulator.calls_for(token), 2, "the lapse let B call AWS too");
 }
 
+/// The same lapse, with AWS answering B first: AWS redeemed the token for A,
+/// but A's answer is slow to come back, and B's call hears "expired". The
+/// store remembers that A took the lease, so B does not take "expired" at its
+/// word: it waits for A's answer, and both buyers get the customer.
+#[tokio::test(start_paused = true)]
+async fn memory_a_lapsed_lease_whose_successor_hears_expired_first_still_serves_the_customer() {
+    let (emulator, tokens) = single_use_emulator(1).await;
+    let token = &tokens[0];
+    let store = MemoryStore::new();
+    let a_upstream = Gated::answered_then_held(emulator.in_process_resolver());
+    let a = Replica::new(store.link(), a_upstream.clone(), |b| b);
+    let b = Replica::new(store.link(), emulator.in_process_resolver(), |b| b);
+    let first = spawn_submit(&a, token, 1);
+    a_upstream.wait_started(1).await;
+    while emulator.redemptions_of(token) == 0 {
+        tokio::task::yield_now().await;
+    }
+    store.lapse_leases();
+    let second = spawn_submit(&b, token, 1);
+    // B's call is answered "expired"; B then waits on the store.
+    while emulator.calls_for(token) < 2 {
+        tokio::task::yield_now().await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    a_upstream.release(1);
+    assert_eq!(ending("A", first).await, account_of(token));
+    assert_eq!(ending("B", second).await, account_of(token));
+    assert_eq!(emulator.redemptions_of(token), 1);
+    let stored = store.answer(digest_of(token)).expect("A published");
+    assert!(stored.is_customer());
+}
+
 /// A dies before its upstream call ends (AWS never answered it): its lease
 /// lapses unrenewed and B, waiting on it, takes over within its resolve
 /// timeout or on the buyer's retry; one redemption.
@@ -638,7 +732,12 @@ async fn memory_a_holder_dying_after_aws_answered_loses_the_answer_as_documented
         while fleet.redemptions() == 0 {
             tokio::task::yield_now().await;
         }
-        let ending = fleet.b.submit(&fleet.token, 3).await;
+        // The store remembers that A took the lease, so B's "expired" is not
+        // taken at its word until A could no longer be at work: until then
+        // the buyer is asked to retry (504).
+        let started = tokio::time::Instant::now();
+        let ending = fleet.b.submit(&fleet.token, 60).await;
+        assert!(started.elapsed() < Duration::from_secs(60));
         match policy {
             RedemptionPolicy::SingleUse => {
                 assert_eq!(
@@ -670,6 +769,10 @@ async fn memory_answers_read_from_the_store_keep_their_remaining_lifetime() {
     tokio::time::advance(Duration::from_secs(40)).await;
     assert_eq!(b.submit(&token, 1).await, account_of(&token));
     assert_eq!(emulator.redemptions_of(&token), 1);
+    assert_eq!(b.resolutions().stats().customers, 1, "B keeps the answer");
+    let reads = store.calls(StoreCall::Read);
+    assert_eq!(b.submit(&token, 1).await, account_of(&token));
+    assert_eq!(store.calls(StoreCall::Read), reads, "served from B's cache");
     tokio::time::advance(Duration::from_secs(21)).await;
     assert_eq!(b.submit(&token, 1).await, account_of(&token));
     assert_eq!(
@@ -759,11 +862,12 @@ async fn schedule(seed: u64) -> Result<u64, String> {
                         continue;
                     }
                 }
-                let fault = [
-                    StoreFault::AppliedLate,
-                    StoreFault::Lost,
-                    StoreFault::Refused,
-                ][rng.below(3) as usize];
+                let fault = match rng.below(4) {
+                    0 => StoreFault::AppliedLate,
+                    1 => StoreFault::Lost,
+                    2 => StoreFault::Refused,
+                    _ => StoreFault::Delayed(Duration::from_millis(rng.below(400))),
+                };
                 link.fail_next(call, fault);
             }
             let resolver = Slow {

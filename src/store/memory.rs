@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use super::{LeaseHolder, ResolutionStore, StoredAnswer, TokenDigest};
+use super::{LeaseGrant, LeaseHolder, LeaseTerms, ResolutionStore, StoredAnswer, TokenDigest};
 
 /// One kind of store call, to aim a fault at or to count.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -49,6 +49,10 @@ pub enum StoreFault {
     Lost,
     /// The call fails at once without being applied (a refused connection).
     Refused,
+    /// The call reaches the store after this delay, is applied then, and is
+    /// answered at once: past the caller's timeout, it is applied after the
+    /// caller gave up on it.
+    Delayed(Duration),
 }
 
 /// The error of a [`MemoryStore`] call that was [`StoreFault::Refused`] or
@@ -73,7 +77,7 @@ impl std::error::Error for MemoryStoreError {}
 /// fault aimed at one link hits that replica only, as a bad network path would:
 ///
 /// - [`fail_next`](Self::fail_next): the next call of a kind is applied but
-///   answered too late, lost, or refused;
+///   answered too late, lost, refused, or delayed on its way to the store;
 /// - [`set_down`](Self::set_down): every call on the link is refused until the
 ///   link is up again;
 /// - [`lapse_leases`](Self::lapse_leases): every lease ends now, as if its
@@ -112,6 +116,7 @@ struct Data {
 struct State {
     answers: HashMap<TokenDigest, (StoredAnswer, Instant)>,
     leases: HashMap<TokenDigest, (LeaseHolder, Instant)>,
+    takers: HashMap<TokenDigest, (LeaseHolder, Instant)>,
     calls: HashMap<StoreCall, u64>,
 }
 
@@ -278,8 +283,10 @@ impl MemoryStore {
         if fault == Some(StoreFault::Refused) {
             return Err(MemoryStoreError);
         }
-        if fault == Some(StoreFault::Lost) {
-            return std::future::pending().await;
+        match fault {
+            Some(StoreFault::Lost) => return std::future::pending().await,
+            Some(StoreFault::Delayed(delay)) => tokio::time::sleep(delay).await,
+            _ => {}
         }
         let reply = {
             let mut state = self.state();
@@ -323,16 +330,34 @@ impl ResolutionStore for MemoryStore {
         &self,
         token: TokenDigest,
         holder: &LeaseHolder,
-        duration: Duration,
-    ) -> Result<bool, MemoryStoreError> {
+        terms: LeaseTerms,
+    ) -> Result<LeaseGrant, MemoryStoreError> {
         self.run(StoreCall::TryLease, |state, now| {
             match holder_of(state, token, now) {
-                Some(current) if current != holder => false,
-                _ => {
+                Some(current) if current != holder => return LeaseGrant::HeldElsewhere,
+                Some(_) => {
                     state
                         .leases
-                        .insert(token, (holder.clone(), expiry(now, duration)));
-                    true
+                        .insert(token, (holder.clone(), expiry(now, terms.lease)));
+                    return LeaseGrant::Taken;
+                }
+                None => {}
+            }
+            state
+                .leases
+                .insert(token, (holder.clone(), expiry(now, terms.lease)));
+            match state.takers.get(&token) {
+                Some((first, until)) if now < *until => {
+                    if first == holder {
+                        LeaseGrant::Taken
+                    } else {
+                        LeaseGrant::TakenAfterAnother
+                    }
+                }
+                _ => {
+                    let until = expiry(now, terms.remember.max(terms.lease));
+                    state.takers.insert(token, (holder.clone(), until));
+                    LeaseGrant::Taken
                 }
             }
         })

@@ -40,9 +40,11 @@ pub(crate) mod redis;
 /// - [`read`](Self::read): the answer stored for `token`, with its
 ///   *remaining* lifetime, or `None` when nothing unexpired is stored.
 /// - [`try_lease`](Self::try_lease): takes the lease on `token` for `holder`
-///   for `duration`, atomically, if no one holds it, or renews it if `holder`
-///   already does. `true` when `holder` holds it afterwards, `false` when
-///   another holder does.
+///   for `terms.lease`, atomically, if no one holds it, or renews it if
+///   `holder` already does. A store also remembers who *first* took the
+///   lease, for `terms.remember` from then (longer than a lease: as long as
+///   that holder may still be at work after its lease lapsed), and says
+///   whether that was another holder: see [`LeaseGrant`].
 /// - [`extend_lease`](Self::extend_lease): resets the lease's remaining time
 ///   to `duration` only if `holder` still holds it; `false` otherwise.
 /// - [`publish`](Self::publish): stores `answer` for its
@@ -66,12 +68,13 @@ pub(crate) mod redis;
 /// use std::convert::Infallible;
 /// use std::sync::Mutex;
 /// use std::time::Duration;
-/// use tower_resolve_customer::{LeaseHolder, ResolutionStore, StoredAnswer, TokenDigest};
+/// use tower_resolve_customer::{LeaseGrant, LeaseHolder, LeaseTerms, ResolutionStore, StoredAnswer, TokenDigest};
 ///
 /// #[derive(Default)]
 /// struct MapStore {
 ///     answers: Mutex<HashMap<TokenDigest, StoredAnswer>>,
 ///     leases: Mutex<HashMap<TokenDigest, LeaseHolder>>,
+///     takers: Mutex<HashMap<TokenDigest, LeaseHolder>>,
 /// }
 ///
 /// impl ResolutionStore for MapStore {
@@ -80,9 +83,18 @@ pub(crate) mod redis;
 ///     async fn read(&self, token: TokenDigest) -> Result<Option<StoredAnswer>, Infallible> {
 ///         Ok(self.answers.lock().unwrap().get(&token).cloned())
 ///     }
-///     async fn try_lease(&self, token: TokenDigest, holder: &LeaseHolder, _: Duration) -> Result<bool, Infallible> {
+///     async fn try_lease(&self, token: TokenDigest, holder: &LeaseHolder, _: LeaseTerms) -> Result<LeaseGrant, Infallible> {
 ///         let mut leases = self.leases.lock().unwrap();
-///         Ok(leases.entry(token).or_insert_with(|| holder.clone()) == holder)
+///         match leases.get(&token) {
+///             Some(current) if current == holder => Ok(LeaseGrant::Taken),
+///             Some(_) => Ok(LeaseGrant::HeldElsewhere),
+///             None => {
+///                 leases.insert(token, holder.clone());
+///                 let mut takers = self.takers.lock().unwrap();
+///                 let first = takers.entry(token).or_insert_with(|| holder.clone());
+///                 Ok(if first == holder { LeaseGrant::Taken } else { LeaseGrant::TakenAfterAnother })
+///             }
+///         }
 ///     }
 ///     async fn extend_lease(&self, token: TokenDigest, holder: &LeaseHolder, _: Duration) -> Result<bool, Infallible> {
 ///         Ok(self.leases.lock().unwrap().get(&token) == Some(holder))
@@ -119,8 +131,8 @@ pub trait ResolutionStore: Send + Sync + 'static {
         &self,
         token: TokenDigest,
         holder: &LeaseHolder,
-        duration: Duration,
-    ) -> impl Future<Output = Result<bool, Self::Error>> + Send;
+        terms: LeaseTerms,
+    ) -> impl Future<Output = Result<LeaseGrant, Self::Error>> + Send;
 
     /// Extends the lease on `token` while `holder` still holds it.
     fn extend_lease(
@@ -173,6 +185,39 @@ impl fmt::Display for TokenDigest {
 impl fmt::Debug for TokenDigest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "TokenDigest({self})")
+    }
+}
+
+/// How long a lease lasts, and how long a store remembers who took it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeaseTerms {
+    /// How long the lease lasts unless extended.
+    pub lease: Duration,
+    /// How long the store remembers the holder that first took the lease (at
+    /// least `lease`): as long as a holder whose lease lapsed may still be at
+    /// work.
+    pub remember: Duration,
+}
+
+/// The answer to [`ResolutionStore::try_lease`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeaseGrant {
+    /// The holder holds the lease: it was free and this holder is the first
+    /// to take it (within [`LeaseTerms::remember`]), or it was already this
+    /// holder's.
+    Taken,
+    /// The holder holds the lease, but another holder first took it, less
+    /// than [`LeaseTerms::remember`] ago: that holder's redemption of the
+    /// token may still be under way, or may have succeeded unpublished.
+    TakenAfterAnother,
+    /// Another holder holds the lease.
+    HeldElsewhere,
+}
+
+impl LeaseGrant {
+    /// Whether the caller holds the lease.
+    pub fn is_taken(self) -> bool {
+        !matches!(self, Self::HeldElsewhere)
     }
 }
 
@@ -377,8 +422,8 @@ pub(crate) trait DynStore: Send + Sync + 'static {
         &'a self,
         token: TokenDigest,
         holder: &'a LeaseHolder,
-        duration: Duration,
-    ) -> StoreFuture<'a, bool>;
+        terms: LeaseTerms,
+    ) -> StoreFuture<'a, LeaseGrant>;
     fn extend_lease<'a>(
         &'a self,
         token: TokenDigest,
@@ -407,9 +452,9 @@ impl<S: ResolutionStore> DynStore for S {
         &'a self,
         token: TokenDigest,
         holder: &'a LeaseHolder,
-        duration: Duration,
-    ) -> StoreFuture<'a, bool> {
-        erase(ResolutionStore::try_lease(self, token, holder, duration))
+        terms: LeaseTerms,
+    ) -> StoreFuture<'a, LeaseGrant> {
+        erase(ResolutionStore::try_lease(self, token, holder, terms))
     }
     fn extend_lease<'a>(
         &'a self,

@@ -10,32 +10,38 @@
 //!    the lifetime it has left.
 //! 2. **Lease**: take the token's lease under a holder id unique to this run.
 //!    Taking is idempotent for one holder, so a reply lost on the way back is
-//!    simply asked for again.
+//!    simply asked for again. The store also says whether another holder
+//!    first took the lease recently ([`LeaseGrant::TakenAfterAnother`]).
 //! 3. Lease held by another replica: **poll** (read, then try the lease again)
 //!    with backoff, until an answer appears, the lease is free, or the
 //!    request's resolve timeout passes (then a retryable timeout).
-//! 4. Lease held here: admission by the **upstream limits**, a **re-check**
-//!    of the store (the previous holder may have published and released in
-//!    between), then the **upstream call**, while the lease is **renewed**
-//!    every third of its length. A definitive refusal is checked against the
-//!    store once more (a customer found by another redemption wins), the
-//!    answer is **delivered** to the local waiters, **published** (tried
-//!    again until it lands or the resolve timeout passes, still renewing),
-//!    and the lease **released**.
-//! 5. When the store cannot be reached: resolve without it or refuse, as
-//!    configured ([`StoreUnavailable`]). A call that timed out may still have
-//!    been applied, so a replica that resolved without the store still renews,
-//!    publishes and releases, best-effort, under its holder id.
+//! 4. Lease held here: a **re-check** of the store (the previous holder may
+//!    have published and released in between), admission by the **upstream
+//!    limits**, then the **upstream call**, while the lease is **renewed**
+//!    every quarter of its length. An "expired" answer is **settled** against
+//!    the store (a customer found by another redemption wins, and while
+//!    another redemption may still publish, the run waits for it). The answer
+//!    is **delivered** to the local waiters, **published** (tried again until
+//!    it lands or the resolve timeout passes, still renewing), and the lease
+//!    **released**.
+//! 5. When three looks in a row fail, the store counts as unavailable: resolve
+//!    without it or refuse, as configured ([`StoreUnavailable`]). A call that
+//!    timed out may still have been applied, so a replica that resolves
+//!    without the store still renews (or takes) the lease, publishes and
+//!    releases, best-effort, under its holder id.
 
 use std::future::Future;
 use std::pin::pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::Poll;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::{DynStore, LeaseHolder, StoreFailure, StoredAnswer, TokenDigest};
+use super::{
+    DynStore, LeaseGrant, LeaseHolder, LeaseTerms, StoreFailure, StoredAnswer, TokenDigest,
+};
 use crate::cache::{Outcome, Policy};
 use crate::error::ResolveError;
 use crate::upstream_limit::UpstreamLimit;
@@ -47,9 +53,11 @@ const MAX_POLL: Duration = Duration::from_millis(100);
 /// Consecutive failed polls, while waiting on another replica, before the
 /// store counts as unavailable.
 const MAX_POLL_FAILURES: u32 = 3;
-/// A lease lasts at least this many store timeouts, so that a renewal sent a
-/// third of the way through always lands before it ends.
+/// A lease lasts at least this many store timeouts.
 const MIN_LEASE_IN_TIMEOUTS: u32 = 3;
+/// Renewals per lease length: with renewals a quarter of a lease apart
+/// (counted from the last successful send), two in a row may fail.
+const RENEWALS_PER_LEASE: u32 = 4;
 
 /// What a replica does when the shared store does not answer in time.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -94,7 +102,7 @@ impl SharedStore {
         lease
             .unwrap_or_else(|| timeout.saturating_mul(4))
             .max(floor)
-            .max(Duration::from_millis(3))
+            .max(Duration::from_millis(4))
     }
 
     /// Gets the answer for `digest` across the fleet and hands it to
@@ -110,130 +118,171 @@ impl SharedStore {
         upstream: impl Future<Output = Outcome>,
         deliver: impl FnOnce(Delivered),
     ) {
-        let holder = LeaseHolder::unique();
-        let give_up = Instant::now() + policy.timeout;
+        let run = Run {
+            store: self,
+            digest,
+            holder: LeaseHolder::unique(),
+            policy,
+            give_up: Instant::now() + policy.timeout,
+            contested: AtomicBool::new(false),
+        };
         let mut pause = FIRST_POLL;
-        // Whether the store has answered this run at all, and how many looks
-        // in a row have failed since.
-        let mut reached = false;
+        // Looks in a row that failed, and whether a lease attempt may have
+        // been applied without this run learning it.
         let mut failures = 0;
+        let mut maybe_leased = false;
         loop {
-            match self.look(digest, &holder).await {
+            match run.look(&mut maybe_leased).await {
                 Ok(Look::Answer(answer)) => return deliver(from_store(answer)),
-                Ok(Look::Leased) => {
-                    return self
-                        .hold(digest, &holder, policy, limit, upstream, deliver)
-                        .await;
-                }
+                Ok(Look::Leased) => return run.hold(limit, upstream, deliver).await,
                 Ok(Look::HeldElsewhere) => {
-                    reached = true;
+                    run.contested.store(true, Ordering::Relaxed);
                     failures = 0;
                 }
                 Err(error) => {
-                    // Unreachable at first contact, or again and again while
-                    // waiting on another replica. A single failed poll just
-                    // polls again.
+                    // A slow reply is not an outage: only several failed
+                    // looks in a row count as the store being unavailable.
                     failures += 1;
-                    if !reached || failures >= MAX_POLL_FAILURES {
-                        return self
-                            .without_store(
-                                digest, &holder, &error, policy, limit, upstream, deliver,
-                            )
-                            .await;
+                    if failures >= MAX_POLL_FAILURES {
+                        return run.without_store(&error, limit, upstream, deliver).await;
                     }
                 }
             }
-            if Instant::now() + pause > give_up {
+            if Instant::now() + pause > run.give_up {
                 // The holder is still at work: the buyer's retry will find
                 // its answer.
-                return deliver((Err(ResolveError::Timeout), None));
+                deliver((Err(ResolveError::Timeout), None));
+                if maybe_leased {
+                    run.release().await;
+                }
+                return;
             }
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(MAX_POLL);
         }
     }
 
+    async fn call<T>(
+        &self,
+        call: impl Future<Output = Result<T, StoreFailure>>,
+    ) -> Result<T, StoreFailure> {
+        tokio::time::timeout(self.timeout, call)
+            .await
+            .unwrap_or_else(|_| Err(Box::new(TimedOut)))
+    }
+}
+
+/// One run of the protocol for one token on this replica.
+struct Run<'a> {
+    store: &'a SharedStore,
+    digest: TokenDigest,
+    holder: LeaseHolder,
+    policy: &'a Policy,
+    /// When waiting replicas give up: the request's resolve timeout.
+    give_up: Instant,
+    /// Whether another redemption of the token may be under way or done:
+    /// this run saw another holder, lost its lease, could not re-check the
+    /// store, or resolved without it. An "expired" answer is then not taken
+    /// at its word.
+    contested: AtomicBool,
+}
+
+impl Run<'_> {
+    fn store(&self) -> &dyn DynStore {
+        &*self.store.store
+    }
+
     /// One look: a stored answer, the lease won, or the lease held elsewhere.
-    async fn look(&self, digest: TokenDigest, holder: &LeaseHolder) -> Result<Look, StoreFailure> {
-        if let Some(answer) = self.call(self.store.read(digest)).await? {
+    async fn look(&self, maybe_leased: &mut bool) -> Result<Look, StoreFailure> {
+        let (digest, terms) = (self.digest, self.terms());
+        if let Some(answer) = self.store.call(self.store().read(digest)).await? {
             return Ok(Look::Answer(answer));
         }
         // Taking the lease is idempotent for one holder: a reply lost on the
         // way back is asked for again once.
-        let taken = match self
-            .call(self.store.try_lease(digest, holder, self.lease))
-            .await
-        {
-            Ok(taken) => taken,
-            Err(_) => {
-                self.call(self.store.try_lease(digest, holder, self.lease))
-                    .await?
+        let mut attempt = self
+            .store
+            .call(self.store().try_lease(digest, &self.holder, terms))
+            .await;
+        if attempt.is_err() {
+            *maybe_leased = true;
+            attempt = self
+                .store
+                .call(self.store().try_lease(digest, &self.holder, terms))
+                .await;
+        }
+        Ok(match attempt? {
+            LeaseGrant::Taken => Look::Leased,
+            LeaseGrant::TakenAfterAnother => {
+                self.contested.store(true, Ordering::Relaxed);
+                Look::Leased
             }
-        };
-        Ok(if taken {
-            Look::Leased
-        } else {
-            Look::HeldElsewhere
+            LeaseGrant::HeldElsewhere => Look::HeldElsewhere,
         })
+    }
+
+    /// This run's lease terms: the first holder may still be at work (its
+    /// upstream call, then publishing) for its upstream deadline plus the
+    /// resolve timeout after it took the lease.
+    fn terms(&self) -> LeaseTerms {
+        LeaseTerms {
+            lease: self.store.lease,
+            remember: self.policy.upstream_deadline() + self.policy.timeout + self.store.lease,
+        }
     }
 
     /// This run holds the lease: re-check, call upstream while renewing,
     /// deliver, publish, release.
     async fn hold(
         &self,
-        digest: TokenDigest,
-        holder: &LeaseHolder,
-        policy: &Policy,
         limit: &UpstreamLimit,
         upstream: impl Future<Output = Outcome>,
         deliver: impl FnOnce(Delivered),
     ) {
         let work = async {
-            let permit = match limit.admit() {
-                Ok(permit) => permit,
-                Err(refused) => return deliver((Err(refused), None)),
-            };
             // The previous holder may have published and released between our
             // read and our lease.
-            match self.read_twice(digest).await {
+            match self.recheck().await {
                 Ok(Some(answer)) => return deliver(from_store(answer)),
                 Ok(None) => {}
                 Err(error) => {
-                    if self.on_unavailable == StoreUnavailable::FailClosed {
+                    if self.store.on_unavailable == StoreUnavailable::FailClosed {
                         tracing::warn!(%error, "shared store unavailable: refusing to resolve");
                         return deliver(store_unavailable());
                     }
                     // The lease is ours: the others wait for this replica.
                     tracing::warn!(%error, "shared store unavailable for the re-check: resolving under the lease");
+                    self.contested.store(true, Ordering::Relaxed);
                 }
             }
+            let permit = match limit.admit() {
+                Ok(permit) => permit,
+                Err(refused) => return deliver((Err(refused), None)),
+            };
             let outcome = upstream.await;
             drop(permit);
-            self.finish(digest, outcome, policy, deliver).await;
+            self.finish(outcome, deliver).await;
         };
-        self.renewing(digest, holder, true, work).await;
-        self.release(digest, holder).await;
+        self.renewing(false, work).await;
+        self.release().await;
     }
 
     /// The store could not be reached: resolve without it, or refuse.
-    #[allow(clippy::too_many_arguments)]
     async fn without_store(
         &self,
-        digest: TokenDigest,
-        holder: &LeaseHolder,
         error: &StoreFailure,
-        policy: &Policy,
         limit: &UpstreamLimit,
         upstream: impl Future<Output = Outcome>,
         deliver: impl FnOnce(Delivered),
     ) {
-        match self.on_unavailable {
+        match self.store.on_unavailable {
             StoreUnavailable::FailClosed => {
                 tracing::warn!(%error, "shared store unavailable: refusing to resolve");
                 deliver(store_unavailable());
             }
             StoreUnavailable::ResolveLocally => {
                 tracing::warn!(%error, "shared store unavailable: resolving without it");
+                self.contested.store(true, Ordering::Relaxed);
                 let work = async {
                     let permit = match limit.admit() {
                         Ok(permit) => permit,
@@ -241,52 +290,93 @@ impl SharedStore {
                     };
                     let outcome = upstream.await;
                     drop(permit);
-                    self.finish(digest, outcome, policy, deliver).await;
+                    self.finish(outcome, deliver).await;
                 };
-                // A lease call that timed out may have been applied: keep that
-                // lease alive while resolving, then end it.
-                self.renewing(digest, holder, false, work).await;
+                // A lease attempt that timed out may have been applied: keep
+                // that lease alive (or take it, once the store answers) while
+                // resolving, then end it.
+                self.renewing(true, work).await;
             }
         }
         // Whatever the store did with calls that timed out, leave no lease.
-        self.release(digest, holder).await;
+        self.release().await;
     }
 
     /// Settles an upstream outcome against the store, delivers it, and
     /// publishes it for the other replicas.
-    async fn finish(
-        &self,
-        digest: TokenDigest,
-        outcome: Outcome,
-        policy: &Policy,
-        deliver: impl FnOnce(Delivered),
-    ) {
-        if matches!(&outcome, Err(refusal) if refusal.is_definitive())
-            && let Ok(Some(answer)) = self.call(self.store.read(digest)).await
-            && answer.is_customer()
-        {
-            // Another redemption of this token found the customer (a lease
-            // that lapsed, a replica that resolved without the store): the
-            // refusal is this token being used up, not a wrong token.
-            return deliver(from_store(answer));
-        }
-        let lifetime = policy.lifetime_of(&outcome);
+    async fn finish(&self, outcome: Outcome, deliver: impl FnOnce(Delivered)) {
+        let outcome = match outcome {
+            Err(ResolveError::ExpiredToken) => match self.settle_expired().await {
+                Settled::Customer(answer) => return deliver(from_store(answer)),
+                Settled::Unknown(retryable) => return deliver((Err(retryable), None)),
+                Settled::Expired => Err(ResolveError::ExpiredToken),
+            },
+            outcome => outcome,
+        };
+        let lifetime = self.policy.lifetime_of(&outcome);
         let answer = lifetime.and_then(|lifetime| StoredAnswer::new(&outcome, lifetime));
         deliver((outcome, lifetime));
         if let Some(answer) = answer.filter(|a| !a.lifetime().is_zero()) {
-            self.publish(digest, &answer, policy.timeout).await;
+            self.publish(&answer).await;
+        }
+    }
+
+    /// AWS answered "expired": the token may have been used up by another
+    /// redemption of this very token (a lease that lapsed, a replica that
+    /// resolved without the store), whose customer then wins.
+    async fn settle_expired(&self) -> Settled {
+        let mut pause = FIRST_POLL;
+        loop {
+            match self.store.call(self.store().read(self.digest)).await {
+                Ok(Some(answer)) if answer.is_customer() => return Settled::Customer(answer),
+                Ok(_) if !self.contested.load(Ordering::Relaxed) => return Settled::Expired,
+                // Another redemption may still publish: wait for it, as long
+                // as the request would.
+                Ok(_) => {}
+                Err(error) => tracing::debug!(%error, "could not check an expired token"),
+            }
+            if Instant::now() + pause > self.give_up {
+                // Not known: the buyer's retry settles it.
+                return Settled::Unknown(ResolveError::Timeout);
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(MAX_POLL);
+        }
+    }
+
+    /// The stored answer, asked up to [`MAX_POLL_FAILURES`] times if the store
+    /// fails.
+    async fn recheck(&self) -> Result<Option<StoredAnswer>, StoreFailure> {
+        let mut pause = FIRST_POLL;
+        let mut failures = 0;
+        loop {
+            match self.store.call(self.store().read(self.digest)).await {
+                Ok(answer) => return Ok(answer),
+                Err(error) => {
+                    failures += 1;
+                    if failures >= MAX_POLL_FAILURES {
+                        return Err(error);
+                    }
+                }
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(MAX_POLL);
         }
     }
 
     /// Publishes `answer`, trying again with backoff (publishing is
-    /// idempotent) until it lands or `patience` has passed: while a holder
-    /// keeps trying, its lease is renewed and the others wait for the answer
-    /// instead of redeeming the token again.
-    async fn publish(&self, digest: TokenDigest, answer: &StoredAnswer, patience: Duration) {
-        let give_up = Instant::now() + patience;
+    /// idempotent) until it lands or the resolve timeout has passed: while a
+    /// holder keeps trying, its lease is renewed and the others wait for the
+    /// answer instead of redeeming the token again.
+    async fn publish(&self, answer: &StoredAnswer) {
+        let give_up = Instant::now() + self.policy.timeout;
         let mut pause = FIRST_POLL;
         loop {
-            let error = match self.call(self.store.publish(digest, answer)).await {
+            let error = match self
+                .store
+                .call(self.store().publish(self.digest, answer))
+                .await
+            {
                 Ok(()) => return,
                 Err(error) => error,
             };
@@ -300,32 +390,56 @@ impl SharedStore {
         }
     }
 
-    /// Runs `work` while renewing `holder`'s lease every third of its length.
-    /// `held`: whether the lease is known to be held (a lost lease is then
-    /// worth a warning).
-    async fn renewing(
-        &self,
-        digest: TokenDigest,
-        holder: &LeaseHolder,
-        held: bool,
-        work: impl Future<Output = ()>,
-    ) {
+    /// Runs `work` while keeping this run's lease: renewed every quarter of
+    /// its length, counted from when the last renewal that succeeded was
+    /// sent, so that two renewals in a row can fail before it lapses. A lease
+    /// found free (it lapsed, or the store lost it) is taken again; one found
+    /// held by another replica is given up, and the run counts as contested.
+    /// `at_once`: the first renewal goes out now (the lease, if any, was
+    /// asked for a while ago).
+    async fn renewing(&self, at_once: bool, work: impl Future<Output = ()>) {
         let renewals = async {
-            let every = self.lease / MIN_LEASE_IN_TIMEOUTS;
+            let lease = self.store.lease;
+            let every = lease / RENEWALS_PER_LEASE;
+            let mut next = Instant::now() + if at_once { Duration::ZERO } else { every };
             loop {
-                tokio::time::sleep(every).await;
-                match self
-                    .call(self.store.extend_lease(digest, holder, self.lease))
-                    .await
-                {
-                    Ok(true) => {}
+                tokio::time::sleep_until(next).await;
+                let sent = Instant::now();
+                let extended = self
+                    .store
+                    .call(self.store().extend_lease(self.digest, &self.holder, lease))
+                    .await;
+                let kept = match extended {
+                    Ok(true) => Ok(LeaseGrant::Taken),
                     Ok(false) => {
-                        if held {
-                            tracing::warn!("a lease ended while its holder was resolving");
+                        self.store
+                            .call(
+                                self.store()
+                                    .try_lease(self.digest, &self.holder, self.terms()),
+                            )
+                            .await
+                    }
+                    Err(error) => Err(error),
+                };
+                match kept {
+                    Ok(LeaseGrant::Taken) => next = sent + every,
+                    Ok(LeaseGrant::TakenAfterAnother) => {
+                        self.contested.store(true, Ordering::Relaxed);
+                        next = sent + every;
+                    }
+                    Ok(LeaseGrant::HeldElsewhere) => {
+                        if !at_once {
+                            tracing::warn!(
+                                "another replica took the lease while its holder was resolving"
+                            );
                         }
+                        self.contested.store(true, Ordering::Relaxed);
                         return;
                     }
-                    Err(error) => tracing::debug!(%error, "could not renew a lease"),
+                    Err(error) => {
+                        tracing::debug!(%error, "could not renew a lease");
+                        next = (sent + every).max(Instant::now());
+                    }
                 }
             }
         };
@@ -344,33 +458,31 @@ impl SharedStore {
         .await;
     }
 
-    /// The stored answer, asked twice if the first call fails.
-    async fn read_twice(&self, digest: TokenDigest) -> Result<Option<StoredAnswer>, StoreFailure> {
-        match self.call(self.store.read(digest)).await {
-            Ok(answer) => Ok(answer),
-            Err(_) => self.call(self.store.read(digest)).await,
-        }
-    }
-
-    /// Ends `holder`'s lease, asked twice if the first call fails; a lease
+    /// Ends this run's lease, asked twice if the first call fails; a lease
     /// that could not be released ends on its own.
-    async fn release(&self, digest: TokenDigest, holder: &LeaseHolder) {
+    async fn release(&self) {
         for _ in 0..2 {
-            match self.call(self.store.release_lease(digest, holder)).await {
+            match self
+                .store
+                .call(self.store().release_lease(self.digest, &self.holder))
+                .await
+            {
                 Ok(_) => return,
                 Err(error) => tracing::debug!(%error, "could not release a lease"),
             }
         }
     }
+}
 
-    async fn call<T>(
-        &self,
-        call: impl Future<Output = Result<T, StoreFailure>>,
-    ) -> Result<T, StoreFailure> {
-        tokio::time::timeout(self.timeout, call)
-            .await
-            .unwrap_or_else(|_| Err(Box::new(TimedOut)))
-    }
+/// What an "expired" answer turned out to be.
+enum Settled {
+    /// Another redemption found the customer.
+    Customer(StoredAnswer),
+    /// Expired indeed: no other redemption was in sight.
+    Expired,
+    /// Another redemption may have found the customer, but it is not known
+    /// yet: a retryable answer.
+    Unknown(ResolveError),
 }
 
 fn from_store(answer: StoredAnswer) -> Delivered {

@@ -4,7 +4,9 @@
 //!
 //! - `<prefix>answer:<digest>`: the published answer
 //!   ([`StoredAnswer::encode`]), expiring with its lifetime (`PX`);
-//! - `<prefix>lease:<digest>`: the lease holder's id, expiring with the lease.
+//! - `<prefix>lease:<digest>`: the lease holder's id, expiring with the lease;
+//! - `<prefix>taker:<digest>`: who first took the lease, remembered a while
+//!   longer (see [`LeaseTerms::remember`]).
 //!
 //! Every write is a short Lua script run with `EVAL` (so a fresh or failed-over
 //! server needs nothing loaded), atomic on the server: taking the lease when
@@ -18,7 +20,10 @@ use std::time::Duration;
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use ::redis::{Client, RedisError, Value};
 
-use super::{LeaseHolder, ResolutionStore, STORED_CUSTOMER_PREFIX, StoredAnswer, TokenDigest};
+use super::{
+    LeaseGrant, LeaseHolder, LeaseTerms, ResolutionStore, STORED_CUSTOMER_PREFIX, StoredAnswer,
+    TokenDigest,
+};
 
 /// Default for [`RedisStore::key_prefix`].
 pub const DEFAULT_REDIS_KEY_PREFIX: &str = "tower-resolve-customer:";
@@ -36,7 +41,9 @@ if not answer then return false end
 return {answer, redis.call("PTTL", KEYS[1])}
 "#;
 
-/// Takes the lease if free, renews it if already this holder's.
+/// Takes the lease (`KEYS[1]`) if free, renews it if already this holder's,
+/// and remembers who first took it (`KEYS[2]`): 0 held elsewhere, 1 taken, 2
+/// taken after another holder.
 const TRY_LEASE: &str = r#"
 local holder = redis.call("GET", KEYS[1])
 if holder == ARGV[1] then
@@ -45,6 +52,8 @@ if holder == ARGV[1] then
 end
 if holder then return 0 end
 redis.call("SET", KEYS[1], ARGV[1], "PX", ARGV[2])
+redis.call("SET", KEYS[2], ARGV[1], "NX", "PX", ARGV[3])
+if redis.call("GET", KEYS[2]) ~= ARGV[1] then return 2 end
 return 1
 "#;
 
@@ -184,16 +193,20 @@ impl RedisStore {
         format!("{}lease:{token}", self.prefix)
     }
 
-    /// Runs `script` on `key` with `args`.
+    fn taker_key(&self, token: TokenDigest) -> String {
+        format!("{}taker:{token}", self.prefix)
+    }
+
+    /// Runs `script` on `keys` with `args`.
     async fn eval<T: ::redis::FromRedisValue>(
         &self,
         script: &str,
-        key: String,
+        keys: &[String],
         args: &[&str],
     ) -> Result<T, RedisStoreError> {
         let mut connection = self.connection()?;
         let mut command = ::redis::cmd("EVAL");
-        command.arg(script).arg(1).arg(key);
+        command.arg(script).arg(keys.len()).arg(keys);
         for arg in args {
             command.arg(*arg);
         }
@@ -208,7 +221,7 @@ impl ResolutionStore for RedisStore {
     type Error = RedisStoreError;
 
     async fn read(&self, token: TokenDigest) -> Result<Option<StoredAnswer>, RedisStoreError> {
-        let reply: Value = self.eval(READ, self.answer_key(token), &[]).await?;
+        let reply: Value = self.eval(READ, &[self.answer_key(token)], &[]).await?;
         let (text, ttl): (String, i64) = match reply {
             Value::Nil => return Ok(None),
             reply => ::redis::from_redis_value(reply).map_err(|e| RedisStoreError(e.into()))?,
@@ -229,17 +242,18 @@ impl ResolutionStore for RedisStore {
         &self,
         token: TokenDigest,
         holder: &LeaseHolder,
-        duration: Duration,
-    ) -> Result<bool, RedisStoreError> {
-        let millis = millis(duration);
-        let taken: i64 = self
-            .eval(
-                TRY_LEASE,
-                self.lease_key(token),
-                &[holder.as_str(), &millis],
-            )
+        terms: LeaseTerms,
+    ) -> Result<LeaseGrant, RedisStoreError> {
+        let (lease, remember) = (millis(terms.lease), millis(terms.remember.max(terms.lease)));
+        let keys = [self.lease_key(token), self.taker_key(token)];
+        let grant: i64 = self
+            .eval(TRY_LEASE, &keys, &[holder.as_str(), &lease, &remember])
             .await?;
-        Ok(taken == 1)
+        Ok(match grant {
+            0 => LeaseGrant::HeldElsewhere,
+            2 => LeaseGrant::TakenAfterAnother,
+            _ => LeaseGrant::Taken,
+        })
     }
 
     async fn extend_lease(
@@ -252,7 +266,7 @@ impl ResolutionStore for RedisStore {
         let extended: i64 = self
             .eval(
                 EXTEND_LEASE,
-                self.lease_key(token),
+                &[self.lease_key(token)],
                 &[holder.as_str(), &millis],
             )
             .await?;
@@ -269,7 +283,7 @@ impl ResolutionStore for RedisStore {
         let _: i64 = self
             .eval(
                 PUBLISH,
-                self.answer_key(token),
+                &[self.answer_key(token)],
                 &[&text, &millis, STORED_CUSTOMER_PREFIX],
             )
             .await?;
@@ -282,7 +296,7 @@ impl ResolutionStore for RedisStore {
         holder: &LeaseHolder,
     ) -> Result<bool, RedisStoreError> {
         let released: i64 = self
-            .eval(RELEASE_LEASE, self.lease_key(token), &[holder.as_str()])
+            .eval(RELEASE_LEASE, &[self.lease_key(token)], &[holder.as_str()])
             .await?;
         Ok(released == 1)
     }

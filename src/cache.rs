@@ -442,19 +442,21 @@ struct Completion {
 impl Completion {
     /// Hands `outcome` to every waiter and keeps it for `lifetime`, if any.
     fn finish(self, outcome: Outcome, lifetime: Option<Duration>) {
-        self.slot.complete(outcome.clone());
+        // Cached before the waiters wake, so whatever they do next (another
+        // request, a look at the stats) finds it there.
         if let Some(lifetime) = lifetime.filter(|l| !l.is_zero()) {
-            match outcome {
+            match &outcome {
                 Ok(customer) => {
-                    let fresh = Fresh::new(customer, lifetime);
+                    let fresh = Fresh::new(customer.clone(), lifetime);
                     self.inner.answers.insert(self.key, fresh);
                 }
                 Err(refusal) => {
-                    let fresh = Fresh::new(refusal, lifetime);
+                    let fresh = Fresh::new(refusal.clone(), lifetime);
                     self.inner.refusals.insert(self.key, fresh);
                 }
             }
         }
+        self.slot.complete(outcome);
         // Dropping `self` now leaves the in-flight map.
     }
 }

@@ -318,12 +318,19 @@ fn customer_answer(customer: &ResolvedCustomer) -> StoredAnswer {
     StoredAnswer::decode(&text, Duration::from_secs(60)).unwrap()
 }
 
+/// How a replica reaches the emulator: in process (paused time) or over
+/// loopback HTTP with the AWS SDK (real time).
+type Upstream<R> = fn(&MeteringEmulator) -> R;
+
 /// A buyer's submission and double submit land on two replicas at once.
-async fn double_submit_on_two_replicas<S: ResolutionStore>(links: impl Fn() -> S) {
+async fn double_submit_on_two_replicas<S: ResolutionStore, R: Resolver>(
+    links: impl Fn() -> S,
+    upstream: Upstream<R>,
+) {
     let (emulator, tokens) = single_use_emulator(1).await;
     let token = &tokens[0];
-    let a = Replica::new(links(), emulator.in_process_resolver(), |b| b);
-    let b = Replica::new(links(), emulator.in_process_resolver(), |b| b);
+    let a = Replica::new(links(), upstream(&emulator), |b| b);
+    let b = Replica::new(links(), upstream(&emulator), |b| b);
     let (first, second) = within("both submissions", async {
         tokio::join!(a.submit(token, 5), b.submit(token, 5))
     })
@@ -339,10 +346,13 @@ async fn double_submit_on_two_replicas<S: ResolutionStore>(links: impl Fn() -> S
 }
 
 /// Tokens submitted several times each, spread over five replicas.
-async fn submissions_spread_over_five_replicas<S: ResolutionStore>(links: impl Fn() -> S) {
+async fn submissions_spread_over_five_replicas<S: ResolutionStore, R: Resolver>(
+    links: impl Fn() -> S,
+    upstream: Upstream<R>,
+) {
     let (emulator, tokens) = single_use_emulator(10).await;
     let replicas: Vec<Replica> = (0..5)
-        .map(|_| Replica::new(links(), emulator.in_process_resolver(), |b| b))
+        .map(|_| Replica::new(links(), upstream(&emulator), |b| b))
         .collect();
     let mut submissions = tokio::task::JoinSet::new();
     for (i, token) in tokens.iter().enumerate() {
@@ -428,13 +438,14 @@ async fn memory_store_keeps_the_contract() {
 #[tokio::test(start_paused = true)]
 async fn memory_double_submit_on_two_replicas() {
     let store = MemoryStore::new();
-    double_submit_on_two_replicas(|| store.link()).await;
+    double_submit_on_two_replicas(|| store.link(), MeteringEmulator::in_process_resolver).await;
 }
 
 #[tokio::test(start_paused = true)]
 async fn memory_submissions_spread_over_five_replicas() {
     let store = MemoryStore::new();
-    submissions_spread_over_five_replicas(|| store.link()).await;
+    submissions_spread_over_five_replicas(|| store.link(), MeteringEmulator::in_process_resolver)
+        .await;
 }
 
 #[tokio::test(start_paused = true)]
@@ -1048,5 +1059,205 @@ async fn memory_a_junk_flood_is_bounded_before_the_store() {
     for replica in &replicas {
         let stats = replica.resolutions().stats();
         assert_eq!(stats.store_lookups, 0, "{stats:?}");
+    }
+}
+
+// ---------------------------------------------------------------------------
+// RedisStore: the suite on a real redis-server, and faults through a proxy
+// ---------------------------------------------------------------------------
+
+#[cfg(feature = "redis")]
+mod redis_store {
+    use super::*;
+    use common::fault_proxy::{Action, FaultProxy};
+    use common::redis_server::RedisServer;
+    use tower_resolve_customer::RedisStore;
+
+    fn store(redis: &RedisServer) -> RedisStore {
+        RedisStore::new(&redis.url()).expect("a valid Redis URL")
+    }
+
+    async fn proxy_to(redis: &RedisServer) -> (FaultProxy, RedisStore) {
+        let proxy = FaultProxy::start(redis.addr())
+            .await
+            .expect("the fault proxy starts");
+        let store = RedisStore::new(&proxy.url()).expect("a valid Redis URL");
+        (proxy, store)
+    }
+
+    /// Whether a request the proxy saw is an attempt at a lease (the script
+    /// that may `SET` a lease key).
+    fn is_lease_attempt(request: &[String]) -> bool {
+        request[0] == "EVAL"
+            && request
+                .get(1)
+                .is_some_and(|script| script.contains("\"NX\""))
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn redis_store_keeps_the_contract() {
+        let Some(redis) = RedisServer::start() else {
+            return;
+        };
+        contract(&store(&redis), &store(&redis)).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn redis_double_submit_on_two_replicas() {
+        let Some(redis) = RedisServer::start() else {
+            return;
+        };
+        double_submit_on_two_replicas(|| store(&redis), MeteringEmulator::resolver).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn redis_submissions_spread_over_five_replicas() {
+        let Some(redis) = RedisServer::start() else {
+            return;
+        };
+        submissions_spread_over_five_replicas(|| store(&redis), MeteringEmulator::resolver).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn redis_two_routes_over_one_resolutions() {
+        let Some(redis) = RedisServer::start() else {
+            return;
+        };
+        two_routes_over_one_resolutions(store(&redis)).await;
+    }
+
+    /// Replica A (behind its faulty proxy) and replica B (behind a proxy
+    /// that only counts) over one Redis and one single-use emulator; A's
+    /// upstream calls are held until released.
+    struct Pair {
+        emulator: MeteringEmulator,
+        token: String,
+        a: Replica,
+        b: Replica,
+        b_proxy: FaultProxy,
+        a_upstream: Gated<tower_resolve_customer::emulator::InProcessResolver>,
+    }
+
+    async fn pair(redis: &RedisServer, a_link: RedisStore) -> Pair {
+        let (emulator, tokens) = single_use_emulator(1).await;
+        let a_upstream = Gated::new(emulator.in_process_resolver());
+        let a = Replica::new(a_link, a_upstream.clone(), |b| b);
+        let (b_proxy, b_link) = proxy_to(redis).await;
+        let b = Replica::new(b_link, emulator.in_process_resolver(), |b| b);
+        Pair {
+            emulator,
+            token: tokens[0].clone(),
+            a,
+            b,
+            b_proxy,
+            a_upstream,
+        }
+    }
+
+    /// Runs the buyer's submission on A and, once A holds the lease and is
+    /// calling upstream, the double submit on B; once B has found A's lease
+    /// held twice, releases A: both get the customer, from one upstream call.
+    async fn buyer_and_double_submit(pair: &Pair) {
+        let first = spawn_submit(&pair.a, &pair.token, 1);
+        pair.a_upstream.wait_started(1).await;
+        let second = spawn_submit(&pair.b, &pair.token, 1);
+        within(
+            "B to find A's lease",
+            pair.b_proxy.wait_for_where(is_lease_attempt, 2),
+        )
+        .await;
+        pair.a_upstream.release(1);
+        assert_eq!(ending("A", first).await, account_of(&pair.token));
+        assert_eq!(ending("B", second).await, account_of(&pair.token));
+        assert_eq!(pair.emulator.calls_for(&pair.token), 1);
+        assert_eq!(pair.emulator.redemptions_of(&pair.token), 1);
+    }
+
+    /// A's lease attempt reaches Redis, but its reply arrives after the store
+    /// timeout: A asks again under the same holder id and finds the lease its
+    /// own.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn redis_a_lease_reply_past_the_timeout_is_asked_again() {
+        let Some(redis) = RedisServer::start() else {
+            return;
+        };
+        let (proxy, a_link) = proxy_to(&redis).await;
+        proxy.script([Action::Pass, Action::Stall]);
+        let pair = pair(&redis, a_link).await;
+        buyer_and_double_submit(&pair).await;
+        assert_eq!(proxy.faults_met(), 1);
+    }
+
+    /// A's lease attempts are applied by Redis but answered too late, look
+    /// after look, until A resolves without the store: A still renews the
+    /// lease it holds without knowing, publishes and releases, so B's double
+    /// submit waits for A's answer.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn redis_a_lease_applied_but_never_acknowledged_is_still_published_and_released() {
+        let Some(redis) = RedisServer::start() else {
+            return;
+        };
+        let (proxy, a_link) = proxy_to(&redis).await;
+        // Three looks: a read that passes, then two lease attempts stalled
+        // until the next request releases them (too late for A).
+        for _ in 0..3 {
+            proxy.script([Action::Pass, Action::Stall, Action::Stall]);
+        }
+        let pair = pair(&redis, a_link).await;
+        buyer_and_double_submit(&pair).await;
+        assert_eq!(proxy.faults_met(), 6, "A resolved without the store");
+        // A releases the lease it never learned it held.
+        within("A's release", proxy.wait_for_where(is_lease_release, 1)).await;
+    }
+
+    /// Whether a request the proxy saw releases a lease.
+    fn is_lease_release(request: &[String]) -> bool {
+        request[0] == "EVAL"
+            && request
+                .get(1)
+                .is_some_and(|script| script.contains("\"DEL\""))
+    }
+
+    /// A's connection is cut while its lease attempt is in flight (never
+    /// applied): A reconnects, asks again, and holds the lease.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn redis_a_connection_cut_mid_command_is_asked_again() {
+        let Some(redis) = RedisServer::start() else {
+            return;
+        };
+        let (proxy, a_link) = proxy_to(&redis).await;
+        proxy.script([Action::Pass, Action::Cut]);
+        let pair = pair(&redis, a_link).await;
+        buyer_and_double_submit(&pair).await;
+        assert_eq!(proxy.faults_met(), 1);
+    }
+
+    /// A's publish reaches Redis but its reply arrives after the timeout, and
+    /// then a connection is cut under the next attempt: A publishes again
+    /// until it lands, B waits for it, one redemption.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn redis_a_publish_reply_past_the_timeout_is_published_again() {
+        let Some(redis) = RedisServer::start() else {
+            return;
+        };
+        let (proxy, a_link) = proxy_to(&redis).await;
+        let (emulator, tokens) = single_use_emulator(1).await;
+        let token = &tokens[0];
+        // Read, lease, re-check pass; the publish stalls; its retry is cut.
+        proxy.script([
+            Action::Pass,
+            Action::Pass,
+            Action::Pass,
+            Action::Stall,
+            Action::Cut,
+        ]);
+        let a = Replica::new(a_link, emulator.in_process_resolver(), |b| b);
+        let b = Replica::new(store(&redis), emulator.in_process_resolver(), |b| b);
+        assert_eq!(a.submit(token, 1).await, account_of(token));
+        // A answered its buyer before publishing; the double submit on B
+        // waits on A's lease until the answer lands.
+        assert_eq!(b.submit(token, 1).await, account_of(token));
+        assert_eq!(emulator.calls_for(token), 1);
+        assert_eq!(proxy.faults_met(), 2);
     }
 }

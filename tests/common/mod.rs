@@ -3,6 +3,8 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod fault_proxy;
+#[cfg(feature = "redis")]
+pub mod redis_server;
 
 use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;

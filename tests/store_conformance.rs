@@ -425,6 +425,54 @@ async fn two_routes_over_one_resolutions<S: ResolutionStore>(link: S) {
     assert_eq!(form.resolutions().stats().customers, 1);
 }
 
+/// Store round trips per request kind, counted by `round_trips` (every call
+/// that reached the store so far): a new token costs five (read, lease,
+/// re-check, publish, release), a cache hit none, a double submit landing on
+/// another replica after the answer was published one (a read), a junk token
+/// five.
+async fn round_trips_per_request_kind<S: ResolutionStore>(
+    a_link: S,
+    b_link: S,
+    round_trips: impl Fn() -> u64,
+) {
+    let (emulator, tokens) = single_use_emulator(1).await;
+    let token = &tokens[0];
+    let a = Replica::new(a_link, emulator.in_process_resolver(), |b| b);
+    let b = Replica::new(b_link, emulator.in_process_resolver(), |b| b);
+    let mut counted = Vec::new();
+    let mut last = round_trips();
+    for (replica, token) in [
+        (&a, token.as_str()),
+        (&a, token),
+        (&b, token),
+        (&a, "JunkJunkJunk"),
+    ] {
+        replica.submit(token, 1).await;
+        // The replica answers before it publishes and releases.
+        within("the run to end", async {
+            while replica.resolutions().stats().store_lookups > 0 {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await;
+        let now = round_trips();
+        counted.push(now - last);
+        last = now;
+    }
+    assert_eq!(
+        counted,
+        [5, 0, 1, 5],
+        "round trips for a new token, a cache hit, a double submit on another replica, a junk token"
+    );
+    assert_eq!(emulator.calls_for(token), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn memory_round_trips_per_request_kind() {
+    let store = MemoryStore::new();
+    round_trips_per_request_kind(store.link(), store.link(), || store.total_calls()).await;
+}
+
 // ---------------------------------------------------------------------------
 // MemoryStore: the suite, and every fault, on paused time
 // ---------------------------------------------------------------------------
@@ -1124,6 +1172,19 @@ mod redis_store {
             return;
         };
         two_routes_over_one_resolutions(store(&redis)).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn redis_round_trips_per_request_kind() {
+        let Some(redis) = RedisServer::start() else {
+            return;
+        };
+        let (a_proxy, a_link) = proxy_to(&redis).await;
+        let (b_proxy, b_link) = proxy_to(&redis).await;
+        round_trips_per_request_kind(a_link, b_link, || {
+            (a_proxy.seen("EVAL") + b_proxy.seen("EVAL")) as u64
+        })
+        .await;
     }
 
     /// Replica A (behind its faulty proxy) and replica B (behind a proxy

@@ -36,14 +36,15 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::customer::ResolvedCustomer;
-use crate::error::{ResolveError, outcome_kind};
+use crate::error::ResolveError;
+use crate::rejection::{Rejection, outcome_kind};
 use crate::resolver::DynResolver;
 use crate::store::TokenDigest;
 use crate::store::protocol::SharedStore;
 use crate::token::RegistrationToken;
 use crate::upstream_limit::{MissRate, UpstreamLimit};
 
-pub(crate) type Outcome = Result<ResolvedCustomer, ResolveError>;
+pub(crate) type Outcome = Result<ResolvedCustomer, Rejection>;
 
 /// The cache key: a digest of the token.
 pub(crate) type TokenKey = u128;
@@ -130,7 +131,7 @@ impl Policy {
     pub(crate) fn lifetime_of(&self, outcome: &Outcome) -> Option<Duration> {
         match outcome {
             Ok(_) => Some(self.ttl),
-            Err(refusal) if refusal.is_definitive() => Some(self.negative_ttl),
+            Err(Rejection::Resolve(refusal)) if refusal.is_definitive() => Some(self.negative_ttl),
             Err(_) => None,
         }
     }
@@ -338,10 +339,10 @@ impl DedupeCache {
             }
             let outcome = tokio::time::timeout(self.inner.policy.timeout, slot.wait())
                 .await
-                .unwrap_or(Err(ResolveError::Timeout));
+                .unwrap_or(Err(Rejection::Resolve(ResolveError::Timeout)));
             // Through a store, the upstream limits are met only under the lease.
             let status = match (&outcome, status) {
-                (Err(ResolveError::Overloaded { .. }), CacheStatus::Miss) => CacheStatus::Refused,
+                (Err(Rejection::Overloaded { .. }), CacheStatus::Miss) => CacheStatus::Refused,
                 (_, status) => status,
             };
             return (outcome, status);
@@ -363,7 +364,9 @@ impl Inner {
             return Some(Ok(customer.value));
         }
         match self.refusals.get(&key) {
-            Some(refusal) if now < refusal.expires_at => Some(Err(refusal.value)),
+            Some(refusal) if now < refusal.expires_at => {
+                Some(Err(Rejection::Resolve(refusal.value)))
+            }
             _ => None,
         }
     }
@@ -375,7 +378,8 @@ impl Inner {
         let started = Instant::now();
         let outcome = tokio::time::timeout(deadline, self.resolver.resolve_boxed(token))
             .await
-            .unwrap_or(Err(ResolveError::Timeout));
+            .unwrap_or(Err(ResolveError::Timeout))
+            .map_err(Rejection::Resolve);
         tracing::debug!(
             outcome = outcome_kind(&outcome),
             upstream_latency_us = started.elapsed().as_micros() as u64,
@@ -450,10 +454,11 @@ impl Completion {
                     let fresh = Fresh::new(customer.clone(), lifetime);
                     self.inner.answers.insert(self.key, fresh);
                 }
-                Err(refusal) => {
+                Err(Rejection::Resolve(refusal)) => {
                     let fresh = Fresh::new(refusal.clone(), lifetime);
                     self.inner.refusals.insert(self.key, fresh);
                 }
+                Err(_) => {}
             }
         }
         self.slot.complete(outcome);
@@ -467,9 +472,11 @@ impl Drop for Completion {
             // Unwinding: the resolver panicked, a bug (500). Otherwise the task
             // was dropped unfinished, as when the runtime shuts down (503).
             self.slot.complete(Err(if std::thread::panicking() {
-                ResolveError::Internal
+                Rejection::Internal
             } else {
-                ResolveError::unavailable("the resolve task ended without an answer")
+                Rejection::Resolve(ResolveError::unavailable(
+                    "the resolve task ended without an answer",
+                ))
             }));
         }
         let shard = self.inner.shard(self.key);

@@ -7,7 +7,7 @@ use http::request::Parts;
 use http_body::Body;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 
-use crate::error::ResolveError;
+use crate::rejection::Rejection;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -18,14 +18,14 @@ pub(crate) struct BufferedBody {
 }
 
 /// Refuses, before reading anything, a body whose declared length is over `limit`.
-pub(crate) fn check_content_length(parts: &Parts, limit: usize) -> Result<(), ResolveError> {
+pub(crate) fn check_content_length(parts: &Parts, limit: usize) -> Result<(), Rejection> {
     let declared = parts
         .headers
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
     match declared {
-        Some(len) if len > limit as u64 => Err(ResolveError::BodyTooLarge {
+        Some(len) if len > limit as u64 => Err(Rejection::BodyTooLarge {
             limit: limit as u64,
         }),
         _ => Ok(()),
@@ -33,7 +33,7 @@ pub(crate) fn check_content_length(parts: &Parts, limit: usize) -> Result<(), Re
 }
 
 /// Reads the whole body, failing as soon as it grows past `limit` bytes.
-pub(crate) async fn read_limited<B>(body: B, limit: usize) -> Result<BufferedBody, ResolveError>
+pub(crate) async fn read_limited<B>(body: B, limit: usize) -> Result<BufferedBody, Rejection>
 where
     B: Body,
     B::Error: Into<BoxError>,
@@ -46,9 +46,9 @@ where
                 trailers,
             })
         }
-        Err(e) if e.is::<LengthLimitError>() => Err(ResolveError::BodyTooLarge {
+        Err(e) if e.is::<LengthLimitError>() => Err(Rejection::BodyTooLarge {
             limit: limit as u64,
         }),
-        Err(_) => Err(ResolveError::MalformedBody),
+        Err(_) => Err(Rejection::MalformedBody),
     }
 }

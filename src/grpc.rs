@@ -5,6 +5,7 @@ use http::header::CONTENT_TYPE;
 use http::{HeaderValue, Response};
 
 use crate::error::ResolveError;
+use crate::rejection::Rejection;
 
 /// gRPC status codes used by [`grpc_status`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,33 +28,36 @@ pub enum GrpcCode {
 }
 
 impl GrpcCode {
-    /// The code for `error`.
+    /// The code for `rejection`.
     ///
-    /// | `ResolveError` | gRPC status |
+    /// | `Rejection` | gRPC status |
     /// |---|---|
-    /// | `MissingToken`, `InvalidToken`, `ExpiredToken` | `UNAUTHENTICATED` |
+    /// | `MissingToken`, `Resolve(InvalidToken)`, `Resolve(ExpiredToken)` | `UNAUTHENTICATED` |
     /// | `MalformedToken`, `AmbiguousToken`, `MalformedBody` | `INVALID_ARGUMENT` |
-    /// | `ProductMismatch` | `PERMISSION_DENIED` |
+    /// | `ProductMismatch`, `Resolve(Refused)` | `PERMISSION_DENIED` |
     /// | `BodyTooLarge` | `RESOURCE_EXHAUSTED` |
-    /// | `Throttled`, `Unavailable`, `ApiDisabled`, `Overloaded` | `UNAVAILABLE` |
+    /// | `Overloaded`, `Resolve(Throttled)`, `Resolve(Unavailable)`, `Resolve(ApiDisabled)` | `UNAVAILABLE` |
     /// | `Internal` | `INTERNAL` |
-    /// | `Timeout`, `BodyTimeout` | `DEADLINE_EXCEEDED` |
-    pub fn of(error: &ResolveError) -> Self {
-        match error {
-            ResolveError::MissingToken
-            | ResolveError::InvalidToken
-            | ResolveError::ExpiredToken => Self::Unauthenticated,
-            ResolveError::MalformedToken(_)
-            | ResolveError::AmbiguousToken
-            | ResolveError::MalformedBody => Self::InvalidArgument,
-            ResolveError::ProductMismatch => Self::PermissionDenied,
-            ResolveError::BodyTooLarge { .. } => Self::ResourceExhausted,
-            ResolveError::Throttled
-            | ResolveError::Unavailable(_)
-            | ResolveError::ApiDisabled
-            | ResolveError::Overloaded { .. } => Self::Unavailable,
-            ResolveError::Internal => Self::Internal,
-            ResolveError::Timeout | ResolveError::BodyTimeout => Self::DeadlineExceeded,
+    /// | `BodyTimeout`, `Resolve(Timeout)` | `DEADLINE_EXCEEDED` |
+    pub fn of(rejection: &Rejection) -> Self {
+        match rejection {
+            Rejection::MissingToken => Self::Unauthenticated,
+            Rejection::MalformedToken(_) | Rejection::AmbiguousToken | Rejection::MalformedBody => {
+                Self::InvalidArgument
+            }
+            Rejection::ProductMismatch => Self::PermissionDenied,
+            Rejection::BodyTooLarge { .. } => Self::ResourceExhausted,
+            Rejection::Overloaded { .. } => Self::Unavailable,
+            Rejection::Internal => Self::Internal,
+            Rejection::BodyTimeout => Self::DeadlineExceeded,
+            Rejection::Resolve(error) => match error {
+                ResolveError::InvalidToken | ResolveError::ExpiredToken => Self::Unauthenticated,
+                ResolveError::Refused(_) => Self::PermissionDenied,
+                ResolveError::Throttled
+                | ResolveError::Unavailable(_)
+                | ResolveError::ApiDisabled => Self::Unavailable,
+                ResolveError::Timeout => Self::DeadlineExceeded,
+            },
         }
     }
 }
@@ -78,12 +82,13 @@ impl GrpcCode {
 /// .rejection(grpc_status);
 /// # let _ = layer;
 ///
-/// let response = grpc_status(&tower_resolve_customer::ResolveError::ExpiredToken);
+/// use tower_resolve_customer::{Rejection, ResolveError};
+/// let response = grpc_status(&Rejection::Resolve(ResolveError::ExpiredToken));
 /// assert_eq!(response.status(), 200);
 /// assert_eq!(response.headers()["grpc-status"], "16");
 /// assert_eq!(response.headers()["content-type"], "application/grpc");
 /// ```
-pub fn grpc_status(error: &ResolveError) -> Response<Bytes> {
+pub fn grpc_status(error: &Rejection) -> Response<Bytes> {
     let mut response = Response::new(Bytes::new());
     let headers = response.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
@@ -120,11 +125,11 @@ mod tests {
     #[test]
     fn every_error_has_a_grpc_answer() {
         for error in [
-            ResolveError::MissingToken,
-            ResolveError::ExpiredToken,
-            ResolveError::Throttled,
-            ResolveError::Timeout,
-            ResolveError::ProductMismatch,
+            Rejection::MissingToken,
+            Rejection::Resolve(ResolveError::ExpiredToken),
+            Rejection::Resolve(ResolveError::Throttled),
+            Rejection::Resolve(ResolveError::Timeout),
+            Rejection::ProductMismatch,
         ] {
             let response = grpc_status(&error);
             assert_eq!(response.status(), 200);

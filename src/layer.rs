@@ -9,8 +9,8 @@ use bytes::Bytes;
 use http::Response;
 use tower_layer::Layer;
 
-use crate::error::ResolveError;
-use crate::rejection::{Responder, problem_details};
+use crate::problem_details::{Responder, problem_details};
+use crate::rejection::Rejection;
 use crate::resolutions::{MAX_DURATION, Resolutions};
 use crate::resolver::Resolver;
 use crate::service::ResolveCustomer;
@@ -72,7 +72,7 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    pub(crate) fn reject(&self, error: &ResolveError) -> Response<Bytes> {
+    pub(crate) fn reject(&self, error: &Rejection) -> Response<Bytes> {
         (self.config.responder)(error)
     }
 }
@@ -127,7 +127,7 @@ impl ResolveCustomerLayer {
     }
 
     /// Requests without a token are rejected with
-    /// [`ResolveError::MissingToken`] and never reach the inner service. The
+    /// [`Rejection::MissingToken`] and never reach the inner service. The
     /// default.
     pub fn required(self) -> Self {
         self.configure(|c| c.required = true)
@@ -143,7 +143,7 @@ impl ResolveCustomerLayer {
     }
 
     /// Only customers of these products reach the inner service; others are
-    /// rejected with [`ResolveError::ProductMismatch`] (403).
+    /// rejected with [`Rejection::ProductMismatch`] (403).
     pub fn allowed_product_codes<I, S>(self, codes: I) -> Self
     where
         I: IntoIterator<Item = S>,
@@ -169,7 +169,7 @@ impl ResolveCustomerLayer {
     }
 
     /// How long reading a form body may take (default 10 s); past it the request
-    /// gets [`ResolveError::BodyTimeout`] (408).
+    /// gets [`Rejection::BodyTimeout`] (408).
     pub fn body_timeout(self, timeout: Duration) -> Self {
         self.configure(|c| c.body_timeout = timeout.min(MAX_DURATION))
     }
@@ -181,12 +181,12 @@ impl ResolveCustomerLayer {
     ///
     /// ```
     /// use http::{Response, StatusCode};
-    /// use tower_resolve_customer::{RegistrationToken, ResolveCustomerLayer, ResolveError, ResolvedCustomer};
+    /// use tower_resolve_customer::{RegistrationToken, Rejection, ResolveCustomerLayer, ResolvedCustomer};
     ///
     /// let layer = ResolveCustomerLayer::new(|_: RegistrationToken| async {
     ///     Ok(ResolvedCustomer::new("123456789012", "prod-abc123"))
     /// })
-    /// .rejection(|error: &ResolveError| {
+    /// .rejection(|error: &Rejection| {
     ///     let mut page = Response::new(format!("<h1>{}</h1>", error.public_message()));
     ///     *page.status_mut() = error.status();
     ///     page
@@ -195,10 +195,10 @@ impl ResolveCustomerLayer {
     /// ```
     pub fn rejection<F, T>(self, responder: F) -> Self
     where
-        F: Fn(&ResolveError) -> Response<T> + Send + Sync + 'static,
+        F: Fn(&Rejection) -> Response<T> + Send + Sync + 'static,
         T: Into<Bytes>,
     {
-        let responder: Responder = Arc::new(move |e: &ResolveError| responder(e).map(Into::into));
+        let responder: Responder = Arc::new(move |e: &Rejection| responder(e).map(Into::into));
         self.configure(|c| c.responder = responder)
     }
 }

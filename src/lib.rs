@@ -90,7 +90,7 @@
 //! At most [`DEFAULT_MAX_CONCURRENT_RESOLVES`] tokens are resolved upstream at
 //! once (see [`ResolutionsBuilder::max_concurrent_resolves`]), and
 //! [`ResolutionsBuilder::miss_rate_limit`] can cap how fast new tokens go
-//! upstream: the excess is refused with [`ResolveError::Overloaded`] (503)
+//! upstream: the excess is refused with [`Rejection::Overloaded`] (503)
 //! before any call, so junk tokens cannot exhaust the seller's quota.
 //!
 //! # Runtime
@@ -109,6 +109,7 @@ mod error;
 mod form;
 mod future;
 mod layer;
+mod problem_details;
 mod rejection;
 mod request_body;
 mod resolutions;
@@ -153,7 +154,8 @@ pub use crate::future::ResponseFuture;
 #[cfg(feature = "grpc")]
 pub use crate::grpc::{GrpcCode, grpc_status};
 pub use crate::layer::{DEFAULT_BODY_TIMEOUT, DEFAULT_MAX_BODY_BYTES, ResolveCustomerLayer};
-pub use crate::rejection::problem_details;
+pub use crate::problem_details::problem_details;
+pub use crate::rejection::Rejection;
 pub use crate::request_body::RequestBody;
 pub use crate::resolutions::{
     DEFAULT_CACHE_CAPACITY, DEFAULT_CACHE_TTL, DEFAULT_MAX_CONCURRENT_RESOLVES,

@@ -1,101 +1,196 @@
-//! Turning a [`ResolveError`] into the response the client sees.
+//! [`Rejection`]: why the layer answered a request itself instead of passing
+//! it on with a customer.
 
-use std::sync::Arc;
+use std::fmt;
+use std::time::Duration;
 
-use bytes::Bytes;
-use http::header::{CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER};
-use http::{HeaderValue, Response};
+use http::StatusCode;
 
 use crate::error::ResolveError;
+use crate::token::TokenError;
 
-/// A shared rejection responder.
-pub(crate) type Responder = Arc<dyn Fn(&ResolveError) -> Response<Bytes> + Send + Sync>;
-
-/// The default rejection: an RFC 9457 `application/problem+json` response.
+/// Why a registration request did not reach its handler with a
+/// [`ResolvedCustomer`](crate::ResolvedCustomer): what a rejection responder
+/// ([`problem_details`](crate::problem_details) by default,
+/// [`rejection`](crate::ResolveCustomerLayer::rejection) to replace it)
+/// receives.
 ///
-/// The body has `type` (`urn:tower-resolve-customer:<kind>`), `title`, `status`,
-/// `detail` (a sentence fit for the buyer) and `code` (the [`ResolveError::kind`]).
-/// It never holds the token or upstream diagnostics. `503` responses carry
-/// `Retry-After`, and every rejection carries `Cache-Control: no-store`.
+/// The layer's own reasons (no token, a malformed one, a body it cannot read,
+/// a product this route does not serve, a flood refused) are variants of
+/// their own; the resolver's answers are [`Resolve`](Self::Resolve). No
+/// variant ever holds the token.
 ///
-/// Use it from a custom responder to keep the default for some errors:
-///
-/// ```
-/// use tower_resolve_customer::{problem_details, ResolveError};
-///
-/// let response = problem_details(&ResolveError::Throttled);
-/// assert_eq!(response.status(), 503);
-/// assert_eq!(response.headers()["retry-after"], "1");
-/// assert_eq!(response.headers()["content-type"], "application/problem+json");
-/// let body = std::str::from_utf8(response.body()).unwrap();
-/// assert!(body.contains(r#""type":"urn:tower-resolve-customer:throttled""#));
-/// assert!(body.contains(r#""status":503"#));
-/// ```
-pub fn problem_details(error: &ResolveError) -> Response<Bytes> {
-    let status = error.status();
-    let mut body = String::with_capacity(256);
-    body.push_str("{\"type\":\"urn:tower-resolve-customer:");
-    body.push_str(error.kind());
-    body.push_str("\",\"title\":");
-    push_json_string(&mut body, status.canonical_reason().unwrap_or("Error"));
-    body.push_str(",\"status\":");
-    body.push_str(status.as_str());
-    body.push_str(",\"detail\":");
-    push_json_string(&mut body, error.public_message());
-    body.push_str(",\"code\":\"");
-    body.push_str(error.kind());
-    body.push_str("\"}");
-
-    let mut response = Response::new(Bytes::from(body));
-    *response.status_mut() = status;
-    let headers = response.headers_mut();
-    headers.insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("application/problem+json"),
-    );
-    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    if let Some(after) = error.retry_after() {
-        // Whole seconds, rounded up, at least one.
-        let seconds = (after.as_secs() + u64::from(after.subsec_nanos() > 0)).max(1);
-        headers.insert(RETRY_AFTER, HeaderValue::from(seconds));
-    }
-    response
+/// | variant | status | retryable |
+/// |---|---|---|
+/// | `MissingToken`, `MalformedToken`, `AmbiguousToken`, `MalformedBody` | 400 | no |
+/// | `ProductMismatch` | 403 | no |
+/// | `BodyTimeout` | 408 | yes |
+/// | `BodyTooLarge` | 413 | no |
+/// | `Internal` | 500 | no |
+/// | `Overloaded` | 503 + `Retry-After` | yes |
+/// | `Resolve(error)` | as [`ResolveError`] | as [`ResolveError`] |
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Rejection {
+    /// The request carries no registration token.
+    MissingToken,
+    /// A token was found but is not syntactically valid.
+    MalformedToken(TokenError),
+    /// The request carries two different tokens (twice in one source, or in two
+    /// sources that disagree).
+    AmbiguousToken,
+    /// The form body could not be read: the stream failed or ended early.
+    MalformedBody,
+    /// The form body did not arrive within the body timeout.
+    BodyTimeout,
+    /// The form body is larger than the configured limit.
+    BodyTooLarge {
+        /// The limit in bytes.
+        limit: u64,
+    },
+    /// The token resolved to a product this endpoint does not serve.
+    ProductMismatch,
+    /// The token was not looked up: too many new tokens are being resolved
+    /// (or looked up in the shared store) at once, or new tokens arrive faster
+    /// than the configured rate (see
+    /// [`max_concurrent_resolves`](crate::ResolutionsBuilder::max_concurrent_resolves),
+    /// [`miss_rate_limit`](crate::ResolutionsBuilder::miss_rate_limit) and
+    /// [`max_concurrent_store_lookups`](crate::ResolutionsBuilder::max_concurrent_store_lookups)).
+    /// This protects the seller's `ResolveCustomer` quota (and the store) from
+    /// floods of junk tokens; the buyer's retry after `retry_after` is
+    /// resolved normally.
+    Overloaded {
+        /// When a new token is likely to be accepted again.
+        retry_after: Duration,
+    },
+    /// The resolver failed without an answer: it panicked. A bug, reported as
+    /// 500 to the requests waiting on it; nothing is cached.
+    Internal,
+    /// The resolver's answer, or the lack of one in time.
+    Resolve(ResolveError),
 }
 
-/// Appends `s` as a JSON string literal.
-fn push_json_string(out: &mut String, s: &str) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
+impl Rejection {
+    /// The HTTP status the default rejection uses.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::MissingToken
+            | Self::MalformedToken(_)
+            | Self::AmbiguousToken
+            | Self::MalformedBody => StatusCode::BAD_REQUEST,
+            Self::ProductMismatch => StatusCode::FORBIDDEN,
+            Self::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
+            Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Overloaded { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Resolve(error) => error.status(),
         }
     }
-    out.push('"');
-}
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn json_escaping() {
-        let mut s = String::new();
-        push_json_string(&mut s, "a\"b\\c\nd");
-        assert_eq!(s, r#""a\"b\\c\u000ad""#);
+    /// Whether the same request may succeed if tried again later.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::BodyTimeout | Self::Overloaded { .. } => true,
+            Self::Resolve(error) => error.is_retryable(),
+            _ => false,
+        }
     }
 
-    #[test]
-    fn expired_detail_is_valid_json_text() {
-        let r = problem_details(&ResolveError::ExpiredToken);
-        let body = std::str::from_utf8(r.body()).unwrap();
-        assert!(
-            body.contains(r#"choose \"Set up your account\" again"#),
-            "{body}"
-        );
-        assert_eq!(r.status(), 400);
-        assert!(r.headers().get(RETRY_AFTER).is_none());
+    /// The `Retry-After` the default rejection advertises, if any.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::Overloaded { retry_after } => Some(*retry_after),
+            Self::Resolve(error) => error.retry_after(),
+            _ => None,
+        }
+    }
+
+    /// A short, stable, machine-readable name: used in problem types and
+    /// tracing. A resolver's answer keeps its own
+    /// ([`ResolveError::kind`]).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::MissingToken => "missing-token",
+            Self::MalformedToken(_) => "malformed-token",
+            Self::AmbiguousToken => "ambiguous-token",
+            Self::MalformedBody => "malformed-body",
+            Self::BodyTimeout => "body-timeout",
+            Self::BodyTooLarge { .. } => "body-too-large",
+            Self::ProductMismatch => "product-mismatch",
+            Self::Overloaded { .. } => "overloaded",
+            Self::Internal => "internal",
+            Self::Resolve(error) => error.kind(),
+        }
+    }
+
+    /// A sentence fit for the buyer: never holds the token or upstream detail.
+    pub fn public_message(&self) -> &'static str {
+        match self {
+            Self::MissingToken => {
+                "The request does not carry an AWS Marketplace registration token."
+            }
+            Self::MalformedToken(_) => "The AWS Marketplace registration token is malformed.",
+            Self::AmbiguousToken => "The request carries more than one registration token.",
+            Self::MalformedBody => "The request body could not be read.",
+            Self::BodyTimeout => "The request body did not arrive in time.",
+            Self::BodyTooLarge { .. } => "The request body is too large.",
+            Self::ProductMismatch => {
+                "This registration page does not serve the subscribed product."
+            }
+            Self::Overloaded { .. } => {
+                "Too many registrations are being processed. Please try again shortly."
+            }
+            Self::Internal => "The registration could not be processed.",
+            Self::Resolve(error) => error.public_message(),
+        }
+    }
+
+    /// The resolver's answer, if that is what this is.
+    pub fn resolve_error(&self) -> Option<&ResolveError> {
+        match self {
+            Self::Resolve(error) => Some(error),
+            _ => None,
+        }
+    }
+}
+
+/// `"ok"`, or the rejection's [`kind`](Rejection::kind): for tracing.
+pub(crate) fn outcome_kind<T>(outcome: &Result<T, Rejection>) -> &'static str {
+    match outcome {
+        Ok(_) => "ok",
+        Err(e) => e.kind(),
+    }
+}
+
+impl fmt::Display for Rejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::MalformedToken(e) => write!(f, "malformed registration token: {e}"),
+            Self::BodyTooLarge { limit } => write!(f, "request body exceeds {limit} bytes"),
+            Self::Resolve(error) => error.fmt(f),
+            other => f.write_str(other.public_message()),
+        }
+    }
+}
+
+impl std::error::Error for Rejection {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::MalformedToken(e) => Some(e),
+            Self::Resolve(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<TokenError> for Rejection {
+    fn from(e: TokenError) -> Self {
+        Self::MalformedToken(e)
+    }
+}
+
+impl From<ResolveError> for Rejection {
+    fn from(e: ResolveError) -> Self {
+        Self::Resolve(e)
     }
 }

@@ -200,7 +200,7 @@ impl ResolutionsBuilder {
     ///
     /// A request whose token is neither cached nor being resolved, arriving
     /// when all slots are busy, is refused at once with
-    /// [`ResolveError::Overloaded`](crate::ResolveError::Overloaded) (503,
+    /// [`Rejection::Overloaded`](crate::Rejection::Overloaded) (503,
     /// `Retry-After: 1`) without an upstream call. Requests for a token already
     /// being resolved join that resolve and are never refused, so a buyer's
     /// double submit is not affected.
@@ -218,7 +218,7 @@ impl ResolutionsBuilder {
     ///
     /// Only cache misses that would start an upstream call take from the
     /// bucket. Past the rate they are refused with
-    /// [`ResolveError::Overloaded`](crate::ResolveError::Overloaded) (503, with
+    /// [`Rejection::Overloaded`](crate::Rejection::Overloaded) (503, with
     /// a `Retry-After` of when the next token is due).
     ///
     /// ```
@@ -278,7 +278,7 @@ impl ResolutionsBuilder {
     /// store at once (default four times
     /// [`max_concurrent_resolves`](Self::max_concurrent_resolves), at least 1).
     /// A token past the bound is refused with
-    /// [`ResolveError::Overloaded`](crate::ResolveError::Overloaded) before any
+    /// [`Rejection::Overloaded`](crate::Rejection::Overloaded) before any
     /// store round trip, so junk tokens cannot flood the store either.
     pub fn max_concurrent_store_lookups(mut self, limit: usize) -> Self {
         self.policy.max_store_lookups = limit.max(1);

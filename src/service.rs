@@ -14,10 +14,10 @@ use tower_service::Service;
 use tracing::Instrument;
 
 use crate::cache::{CacheStatus, Outcome, TokenKey, key_of};
-use crate::error::{ResolveError, outcome_kind};
 use crate::form::{check_content_length, read_limited};
 use crate::future::ResponseFuture;
 use crate::layer::Shared;
+use crate::rejection::{Rejection, outcome_kind};
 use crate::request_body::RequestBody;
 use crate::response_body::ResponseBody;
 use crate::token::RegistrationToken;
@@ -154,7 +154,7 @@ where
                 ResponseFuture::resolve(resolving, self.take_ready_inner())
             }
             None if config.required => {
-                ResponseFuture::reject(reject(shared, &ResolveError::MissingToken))
+                ResponseFuture::reject(reject(shared, &Rejection::MissingToken))
             }
             None => ResponseFuture::call(
                 self.inner
@@ -164,7 +164,7 @@ where
     }
 }
 
-fn reject(shared: &Shared, error: &ResolveError) -> Response<Bytes> {
+fn reject(shared: &Shared, error: &Rejection) -> Response<Bytes> {
     tracing::debug!(error = error.kind(), "registration request rejected");
     shared.reject(error)
 }
@@ -187,7 +187,7 @@ where
         read_limited(body, config.max_body_bytes),
     )
     .await
-    .unwrap_or(Err(ResolveError::BodyTimeout))
+    .unwrap_or(Err(Rejection::BodyTimeout))
     .map_err(|e| reject(&shared, &e))?;
     let found = config
         .source
@@ -199,7 +199,7 @@ where
             let key = key_of(&token);
             resolve_and_pass_on(Arc::clone(&shared), parts, body, key, token).await
         }
-        None if config.required => Err(reject(&shared, &ResolveError::MissingToken)),
+        None if config.required => Err(reject(&shared, &Rejection::MissingToken)),
         None => Ok(Request::from_parts(parts, body)),
     }
 }
@@ -236,10 +236,10 @@ fn settle(
     outcome: Outcome,
     status: CacheStatus,
     trace: &ResolveTrace,
-) -> Result<(), ResolveError> {
+) -> Result<(), Rejection> {
     let outcome = outcome.and_then(|customer| match &shared.config.allowed_products {
         Some(allowed) if !allowed.contains(customer.product_code()) => {
-            Err(ResolveError::ProductMismatch)
+            Err(Rejection::ProductMismatch)
         }
         _ => Ok(customer),
     });
@@ -274,7 +274,7 @@ impl ResolveTrace {
     }
 
     /// The rejection for `error`, logged within the span.
-    fn reject(&self, shared: &Shared, error: &ResolveError) -> Response<Bytes> {
+    fn reject(&self, shared: &Shared, error: &Rejection) -> Response<Bytes> {
         self.span.in_scope(|| reject(shared, error))
     }
 }

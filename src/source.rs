@@ -6,7 +6,7 @@ use std::sync::Arc;
 use http::header::{CONTENT_TYPE, COOKIE};
 use http::{HeaderName, Method, request::Parts};
 
-use crate::error::ResolveError;
+use crate::rejection::Rejection;
 use crate::token::{RegistrationToken, TOKEN_FIELD, TokenError, validate};
 
 /// Where the layer looks for the registration token.
@@ -17,7 +17,7 @@ use crate::token::{RegistrationToken, TOKEN_FIELD, TokenError, validate};
 /// [`or`](Self::or) / [`first_of`](Self::first_of): they are tried in order and the
 /// first that carries a token supplies it, but every source is still checked and a
 /// request carrying two *different* tokens (in one source or across sources) is
-/// rejected as [ambiguous](crate::ResolveError::AmbiguousToken).
+/// rejected as [ambiguous](crate::Rejection::AmbiguousToken).
 ///
 /// Values are decoded once, as their carrier prescribes: form fields and query
 /// parameters with `application/x-www-form-urlencoded` rules (so `%2B` becomes `+`
@@ -121,7 +121,7 @@ impl TokenSource {
         &self,
         parts: &Parts,
         max_len: usize,
-    ) -> Result<Option<RegistrationToken>, ResolveError> {
+    ) -> Result<Option<RegistrationToken>, Rejection> {
         let mut found = Found::new(max_len);
         for source in self.sources.iter() {
             match source {
@@ -160,7 +160,7 @@ impl TokenSource {
         body: &[u8],
         already: Option<RegistrationToken>,
         max_len: usize,
-    ) -> Result<Option<RegistrationToken>, ResolveError> {
+    ) -> Result<Option<RegistrationToken>, Rejection> {
         let mut found = Found {
             token: already,
             max_len,
@@ -190,12 +190,12 @@ impl Found {
         }
     }
 
-    fn offer(&mut self, candidate: &str) -> Result<(), ResolveError> {
+    fn offer(&mut self, candidate: &str) -> Result<(), Rejection> {
         match &self.token {
             Some(existing) if existing.expose() == candidate => Ok(()),
             Some(_) => {
                 validate(candidate, self.max_len)?;
-                Err(ResolveError::AmbiguousToken)
+                Err(Rejection::AmbiguousToken)
             }
             None => {
                 self.token = Some(RegistrationToken::with_max_len(candidate, self.max_len)?);

@@ -12,7 +12,7 @@ use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
-use crate::error::ResolveError;
+use crate::rejection::Rejection;
 
 /// How long a request refused for want of a free upstream slot is told to wait.
 const BUSY_RETRY_AFTER: Duration = Duration::from_secs(1);
@@ -44,11 +44,11 @@ impl UpstreamLimit {
 
     /// Lets one more token go upstream, or says when to try again. Never
     /// waits; the permit is held until the upstream call ends.
-    pub(crate) fn admit(&self) -> Result<OwnedSemaphorePermit, ResolveError> {
+    pub(crate) fn admit(&self) -> Result<OwnedSemaphorePermit, Rejection> {
         let permit =
             Arc::clone(&self.slots)
                 .try_acquire_owned()
-                .map_err(|_| ResolveError::Overloaded {
+                .map_err(|_| Rejection::Overloaded {
                     retry_after: BUSY_RETRY_AFTER,
                 })?;
         if let Some(bucket) = &self.bucket {
@@ -83,7 +83,7 @@ impl Bucket {
         }
     }
 
-    fn take(&mut self, now: Instant) -> Result<(), ResolveError> {
+    fn take(&mut self, now: Instant) -> Result<(), Rejection> {
         let elapsed = now.saturating_duration_since(self.refilled).as_secs_f64();
         self.tokens = (self.tokens + elapsed * self.per_second).min(self.burst);
         self.refilled = now;
@@ -92,7 +92,7 @@ impl Bucket {
             Ok(())
         } else {
             let wait = (1.0 - self.tokens) / self.per_second;
-            Err(ResolveError::Overloaded {
+            Err(Rejection::Overloaded {
                 retry_after: Duration::from_secs_f64(wait),
             })
         }
@@ -116,7 +116,7 @@ mod tests {
         for _ in 0..5 {
             permits.push(limit.admit().expect("within the burst"));
         }
-        let Err(ResolveError::Overloaded { retry_after }) = limit.admit() else {
+        let Err(Rejection::Overloaded { retry_after }) = limit.admit() else {
             panic!("the sixth miss must be refused");
         };
         assert_eq!(retry_after, Duration::from_millis(100));
@@ -138,7 +138,7 @@ mod tests {
         assert_eq!(limit.in_use(), 2);
         assert!(matches!(
             limit.admit(),
-            Err(ResolveError::Overloaded { retry_after }) if retry_after == BUSY_RETRY_AFTER
+            Err(Rejection::Overloaded { retry_after }) if retry_after == BUSY_RETRY_AFTER
         ));
         drop(first);
         assert!(limit.admit().is_ok());

@@ -64,7 +64,9 @@ async fn trace_logs_and_rejections_never_hold_the_token() {
     assert!(!logs.contains(&encoded["x-amzn-marketplace-token=".len()..]));
 
     let token = RegistrationToken::new(good.clone()).unwrap();
-    let error = ResolveError::MalformedToken(tower_resolve_customer::TokenError::InvalidCharacter);
+    let error = tower_resolve_customer::Rejection::MalformedToken(
+        tower_resolve_customer::TokenError::InvalidCharacter,
+    );
     for shown in [
         format!("{token:?}"),
         format!("{token}"),

@@ -12,11 +12,13 @@ use bytes::Bytes;
 use common::*;
 use http::Response;
 use http_body_util::BodyExt;
-use tower_resolve_customer::{Resolutions, ResolveCustomerLayer, ResolveError, ResolvedCustomer};
+use tower_resolve_customer::{
+    Rejection, Resolutions, ResolveCustomerLayer, ResolveError, ResolvedCustomer,
+};
 
-/// One rejection: the error, and what the client must see.
+/// One rejection, and what the client must see.
 struct Case {
-    error: ResolveError,
+    error: Rejection,
     code: &'static str,
     status: u16,
     retry_after: Option<&'static str>,
@@ -32,7 +34,8 @@ fn cases() -> Vec<Case> {
         retry_after,
         grpc,
     };
-    use ResolveError::*;
+    use Rejection::*;
+    use ResolveError::{ApiDisabled, ExpiredToken, InvalidToken, Throttled, Timeout};
     vec![
         case(MissingToken, "missing-token", 400, None, "UNAUTHENTICATED"),
         case(
@@ -57,8 +60,6 @@ fn cases() -> Vec<Case> {
             "INVALID_ARGUMENT",
         ),
         case(BodyTimeout, "body-timeout", 408, None, "DEADLINE_EXCEEDED"),
-        case(InvalidToken, "invalid-token", 400, None, "UNAUTHENTICATED"),
-        case(ExpiredToken, "expired-token", 400, None, "UNAUTHENTICATED"),
         case(
             ProductMismatch,
             "product-mismatch",
@@ -73,15 +74,6 @@ fn cases() -> Vec<Case> {
             None,
             "RESOURCE_EXHAUSTED",
         ),
-        case(Throttled, "throttled", 503, Some("1"), "UNAVAILABLE"),
-        case(
-            ResolveError::unavailable("InternalServiceErrorException"),
-            "unavailable",
-            503,
-            Some("5"),
-            "UNAVAILABLE",
-        ),
-        case(ApiDisabled, "api-disabled", 503, Some("300"), "UNAVAILABLE"),
         case(
             Overloaded {
                 retry_after: Duration::from_secs(1),
@@ -91,18 +83,63 @@ fn cases() -> Vec<Case> {
             Some("1"),
             "UNAVAILABLE",
         ),
-        case(Timeout, "timeout", 504, None, "DEADLINE_EXCEEDED"),
         case(Internal, "internal", 500, None, "INTERNAL"),
+        case(
+            Resolve(InvalidToken),
+            "invalid-token",
+            400,
+            None,
+            "UNAUTHENTICATED",
+        ),
+        case(
+            Resolve(ExpiredToken),
+            "expired-token",
+            400,
+            None,
+            "UNAUTHENTICATED",
+        ),
+        case(
+            Resolve(ResolveError::refused("barred by the seller's records")),
+            "refused",
+            403,
+            None,
+            "PERMISSION_DENIED",
+        ),
+        case(
+            Resolve(Throttled),
+            "throttled",
+            503,
+            Some("1"),
+            "UNAVAILABLE",
+        ),
+        case(
+            Resolve(ResolveError::unavailable("InternalServiceErrorException")),
+            "unavailable",
+            503,
+            Some("5"),
+            "UNAVAILABLE",
+        ),
+        case(
+            Resolve(ApiDisabled),
+            "api-disabled",
+            503,
+            Some("300"),
+            "UNAVAILABLE",
+        ),
+        case(Resolve(Timeout), "timeout", 504, None, "DEADLINE_EXCEEDED"),
     ]
 }
 
-/// The variant's name as written in the README (`Unavailable`, `BodyTooLarge`).
-fn variant_name(error: &ResolveError) -> String {
-    format!("{error:?}")
-        .split(['(', ' ', '{'])
-        .next()
-        .unwrap()
-        .to_owned()
+/// The variant's name as written in the README (`BodyTooLarge`,
+/// `Resolve(Unavailable)`).
+fn variant_name(error: &Rejection) -> String {
+    fn first_word(debug: &str) -> &str {
+        debug.split(['(', ' ', '{']).next().unwrap()
+    }
+    match error {
+        Rejection::Resolve(inner) => format!("Resolve({})", first_word(&format!("{inner:?}"))),
+        other => first_word(&format!("{other:?}")).to_owned(),
+    }
 }
 
 /// Sends the request that makes the layer (configured by `configure`) reject
@@ -113,15 +150,17 @@ async fn provoke(
     configure: impl Fn(ResolveCustomerLayer) -> ResolveCustomerLayer,
 ) -> (Response<Bytes>, usize) {
     let token = realistic_token(1);
-    let from_resolver = case.error.clone();
     let resolver = match &case.error {
-        ResolveError::Timeout => TestResolver::gated(|t| Ok(customer_for(t))),
-        ResolveError::Internal => TestResolver::with(|_| panic!("resolver bug")),
-        ResolveError::ProductMismatch => {
+        Rejection::Resolve(ResolveError::Timeout) => TestResolver::gated(|t| Ok(customer_for(t))),
+        Rejection::Resolve(answer) => {
+            let answer = answer.clone();
+            TestResolver::with(move |_| Err(answer.clone()))
+        }
+        Rejection::Internal => TestResolver::with(|_| panic!("resolver bug")),
+        Rejection::ProductMismatch => {
             TestResolver::with(|_| Ok(ResolvedCustomer::new("123456789012", "prod-other")))
         }
-        ResolveError::Overloaded { .. } => TestResolver::ok(),
-        _ => TestResolver::with(move |_| Err(from_resolver.clone())),
+        _ => TestResolver::ok(),
     };
     let resolutions = Resolutions::builder(resolver)
         .resolve_timeout(Duration::from_secs(1))
@@ -135,29 +174,29 @@ async fn provoke(
     let h = Harness::new(layer.clone());
     let form = form_with_token(&token);
     let response = match &case.error {
-        ResolveError::MissingToken => h.send(form_post("plan=basic")).await,
-        ResolveError::MalformedToken(_) => h.send(form_post(format!("{form}%20"))).await,
-        ResolveError::AmbiguousToken => {
+        Rejection::MissingToken => h.send(form_post("plan=basic")).await,
+        Rejection::MalformedToken(_) => h.send(form_post(format!("{form}%20"))).await,
+        Rejection::AmbiguousToken => {
             let other = form_with_token(&realistic_token(2));
             h.send(form_post(format!("{form}&{other}"))).await
         }
-        ResolveError::MalformedBody => {
+        Rejection::MalformedBody => {
             h.send(form_post_body(
                 FrameBody::chunks(&[form.as_bytes()]).failing(),
             ))
             .await
         }
-        ResolveError::BodyTimeout => {
+        Rejection::BodyTimeout => {
             h.send(form_post_body(
                 FrameBody::chunks(&[form.as_bytes()]).hanging(),
             ))
             .await
         }
-        ResolveError::BodyTooLarge { .. } => {
+        Rejection::BodyTooLarge { .. } => {
             h.send(form_post(format!("{form}&padding={}", "x".repeat(1024))))
                 .await
         }
-        ResolveError::Overloaded { .. } => {
+        Rejection::Overloaded { .. } => {
             // The miss-rate bucket, shared by the layer's clones, holds one new
             // token: another buyer takes it, and this token is refused.
             let first = Harness::new(layer).send(token_post(&realistic_token(3)));
@@ -300,7 +339,7 @@ fn readme_table(header: &str) -> Vec<Vec<String>> {
 
 #[test]
 fn the_readme_error_table_matches_the_behaviour() {
-    let rows = readme_table("| `ResolveError` | `code` | Status |");
+    let rows = readme_table("| `Rejection` | `code` | Status |");
     let cases = cases();
     assert_eq!(
         rows.len(),
@@ -335,7 +374,7 @@ fn the_readme_error_table_matches_the_behaviour() {
 
 #[test]
 fn the_readme_grpc_table_matches_the_behaviour() {
-    let rows = readme_table("| `ResolveError` | gRPC status |");
+    let rows = readme_table("| `Rejection` | gRPC status |");
     for case in cases() {
         let name = variant_name(&case.error);
         let listed: Vec<&Vec<String>> = rows

@@ -312,7 +312,7 @@ async fn custom_rejection_responder() {
         ResolveCustomerLayer::new(|_: tower_resolve_customer::RegistrationToken| async {
             Err(tower_resolve_customer::ResolveError::ExpiredToken)
         })
-        .rejection(|e: &tower_resolve_customer::ResolveError| {
+        .rejection(|e: &tower_resolve_customer::Rejection| {
             let mut r = http::Response::new(format!("<p>{}</p>", e.kind()));
             *r.status_mut() = e.status();
             r.headers_mut()

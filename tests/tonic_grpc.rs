@@ -22,7 +22,8 @@ use tonic::Code;
 use tonic::transport::Channel;
 use tower_resolve_customer::emulator::{Fault, MeteringEmulator};
 use tower_resolve_customer::{
-    Resolutions, ResolutionsBuilder, ResolveCustomerLayer, ResolveError, ResolvedCustomer,
+    Rejection, Resolutions, ResolutionsBuilder, ResolveCustomerLayer, ResolveError,
+    ResolvedCustomer,
 };
 
 const PRODUCT: &str = "prod-grpc";
@@ -103,7 +104,8 @@ async fn refused(
 
 /// Asserts `status` is what `grpc_status` makes of `error`: the code, and the
 /// public message (never the token).
-fn assert_status(status: &tonic::Status, code: Code, error: ResolveError) {
+fn assert_status(status: &tonic::Status, code: Code, error: impl Into<Rejection>) {
+    let error = error.into();
     assert_eq!(status.code(), code, "{status:?}");
     assert_eq!(status.message(), error.public_message());
 }
@@ -167,7 +169,7 @@ async fn missing_token_is_unauthenticated() {
     let mut client = running.client().await;
 
     let status = refused(&mut client, tonic::Request::new(WhoAmIRequest {})).await;
-    assert_status(&status, Code::Unauthenticated, ResolveError::MissingToken);
+    assert_status(&status, Code::Unauthenticated, Rejection::MissingToken);
     // A trailers-only response: the rest of its headers are the metadata.
     assert_eq!(
         status.metadata().get("content-type").unwrap(),
@@ -224,11 +226,7 @@ async fn other_products_are_permission_denied() {
     let mut client = running.client().await;
 
     let status = refused(&mut client, who_am_i_request(&token)).await;
-    assert_status(
-        &status,
-        Code::PermissionDenied,
-        ResolveError::ProductMismatch,
-    );
+    assert_status(&status, Code::PermissionDenied, Rejection::ProductMismatch);
     assert_eq!(running.emulator.redemptions_of(&token), 1);
 }
 
@@ -358,7 +356,7 @@ async fn the_layer_can_wrap_a_single_service() {
     let reply = client.who_am_i(who_am_i_request(&token)).await.unwrap();
     assert_eq!(reply.into_inner().customer_aws_account_id, "123456789012");
     let status = refused(&mut client, tonic::Request::new(WhoAmIRequest {})).await;
-    assert_status(&status, Code::Unauthenticated, ResolveError::MissingToken);
+    assert_status(&status, Code::Unauthenticated, Rejection::MissingToken);
 
     // The health service, on the same server, answers without a token.
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))

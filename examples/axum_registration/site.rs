@@ -17,7 +17,9 @@ use axum::routing::{get, post};
 use tower::ServiceBuilder;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::trace::TraceLayer;
-use tower_resolve_customer::{ResolveCustomerLayer, ResolveError, ResolvedCustomer, TOKEN_FIELD};
+use tower_resolve_customer::{
+    Rejection, ResolveCustomerLayer, ResolveError, ResolvedCustomer, TOKEN_FIELD,
+};
 
 /// The form field AWS Marketplace adds for free-trial offers.
 pub const OFFER_TYPE_FIELD: &str = "x-amzn-marketplace-offer-type";
@@ -191,23 +193,23 @@ fn simulator_page(token: String) -> Html<String> {
 }
 
 /// The layer's rejection: a page for the buyer, with the right status.
-fn error_page(error: &ResolveError) -> Response<String> {
+fn error_page(error: &Rejection) -> Response<String> {
     let (title, advice) = match error {
-        ResolveError::ExpiredToken => (
+        Rejection::Resolve(ResolveError::ExpiredToken) => (
             "Registration link expired",
             "Go back to AWS Marketplace, open your subscription and choose <b>Set up your account</b> again.",
         ),
-        ResolveError::Throttled | ResolveError::Unavailable(_) | ResolveError::Timeout => (
+        _ if error.is_retryable() => (
             "Please try again",
             "We could not confirm your subscription with AWS Marketplace just now. Please try again in a moment.",
         ),
-        ResolveError::ProductMismatch => (
+        Rejection::ProductMismatch => (
             "Wrong product",
             "This registration page does not serve the product you subscribed to.",
         ),
-        ResolveError::MissingToken
-        | ResolveError::InvalidToken
-        | ResolveError::MalformedToken(_) => (
+        Rejection::MissingToken
+        | Rejection::Resolve(ResolveError::InvalidToken)
+        | Rejection::MalformedToken(_) => (
             "Registration link not recognised",
             "Open this product from AWS Marketplace and choose <b>Set up your account</b>.",
         ),

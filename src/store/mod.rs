@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use crate::customer::ResolvedCustomer;
 use crate::error::ResolveError;
+use crate::rejection::Rejection;
 
 #[cfg(feature = "test-util")]
 pub(crate) mod memory;
@@ -276,16 +277,15 @@ impl StoredAnswer {
     /// `outcome`, to be kept for `lifetime`; `None` for an outcome that is not
     /// definitive (throttling, an outage, a timeout), which is never stored.
     pub(crate) fn new(
-        outcome: &Result<ResolvedCustomer, ResolveError>,
+        outcome: &Result<ResolvedCustomer, Rejection>,
         lifetime: Duration,
     ) -> Option<Self> {
-        match outcome {
-            Err(refusal) if !refusal.is_definitive() => None,
-            _ => Some(Self {
-                outcome: outcome.clone(),
-                lifetime,
-            }),
-        }
+        let outcome = match outcome {
+            Ok(customer) => Ok(customer.clone()),
+            Err(Rejection::Resolve(refusal)) if refusal.is_definitive() => Err(refusal.clone()),
+            Err(_) => return None,
+        };
+        Some(Self { outcome, lifetime })
     }
 
     pub(crate) fn outcome(&self) -> &Result<ResolvedCustomer, ResolveError> {
@@ -336,6 +336,9 @@ impl StoredAnswer {
             }
             Err(refusal) => {
                 text.append_pair("kind", refusal.kind());
+                if let ResolveError::Refused(reason) = refusal {
+                    text.append_pair("reason", reason);
+                }
             }
         }
         text.finish()
@@ -350,6 +353,7 @@ impl StoredAnswer {
         let mut customer_identifier = None;
         let mut license_arn = None;
         let mut agreement_id = None;
+        let mut reason = None;
         for (name, value) in form_urlencoded::parse(text.as_bytes()) {
             let field = match &*name {
                 "kind" => &mut kind,
@@ -358,6 +362,7 @@ impl StoredAnswer {
                 "customer_identifier" => &mut customer_identifier,
                 "license_arn" => &mut license_arn,
                 "agreement_id" => &mut agreement_id,
+                "reason" => &mut reason,
                 _ => return None,
             };
             if field.replace(value.into_owned()).is_some() {
@@ -365,7 +370,7 @@ impl StoredAnswer {
             }
         }
         let outcome = match kind?.as_str() {
-            "customer" => {
+            "customer" if reason.is_none() => {
                 let mut customer = ResolvedCustomer::new(account?, product?);
                 if let Some(id) = customer_identifier {
                     customer = customer.with_customer_identifier(id);
@@ -389,9 +394,10 @@ impl StoredAnswer {
                 if fields.iter().any(Option::is_some) {
                     return None;
                 }
-                match refusal {
-                    "invalid-token" => Err(ResolveError::InvalidToken),
-                    "expired-token" => Err(ResolveError::ExpiredToken),
+                match (refusal, reason) {
+                    ("invalid-token", None) => Err(ResolveError::InvalidToken),
+                    ("expired-token", None) => Err(ResolveError::ExpiredToken),
+                    ("refused", Some(reason)) => Err(ResolveError::Refused(reason.into())),
                     _ => return None,
                 }
             }
@@ -491,8 +497,11 @@ mod tests {
         for outcome in [
             Ok(full),
             Ok(odd),
-            Err(ResolveError::InvalidToken),
-            Err(ResolveError::ExpiredToken),
+            Err(Rejection::Resolve(ResolveError::InvalidToken)),
+            Err(Rejection::Resolve(ResolveError::ExpiredToken)),
+            Err(Rejection::Resolve(ResolveError::refused(
+                "barred & banned=yes",
+            ))),
         ] {
             let answer = StoredAnswer::new(&outcome, lifetime).expect("definitive");
             let text = answer.encode();
@@ -506,6 +515,8 @@ mod tests {
             "kind=customer&account=1&product=p&account=2",
             "kind=expired-token&account=1",
             "kind=customer&account=1&product=p&extra=1",
+            "kind=refused",
+            "kind=invalid-token&reason=x",
         ] {
             assert_eq!(StoredAnswer::decode(junk, lifetime), None, "{junk}");
         }
@@ -514,9 +525,13 @@ mod tests {
     #[test]
     fn transient_outcomes_are_never_stored() {
         for transient in [
-            ResolveError::Throttled,
-            ResolveError::Timeout,
-            ResolveError::unavailable("down"),
+            Rejection::Resolve(ResolveError::Throttled),
+            Rejection::Resolve(ResolveError::Timeout),
+            Rejection::Resolve(ResolveError::unavailable("down")),
+            Rejection::Overloaded {
+                retry_after: Duration::from_secs(1),
+            },
+            Rejection::Internal,
         ] {
             assert!(StoredAnswer::new(&Err(transient), Duration::from_secs(1)).is_none());
         }

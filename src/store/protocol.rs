@@ -44,6 +44,7 @@ use super::{
 };
 use crate::cache::{Outcome, Policy};
 use crate::error::ResolveError;
+use crate::rejection::Rejection;
 use crate::upstream_limit::UpstreamLimit;
 
 /// First pause between two looks at a lease held by another replica.
@@ -151,7 +152,7 @@ impl SharedStore {
             if Instant::now() + pause > run.give_up {
                 // The holder is still at work: the buyer's retry will find
                 // its answer.
-                deliver((Err(ResolveError::Timeout), None));
+                deliver((Err(Rejection::Resolve(ResolveError::Timeout)), None));
                 if maybe_leased {
                     run.release().await;
                 }
@@ -306,11 +307,15 @@ impl Run<'_> {
     /// publishes it for the other replicas.
     async fn finish(&self, outcome: Outcome, deliver: impl FnOnce(Delivered)) {
         let outcome = match outcome {
-            Err(ResolveError::ExpiredToken) => match self.settle_expired().await {
-                Settled::Customer(answer) => return deliver(from_store(answer)),
-                Settled::Unknown(retryable) => return deliver((Err(retryable), None)),
-                Settled::Expired => Err(ResolveError::ExpiredToken),
-            },
+            Err(Rejection::Resolve(ResolveError::ExpiredToken)) => {
+                match self.settle_expired().await {
+                    Settled::Customer(answer) => return deliver(from_store(answer)),
+                    Settled::Unknown(retryable) => {
+                        return deliver((Err(Rejection::Resolve(retryable)), None));
+                    }
+                    Settled::Expired => Err(Rejection::Resolve(ResolveError::ExpiredToken)),
+                }
+            }
             outcome => outcome,
         };
         let lifetime = self.policy.lifetime_of(&outcome);
@@ -487,16 +492,13 @@ enum Settled {
 
 fn from_store(answer: StoredAnswer) -> Delivered {
     let lifetime = answer.lifetime();
-    (answer.outcome().clone(), Some(lifetime))
+    let outcome = answer.outcome().clone().map_err(Rejection::Resolve);
+    (outcome, Some(lifetime))
 }
 
 fn store_unavailable() -> Delivered {
-    (
-        Err(ResolveError::unavailable(
-            "the shared resolution store is unavailable",
-        )),
-        None,
-    )
+    let unavailable = ResolveError::unavailable("the shared resolution store is unavailable");
+    (Err(Rejection::Resolve(unavailable)), None)
 }
 
 /// A store call that did not answer within the store timeout.

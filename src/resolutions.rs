@@ -259,7 +259,7 @@ impl ResolutionsBuilder {
     }
 
     /// How long a lease lasts without renewal (default four store timeouts,
-    /// at least three). The holder renews it every third of its length while
+    /// at least three). The holder renews it every quarter of its length while
     /// it works, so it only lapses when the holder dies or loses the store; a
     /// shorter lease lets the others take over sooner.
     pub fn lease(mut self, lease: Duration) -> Self {

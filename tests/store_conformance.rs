@@ -272,6 +272,11 @@ async fn contract<S: ResolutionStore>(store: &S, other_link: &S) {
         LeaseGrant::TakenAfterAnother,
         "A was the first to take it, not C"
     );
+    assert_eq!(
+        other_link.try_lease(token, &c, terms).await.unwrap(),
+        LeaseGrant::TakenAfterAnother,
+        "asking again says so again"
+    );
     assert!(other_link.release_lease(token, &c).await.unwrap());
     assert_eq!(
         store.try_lease(token, &a, terms).await.unwrap(),
@@ -752,6 +757,40 @@ async fn memory_a_lapsed_lease_whose_successor_hears_expired_first_still_serves_
     assert_eq!(emulator.redemptions_of(token), 1);
     let stored = store.answer(digest_of(token)).expect("A published");
     assert!(stored.is_customer());
+}
+
+/// A's own renewals fail until its lease lapses; B takes over and AWS
+/// redeems the token for B, whose answer is slow to come back. A's call then
+/// hears "expired": A knows its lease may have lapsed, so it waits for B's
+/// answer instead of turning its buyer away.
+#[tokio::test(start_paused = true)]
+async fn memory_a_holder_whose_lease_lapsed_does_not_take_expired_at_its_word() {
+    let (emulator, tokens) = single_use_emulator(1).await;
+    let token = &tokens[0];
+    let store = MemoryStore::new();
+    let a_link = store.link();
+    let a_upstream = Gated::new(emulator.in_process_resolver());
+    let b_upstream = Gated::answered_then_held(emulator.in_process_resolver());
+    let a = Replica::new(a_link.clone(), a_upstream.clone(), |b| b);
+    let b = Replica::new(store.link(), b_upstream.clone(), |b| b);
+    let first = spawn_submit(&a, token, 1);
+    a_upstream.wait_started(1).await;
+    a_link.set_down(true);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(store.leases().is_empty(), "A's lease lapsed");
+    let second = spawn_submit(&b, token, 1);
+    b_upstream.wait_started(1).await;
+    assert_eq!(emulator.redemptions_of(token), 1, "redeemed for B");
+    a_link.set_down(false);
+    a_upstream.release(1);
+    while emulator.calls_for(token) < 2 {
+        tokio::task::yield_now().await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    b_upstream.release(1);
+    assert_eq!(ending("A", first).await, account_of(token));
+    assert_eq!(ending("B", second).await, account_of(token));
+    assert_eq!(emulator.redemptions_of(token), 1);
 }
 
 /// A dies before its upstream call ends (AWS never answered it): its lease

@@ -333,32 +333,21 @@ impl ResolutionStore for MemoryStore {
         terms: LeaseTerms,
     ) -> Result<LeaseGrant, MemoryStoreError> {
         self.run(StoreCall::TryLease, |state, now| {
-            match holder_of(state, token, now) {
+            let renewing = match holder_of(state, token, now) {
                 Some(current) if current != holder => return LeaseGrant::HeldElsewhere,
-                Some(_) => {
-                    state
-                        .leases
-                        .insert(token, (holder.clone(), expiry(now, terms.lease)));
-                    return LeaseGrant::Taken;
-                }
-                None => {}
-            }
+                current => current.is_some(),
+            };
             state
                 .leases
                 .insert(token, (holder.clone(), expiry(now, terms.lease)));
+            state.takers.retain(|_, (_, until)| now < *until);
+            if !renewing {
+                let until = expiry(now, terms.remember.max(terms.lease));
+                state.takers.entry(token).or_insert((holder.clone(), until));
+            }
             match state.takers.get(&token) {
-                Some((first, until)) if now < *until => {
-                    if first == holder {
-                        LeaseGrant::Taken
-                    } else {
-                        LeaseGrant::TakenAfterAnother
-                    }
-                }
-                _ => {
-                    let until = expiry(now, terms.remember.max(terms.lease));
-                    state.takers.insert(token, (holder.clone(), until));
-                    LeaseGrant::Taken
-                }
+                Some((first, _)) if first != holder => LeaseGrant::TakenAfterAnother,
+                _ => LeaseGrant::Taken,
             }
         })
         .await

@@ -87,15 +87,15 @@ pub(crate) mod redis;
 ///     async fn try_lease(&self, token: TokenDigest, holder: &LeaseHolder, _: LeaseTerms) -> Result<LeaseGrant, Infallible> {
 ///         let mut leases = self.leases.lock().unwrap();
 ///         match leases.get(&token) {
-///             Some(current) if current == holder => Ok(LeaseGrant::Taken),
-///             Some(_) => Ok(LeaseGrant::HeldElsewhere),
+///             Some(current) if current != holder => return Ok(LeaseGrant::HeldElsewhere),
+///             Some(_) => {}
 ///             None => {
 ///                 leases.insert(token, holder.clone());
-///                 let mut takers = self.takers.lock().unwrap();
-///                 let first = takers.entry(token).or_insert_with(|| holder.clone());
-///                 Ok(if first == holder { LeaseGrant::Taken } else { LeaseGrant::TakenAfterAnother })
 ///             }
 ///         }
+///         let mut takers = self.takers.lock().unwrap();
+///         let first = takers.entry(token).or_insert_with(|| holder.clone());
+///         Ok(if first == holder { LeaseGrant::Taken } else { LeaseGrant::TakenAfterAnother })
 ///     }
 ///     async fn extend_lease(&self, token: TokenDigest, holder: &LeaseHolder, _: Duration) -> Result<bool, Infallible> {
 ///         Ok(self.leases.lock().unwrap().get(&token) == Some(holder))
@@ -203,13 +203,14 @@ pub struct LeaseTerms {
 /// The answer to [`ResolutionStore::try_lease`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LeaseGrant {
-    /// The holder holds the lease: it was free and this holder is the first
-    /// to take it (within [`LeaseTerms::remember`]), or it was already this
-    /// holder's.
+    /// The holder holds the lease (taken now, or already its own), and it is
+    /// the first to have taken it within [`LeaseTerms::remember`].
     Taken,
-    /// The holder holds the lease, but another holder first took it, less
-    /// than [`LeaseTerms::remember`] ago: that holder's redemption of the
-    /// token may still be under way, or may have succeeded unpublished.
+    /// The holder holds the lease (taken now, or already its own), but
+    /// another holder first took it, less than [`LeaseTerms::remember`] ago:
+    /// that holder's redemption of the token may still be under way, or may
+    /// have succeeded unpublished. A holder asking again gets this answer
+    /// again.
     TakenAfterAnother,
     /// Another holder holds the lease.
     HeldElsewhere,

@@ -32,8 +32,8 @@
 
 use std::future::Future;
 use std::pin::pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::Poll;
 use std::time::Duration;
 
@@ -126,6 +126,7 @@ impl SharedStore {
             policy,
             give_up: Instant::now() + policy.timeout,
             contested: AtomicBool::new(false),
+            held_since: Mutex::new(None),
         };
         let mut pause = FIRST_POLL;
         // Looks in a row that failed, and whether a lease attempt may have
@@ -134,7 +135,13 @@ impl SharedStore {
         let mut maybe_leased = false;
         loop {
             match run.look(&mut maybe_leased).await {
-                Ok(Look::Answer(answer)) => return deliver(from_store(answer)),
+                Ok(Look::Answer(answer)) => {
+                    deliver(from_store(answer));
+                    if maybe_leased {
+                        run.release().await;
+                    }
+                    return;
+                }
                 Ok(Look::Leased) => return run.hold(limit, upstream, deliver).await,
                 Ok(Look::HeldElsewhere) => {
                     run.contested.store(true, Ordering::Relaxed);
@@ -186,6 +193,9 @@ struct Run<'a> {
     /// store, or resolved without it. An "expired" answer is then not taken
     /// at its word.
     contested: AtomicBool,
+    /// When the lease call or renewal that last confirmed this run's lease
+    /// was sent: the lease lasts at least until then plus its length.
+    held_since: Mutex<Option<Instant>>,
 }
 
 impl Run<'_> {
@@ -201,20 +211,26 @@ impl Run<'_> {
         }
         // Taking the lease is idempotent for one holder: a reply lost on the
         // way back is asked for again once.
+        let mut sent = Instant::now();
         let mut attempt = self
             .store
             .call(self.store().try_lease(digest, &self.holder, terms))
             .await;
         if attempt.is_err() {
             *maybe_leased = true;
+            sent = Instant::now();
             attempt = self
                 .store
                 .call(self.store().try_lease(digest, &self.holder, terms))
                 .await;
         }
         Ok(match attempt? {
-            LeaseGrant::Taken => Look::Leased,
+            LeaseGrant::Taken => {
+                self.held(sent);
+                Look::Leased
+            }
             LeaseGrant::TakenAfterAnother => {
+                self.held(sent);
                 self.contested.store(true, Ordering::Relaxed);
                 Look::Leased
             }
@@ -222,13 +238,31 @@ impl Run<'_> {
         })
     }
 
-    /// This run's lease terms: the first holder may still be at work (its
-    /// upstream call, then publishing) for its upstream deadline plus the
-    /// resolve timeout after it took the lease.
+    /// Records that a call sent at `sent` confirmed this run's lease.
+    fn held(&self, sent: Instant) {
+        *self.held_since.lock().unwrap_or_else(|e| e.into_inner()) = Some(sent);
+    }
+
+    /// Whether this run's lease may have lapsed (or never been known held),
+    /// so that another replica may have taken it and redeemed the token.
+    fn lease_may_have_lapsed(&self) -> bool {
+        let since = *self.held_since.lock().unwrap_or_else(|e| e.into_inner());
+        since.is_none_or(|since| Instant::now() >= since + self.store.lease)
+    }
+
+    /// This run's lease terms: the first holder may still be at work after
+    /// taking the lease for its re-check (three store calls), its upstream
+    /// call (the upstream deadline), then publishing (the resolve timeout and
+    /// a store call), and the lease may outlive it by its length: remembered
+    /// for all of that, with a margin of a few store calls.
     fn terms(&self) -> LeaseTerms {
+        let store_calls = self.store.timeout.saturating_mul(8);
         LeaseTerms {
             lease: self.store.lease,
-            remember: self.policy.upstream_deadline() + self.policy.timeout + self.store.lease,
+            remember: self.policy.upstream_deadline()
+                + self.policy.timeout
+                + self.store.lease
+                + store_calls,
         }
     }
 
@@ -330,15 +364,24 @@ impl Run<'_> {
     /// redemption of this very token (a lease that lapsed, a replica that
     /// resolved without the store), whose customer then wins.
     async fn settle_expired(&self) -> Settled {
+        let contested = self.contested.load(Ordering::Relaxed) || self.lease_may_have_lapsed();
         let mut pause = FIRST_POLL;
+        let mut failures = 0;
         loop {
             match self.store.call(self.store().read(self.digest)).await {
                 Ok(Some(answer)) if answer.is_customer() => return Settled::Customer(answer),
-                Ok(_) if !self.contested.load(Ordering::Relaxed) => return Settled::Expired,
+                Ok(_) if !contested => return Settled::Expired,
                 // Another redemption may still publish: wait for it, as long
                 // as the request would.
-                Ok(_) => {}
-                Err(error) => tracing::debug!(%error, "could not check an expired token"),
+                Ok(_) => failures = 0,
+                Err(error) => {
+                    // The store cannot say: the answer stands as AWS gave it.
+                    failures += 1;
+                    if failures >= MAX_POLL_FAILURES {
+                        tracing::warn!(%error, "could not check an expired token against the shared store");
+                        return Settled::Expired;
+                    }
+                }
             }
             if Instant::now() + pause > self.give_up {
                 // Not known: the buyer's retry settles it.
@@ -406,7 +449,11 @@ impl Run<'_> {
         let renewals = async {
             let lease = self.store.lease;
             let every = lease / RENEWALS_PER_LEASE;
-            let mut next = Instant::now() + if at_once { Duration::ZERO } else { every };
+            let since = *self.held_since.lock().unwrap_or_else(|e| e.into_inner());
+            let mut next = match since {
+                Some(since) if !at_once => since + every,
+                _ => Instant::now(),
+            };
             loop {
                 tokio::time::sleep_until(next).await;
                 let sent = Instant::now();
@@ -417,6 +464,16 @@ impl Run<'_> {
                 let kept = match extended {
                     Ok(true) => Ok(LeaseGrant::Taken),
                     Ok(false) => {
+                        // The lease lapsed (or the store lost it): another
+                        // replica may have taken it meanwhile.
+                        if self
+                            .held_since
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .is_some()
+                        {
+                            self.contested.store(true, Ordering::Relaxed);
+                        }
                         self.store
                             .call(
                                 self.store()
@@ -427,8 +484,12 @@ impl Run<'_> {
                     Err(error) => Err(error),
                 };
                 match kept {
-                    Ok(LeaseGrant::Taken) => next = sent + every,
+                    Ok(LeaseGrant::Taken) => {
+                        self.held(sent);
+                        next = sent + every;
+                    }
                     Ok(LeaseGrant::TakenAfterAnother) => {
+                        self.held(sent);
                         self.contested.store(true, Ordering::Relaxed);
                         next = sent + every;
                     }

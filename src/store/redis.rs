@@ -1,11 +1,12 @@
 //! [`RedisStore`]: a [`ResolutionStore`] on Redis (feature `redis`).
 //!
-//! Two keys per token, both named by the token's digest, never the token:
+//! Three keys per token, named by the token's digest (never the token) in a
+//! hash tag, so that they share a slot on a Redis Cluster:
 //!
-//! - `<prefix>answer:<digest>`: the published answer
+//! - `<prefix>answer:{<digest>}`: the published answer
 //!   ([`StoredAnswer::encode`]), expiring with its lifetime (`PX`);
-//! - `<prefix>lease:<digest>`: the lease holder's id, expiring with the lease;
-//! - `<prefix>taker:<digest>`: who first took the lease, remembered a while
+//! - `<prefix>lease:{<digest>}`: the lease holder's id, expiring with the lease;
+//! - `<prefix>taker:{<digest>}`: who first took the lease, remembered a while
 //!   longer (see [`LeaseTerms::remember`]).
 //!
 //! Every write is a short Lua script run with `EVAL` (so a fresh or failed-over
@@ -48,12 +49,14 @@ const TRY_LEASE: &str = r#"
 local holder = redis.call("GET", KEYS[1])
 if holder == ARGV[1] then
   redis.call("PEXPIRE", KEYS[1], ARGV[2])
-  return 1
+elseif holder then
+  return 0
+else
+  redis.call("SET", KEYS[1], ARGV[1], "PX", ARGV[2])
+  redis.call("SET", KEYS[2], ARGV[1], "NX", "PX", ARGV[3])
 end
-if holder then return 0 end
-redis.call("SET", KEYS[1], ARGV[1], "PX", ARGV[2])
-redis.call("SET", KEYS[2], ARGV[1], "NX", "PX", ARGV[3])
-if redis.call("GET", KEYS[2]) ~= ARGV[1] then return 2 end
+local first = redis.call("GET", KEYS[2])
+if first and first ~= ARGV[1] then return 2 end
 return 1
 "#;
 
@@ -185,16 +188,19 @@ impl RedisStore {
         Ok(self.connection.get_or_init(|| connection).clone())
     }
 
+    // The digest is a hash tag (`{...}`): a token's keys share one slot, as
+    // a script that touches two of them needs on a Redis Cluster.
+
     fn answer_key(&self, token: TokenDigest) -> String {
-        format!("{}answer:{token}", self.prefix)
+        format!("{}answer:{{{token}}}", self.prefix)
     }
 
     fn lease_key(&self, token: TokenDigest) -> String {
-        format!("{}lease:{token}", self.prefix)
+        format!("{}lease:{{{token}}}", self.prefix)
     }
 
     fn taker_key(&self, token: TokenDigest) -> String {
-        format!("{}taker:{token}", self.prefix)
+        format!("{}taker:{{{token}}}", self.prefix)
     }
 
     /// Runs `script` on `keys` with `args`.
@@ -317,14 +323,10 @@ mod tests {
             .unwrap()
             .key_prefix("p:");
         let digest = TokenDigest::new(0x0123_4567_89ab_cdef_0011_2233_4455_6677);
-        assert_eq!(
-            store.answer_key(digest),
-            "p:answer:0123456789abcdef0011223344556677"
-        );
-        assert_eq!(
-            store.lease_key(digest),
-            "p:lease:0123456789abcdef0011223344556677"
-        );
+        let hex = "0123456789abcdef0011223344556677";
+        assert_eq!(store.answer_key(digest), format!("p:answer:{{{hex}}}"));
+        assert_eq!(store.lease_key(digest), format!("p:lease:{{{hex}}}"));
+        assert_eq!(store.taker_key(digest), format!("p:taker:{{{hex}}}"));
     }
 
     #[test]

@@ -15,8 +15,6 @@
 //! `CI=true` it fails).
 
 use std::convert::Infallible;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use http::{Request, Response, StatusCode};
@@ -28,73 +26,37 @@ use tower_resolve_customer::{
     ResolvedCustomer, Resolver,
 };
 
-/// A `redis-server` on a free loopback port; killed on drop.
-struct RedisServer {
-    child: Child,
-    url: String,
+/// The tests' own `redis-server` fixture.
+#[allow(dead_code)]
+#[path = "../tests/common/redis_server.rs"]
+mod redis_server;
+
+use redis_server::RedisServer;
+
+/// Under `CI=true` a missing `redis-server` fails the run; elsewhere it is
+/// skipped with a note.
+fn missing_service(service: &str) {
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "{service} is required under CI=true (.ci/run installs it)"
+    );
+    eprintln!("skipping: {service} is not installed (required under CI=true)");
 }
 
-impl RedisServer {
-    fn start() -> Option<Self> {
-        if Command::new("redis-server")
-            .arg("--version")
-            .output()
-            .is_err()
-        {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "redis-server is required under CI=true (.ci/run installs it)"
-            );
-            eprintln!("skipping: redis-server is not installed");
-            return None;
-        }
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free loopback port")
-            .port();
-        let mut child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("redis-server starts");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let ready = BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-            .any(|line| line.contains("Ready to accept connections"));
-        assert!(ready, "redis-server did not start");
-        Some(Self {
-            child,
-            url: format!("redis://127.0.0.1:{port}/"),
+/// Store calls the server has run so far: every `RedisStore` call is one
+/// `EVAL` (`INFO commandstats`; connection set-up is not counted).
+fn store_calls(redis: &RedisServer) -> u64 {
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query(&mut redis.connection())
+        .expect("INFO commandstats");
+    info.lines()
+        .filter(|line| line.starts_with("cmdstat_eval:"))
+        .filter_map(|line| {
+            let calls = line.split("calls=").nth(1)?;
+            calls.split(',').next()?.parse::<u64>().ok()
         })
-    }
-
-    /// Store calls the server has run so far: every `RedisStore` call is one
-    /// `EVAL` (`INFO commandstats`; connection set-up is not counted).
-    fn commands(&self) -> u64 {
-        let mut connection = redis::Client::open(self.url.as_str())
-            .and_then(|client| client.get_connection())
-            .expect("a connection to redis-server");
-        let info: String = redis::cmd("INFO")
-            .arg("commandstats")
-            .query(&mut connection)
-            .expect("INFO commandstats");
-        info.lines()
-            .filter(|line| line.starts_with("cmdstat_eval:"))
-            .filter_map(|line| {
-                let calls = line.split("calls=").nth(1)?;
-                calls.split(',').next()?.parse::<u64>().ok()
-            })
-            .sum()
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+        .sum()
 }
 
 /// The in-process emulator, after `delay`.
@@ -115,7 +77,7 @@ impl<R: Resolver> Resolver for Delayed<R> {
 }
 
 fn replica(redis: &RedisServer, resolver: impl Resolver) -> ResolveCustomerLayer {
-    let store = RedisStore::new(&redis.url).expect("a valid URL");
+    let store = RedisStore::new(&redis.url()).expect("a valid URL");
     Resolutions::builder(resolver).store(store).build().layer()
 }
 
@@ -211,17 +173,17 @@ fn main() {
             let token = MeteringEmulator::mint_token();
             emulator.register(&token, ResolvedCustomer::new("123456789012", "prod-bench"));
             for (kind, layer) in [(0, &a), (1, &a), (2, &b)] {
-                let before = redis.commands();
+                let before = store_calls(&redis);
                 let started = Instant::now();
                 assert_eq!(submit(layer, &token).await, StatusCode::OK);
                 kinds[kind].latencies.push(started.elapsed());
                 settled(layer).await;
-                kinds[kind].commands += redis.commands() - before;
+                kinds[kind].commands += store_calls(&redis) - before;
             }
 
             let token = MeteringEmulator::mint_token();
             emulator.register(&token, ResolvedCustomer::new("123456789012", "prod-bench"));
-            let before = redis.commands();
+            let before = store_calls(&redis);
             let first = tokio::spawn({
                 let (slow_a, token) = (slow_a.clone(), token.clone());
                 async move { submit(&slow_a, &token).await }
@@ -238,15 +200,15 @@ fn main() {
             settled(&slow_b).await;
             // B's share: everything but A's five (read, lease, re-check,
             // publish, release; A's call is shorter than a renewal period).
-            kinds[3].commands += redis.commands() - before - 5;
+            kinds[3].commands += store_calls(&redis) - before - 5;
 
             let junk = format!("Junk{i}JunkJunkJunk");
-            let before = redis.commands();
+            let before = store_calls(&redis);
             let started = Instant::now();
             assert_eq!(submit(&a, &junk).await, StatusCode::BAD_REQUEST);
             kinds[4].latencies.push(started.elapsed());
             settled(&a).await;
-            kinds[4].commands += redis.commands() - before;
+            kinds[4].commands += store_calls(&redis) - before;
         }
         println!("{iterations} iterations per kind");
         println!("| Request | Redis commands per request | p50 | p99 |");

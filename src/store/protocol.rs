@@ -290,13 +290,7 @@ impl Run<'_> {
                     self.contested.store(true, Ordering::Relaxed);
                 }
             }
-            let permit = match limit.admit() {
-                Ok(permit) => permit,
-                Err(refused) => return deliver((Err(refused), None)),
-            };
-            let outcome = upstream.await;
-            drop(permit);
-            self.finish(outcome, deliver).await;
+            self.redeem(limit, upstream, deliver).await;
         };
         self.renewing(false, work).await;
         self.release().await;
@@ -318,15 +312,7 @@ impl Run<'_> {
             StoreUnavailable::ResolveLocally => {
                 tracing::warn!(%error, "shared store unavailable: resolving without it");
                 self.contested.store(true, Ordering::Relaxed);
-                let work = async {
-                    let permit = match limit.admit() {
-                        Ok(permit) => permit,
-                        Err(refused) => return deliver((Err(refused), None)),
-                    };
-                    let outcome = upstream.await;
-                    drop(permit);
-                    self.finish(outcome, deliver).await;
-                };
+                let work = self.redeem(limit, upstream, deliver);
                 // A lease attempt that timed out may have been applied: keep
                 // that lease alive (or take it, once the store answers) while
                 // resolving, then end it.
@@ -335,6 +321,23 @@ impl Run<'_> {
         }
         // Whatever the store did with calls that timed out, leave no lease.
         self.release().await;
+    }
+
+    /// Calls upstream once `limit` admits it (holding the admission only for
+    /// the call), then settles, delivers and publishes the outcome.
+    async fn redeem(
+        &self,
+        limit: &UpstreamLimit,
+        upstream: impl Future<Output = Outcome>,
+        deliver: impl FnOnce(Delivered),
+    ) {
+        let permit = match limit.admit() {
+            Ok(permit) => permit,
+            Err(refused) => return deliver((Err(refused), None)),
+        };
+        let outcome = upstream.await;
+        drop(permit);
+        self.finish(outcome, deliver).await;
     }
 
     /// Settles an upstream outcome against the store, delivers it, and

@@ -937,12 +937,25 @@ impl<R: Resolver> Resolver for Slow<R> {
     }
 }
 
+/// What one schedule met.
+struct Met {
+    /// Faults met, on every link.
+    faults: u64,
+    /// Whether some link met three faults or more: enough for a replica to
+    /// count the store as unavailable, the README's outage rows.
+    outage: bool,
+}
+
 /// One seeded schedule: 2 to 5 replicas, 1 to 3 tokens submitted 2 to 4
 /// times each at random replicas and moments, random upstream latencies,
 /// and up to four random store faults per link (at most one on renewals, so
-/// a lease never lapses while its holder lives), under `FailClosed`.
-/// Returns a description of what went wrong, if anything.
-async fn schedule(seed: u64) -> Result<u64, String> {
+/// a lease never lapses while its holder lives), under `policy`.
+/// Every submission must end with its customer, from one upstream call per
+/// token, except that under `ResolveLocally` a schedule in which a replica
+/// may have counted the store as unavailable is excused (the README's
+/// `ResolveLocally` outage row) and only held to one upstream call per
+/// replica. Returns a description of what went wrong.
+async fn schedule(seed: u64, policy: StoreUnavailable) -> Result<Met, String> {
     let mut rng = Rng(seed);
     let (emulator, tokens) = single_use_emulator(1 + rng.below(3) as usize).await;
     let store = MemoryStore::new();
@@ -972,9 +985,7 @@ async fn schedule(seed: u64) -> Result<u64, String> {
                 inner: emulator.in_process_resolver(),
                 delays: Arc::new(std::sync::Mutex::new(Rng(rng.next()))),
             };
-            Replica::new(link, resolver, |b| {
-                b.on_store_unavailable(StoreUnavailable::FailClosed)
-            })
+            Replica::new(link, resolver, |b| b.on_store_unavailable(policy))
         })
         .collect();
     let mut submissions = tokio::task::JoinSet::new();
@@ -990,7 +1001,23 @@ async fn schedule(seed: u64) -> Result<u64, String> {
             });
         }
     }
-    for (token, ending) in submissions.join_all().await {
+    let endings = within("every submission of the schedule", submissions.join_all()).await;
+    let met = Met {
+        faults: links.iter().map(MemoryStore::faults_met).sum(),
+        outage: links.iter().any(|link| link.faults_met() >= 3),
+    };
+    if met.outage && policy == StoreUnavailable::ResolveLocally {
+        // Each replica that resolved without the store may have redeemed the
+        // token once, and no more.
+        for token in &tokens {
+            let calls = emulator.calls_for(token);
+            if calls > replicas.len() {
+                return Err(format!("seed {seed}: {calls} upstream calls for one token"));
+            }
+        }
+        return Ok(met);
+    }
+    for (token, ending) in endings {
         if ending != account_of(&token) {
             return Err(format!("seed {seed}: a submission ended {ending:?}"));
         }
@@ -1001,32 +1028,53 @@ async fn schedule(seed: u64) -> Result<u64, String> {
             return Err(format!("seed {seed}: {calls} upstream calls for one token"));
         }
     }
-    Ok(links.iter().map(MemoryStore::faults_met).sum())
+    Ok(met)
 }
 
-#[test]
-fn memory_a_thousand_random_schedules_redeem_once_and_serve_every_buyer() {
+/// Runs the seeded schedules `seeds` under `policy`: the faults met in all,
+/// and how many schedules were excused.
+fn run_schedules(seeds: std::ops::Range<u64>, policy: StoreUnavailable) -> (u64, usize) {
+    let count = seeds.end - seeds.start;
     let mut failures = Vec::new();
-    let mut faults_met = 0;
-    for seed in 0..1_000 {
+    let (mut faults, mut excused) = (0, 0);
+    for seed in seeds {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .start_paused(true)
             .build()
             .unwrap();
-        match runtime.block_on(schedule(seed)) {
-            Ok(met) => faults_met += met,
+        match runtime.block_on(schedule(seed, policy)) {
+            Ok(met) => {
+                faults += met.faults;
+                excused += usize::from(met.outage && policy == StoreUnavailable::ResolveLocally);
+            }
             Err(failure) => failures.push(failure),
         }
     }
-    // The schedules met their faults: most queued faults are reached.
-    assert!(faults_met > 2_000, "only {faults_met} faults met");
     assert!(
         failures.is_empty(),
-        "{} of 1000 schedules failed, first: {:?}",
+        "{} of {count} schedules failed, first: {:?}",
         failures.len(),
         &failures[..failures.len().min(5)]
     );
+    (faults, excused)
+}
+
+#[test]
+fn memory_a_thousand_random_schedules_redeem_once_and_serve_every_buyer() {
+    let (faults, _) = run_schedules(0..1_000, StoreUnavailable::FailClosed);
+    // The schedules met their faults: most queued faults are reached.
+    assert!(faults > 2_000, "only {faults} faults met");
+}
+
+#[test]
+fn memory_a_thousand_random_schedules_resolving_locally_keep_the_guarantee_short_of_an_outage() {
+    let (faults, excused) = run_schedules(1_000..2_000, StoreUnavailable::ResolveLocally);
+    assert!(faults > 2_000, "only {faults} faults met");
+    // Most schedules are held to the full guarantee.
+    // About half the schedules are held to the full guarantee (476 are
+    // excused with these seeds).
+    assert!(excused < 600, "{excused} of 1000 schedules excused");
 }
 
 // ---------------------------------------------------------------------------

@@ -43,22 +43,6 @@ fn missing_service(service: &str) {
     eprintln!("skipping: {service} is not installed (required under CI=true)");
 }
 
-/// Store calls the server has run so far: every `RedisStore` call is one
-/// `EVAL` (`INFO commandstats`; connection set-up is not counted).
-fn store_calls(redis: &RedisServer) -> u64 {
-    let info: String = redis::cmd("INFO")
-        .arg("commandstats")
-        .query(&mut redis.connection())
-        .expect("INFO commandstats");
-    info.lines()
-        .filter(|line| line.starts_with("cmdstat_eval:"))
-        .filter_map(|line| {
-            let calls = line.split("calls=").nth(1)?;
-            calls.split(',').next()?.parse::<u64>().ok()
-        })
-        .sum()
-}
-
 /// The in-process emulator, after `delay`.
 #[derive(Clone)]
 struct Delayed<R> {
@@ -173,17 +157,17 @@ fn main() {
             let token = MeteringEmulator::mint_token();
             emulator.register(&token, ResolvedCustomer::new("123456789012", "prod-bench"));
             for (kind, layer) in [(0, &a), (1, &a), (2, &b)] {
-                let before = store_calls(&redis);
+                let before = redis.store_calls();
                 let started = Instant::now();
                 assert_eq!(submit(layer, &token).await, StatusCode::OK);
                 kinds[kind].latencies.push(started.elapsed());
                 settled(layer).await;
-                kinds[kind].commands += store_calls(&redis) - before;
+                kinds[kind].commands += redis.store_calls() - before;
             }
 
             let token = MeteringEmulator::mint_token();
             emulator.register(&token, ResolvedCustomer::new("123456789012", "prod-bench"));
-            let before = store_calls(&redis);
+            let before = redis.store_calls();
             let first = tokio::spawn({
                 let (slow_a, token) = (slow_a.clone(), token.clone());
                 async move { submit(&slow_a, &token).await }
@@ -200,15 +184,15 @@ fn main() {
             settled(&slow_b).await;
             // B's share: everything but A's five (read, lease, re-check,
             // publish, release; A's call is shorter than a renewal period).
-            kinds[3].commands += store_calls(&redis) - before - 5;
+            kinds[3].commands += redis.store_calls() - before - 5;
 
             let junk = format!("Junk{i}JunkJunkJunk");
-            let before = store_calls(&redis);
+            let before = redis.store_calls();
             let started = Instant::now();
             assert_eq!(submit(&a, &junk).await, StatusCode::BAD_REQUEST);
             kinds[4].latencies.push(started.elapsed());
             settled(&a).await;
-            kinds[4].commands += store_calls(&redis) - before;
+            kinds[4].commands += redis.store_calls() - before;
         }
         println!("{iterations} iterations per kind");
         println!("| Request | Redis commands per request | p50 | p99 |");
@@ -216,5 +200,45 @@ fn main() {
         for kind in &mut kinds {
             kind.report();
         }
+        report_key_sizes(&redis, &a, &emulator).await;
     });
+}
+
+/// What one registration leaves in Redis: each key, its length, its value's
+/// length and `MEMORY USAGE`, right after the lease holder released (the
+/// answer and the first taker remain; the lease is gone).
+async fn report_key_sizes(
+    redis: &RedisServer,
+    replica: &ResolveCustomerLayer,
+    emulator: &MeteringEmulator,
+) {
+    let token = MeteringEmulator::mint_token();
+    let customer = ResolvedCustomer::new("123456789012", "prod-a1b2c3d4e5f6g7h8i9j0k1l2m")
+        .with_license_arn(
+            "arn:aws:license-manager::123456789012:license:l-0123456789abcdef0123456789abcdef",
+        )
+        .with_agreement_id("agmt-0123456789abcdefghijklmno");
+    emulator.register(&token, customer);
+    let digest = RegistrationToken::new(token.clone()).unwrap().digest();
+    assert_eq!(submit(replica, &token).await, StatusCode::OK);
+    settled(replica).await;
+    let mut connection = redis.connection();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("*{{{digest}}}"))
+        .query(&mut connection)
+        .expect("KEYS");
+    println!(
+        "| Key (one registration, AWS-shaped values) | Key bytes | Value bytes | MEMORY USAGE |"
+    );
+    println!("|---|---|---|---|");
+    for key in keys {
+        let value: String = redis::cmd("GET").arg(&key).query(&mut connection).unwrap();
+        let usage: i64 = redis::cmd("MEMORY")
+            .arg("USAGE")
+            .arg(&key)
+            .query(&mut connection)
+            .unwrap();
+        let name = key.replace(&digest.to_string(), "<digest>");
+        println!("| `{name}` | {} | {} | {usage} |", key.len(), value.len());
+    }
 }

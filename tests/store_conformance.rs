@@ -1408,4 +1408,185 @@ mod redis_store {
         assert_eq!(emulator.calls_for(token), 1);
         assert_eq!(proxy.faults_met(), 2);
     }
+
+    /// The suite on a TLS-only server, with a CA made for the test.
+    mod tls {
+        use super::*;
+
+        fn store(redis: &RedisServer) -> RedisStore {
+            RedisStore::new(&redis.url())
+                .and_then(|store| store.tls_root_certificate(redis.ca().to_vec()))
+                .expect("a TLS store")
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn tls_redis_store_keeps_the_contract() {
+            let Some(redis) = RedisServer::start_tls() else {
+                return;
+            };
+            contract(&store(&redis), &store(&redis)).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn tls_double_submit_on_two_replicas() {
+            let Some(redis) = RedisServer::start_tls() else {
+                return;
+            };
+            double_submit_on_two_replicas(|| store(&redis), MeteringEmulator::resolver).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn tls_submissions_spread_over_five_replicas() {
+            let Some(redis) = RedisServer::start_tls() else {
+                return;
+            };
+            submissions_spread_over_five_replicas(|| store(&redis), MeteringEmulator::resolver)
+                .await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn tls_two_routes_over_one_resolutions() {
+            let Some(redis) = RedisServer::start_tls() else {
+                return;
+            };
+            two_routes_over_one_resolutions(store(&redis)).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn tls_round_trips_per_request_kind() {
+            let Some(redis) = RedisServer::start_tls() else {
+                return;
+            };
+            round_trips_per_request_kind(store(&redis), store(&redis), || redis.store_calls())
+                .await;
+        }
+
+        /// A plain-TCP client aimed at the TLS port fails at once with an
+        /// error, rather than hanging or reaching Redis in the clear; and a
+        /// client that trusts another CA is refused.
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn plain_tcp_and_untrusted_clients_fail_clearly() {
+            let Some(redis) = RedisServer::start_tls() else {
+                return;
+            };
+            let Some(other) = RedisServer::start_tls() else {
+                return;
+            };
+            let token = digest_of(&MeteringEmulator::mint_token());
+            let plain = RedisStore::new(&format!("redis://localhost:{}/", redis.addr().port()))
+                .expect("a valid URL");
+            let untrusted = RedisStore::new(&redis.url())
+                .and_then(|store| store.tls_root_certificate(other.ca().to_vec()))
+                .expect("a valid TLS store");
+            for (what, store) in [("plain TCP", plain), ("another CA", untrusted)] {
+                let answer = tokio::time::timeout(Duration::from_secs(10), store.read(token))
+                    .await
+                    .unwrap_or_else(|_| panic!("{what}: hung instead of failing"));
+                let error = answer.expect_err(what);
+                assert!(!error.to_string().is_empty(), "{what}");
+            }
+        }
+
+        /// TLS settings are never dropped: a root certificate with a plain
+        /// URL, or a cluster mixing plain and TLS nodes, is refused.
+        #[test]
+        fn tls_is_never_silently_downgraded() {
+            let pem = b"-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n".to_vec();
+            let plain = RedisStore::new("redis://localhost:6379/").unwrap();
+            assert!(plain.tls_root_certificate(pem.clone()).is_err());
+            let plain_cluster = RedisStore::cluster(["redis://localhost:7000/"]).unwrap();
+            assert!(plain_cluster.tls_root_certificate(pem.clone()).is_err());
+            assert!(
+                RedisStore::cluster(["rediss://localhost:7000/", "redis://localhost:7001/"])
+                    .is_err()
+            );
+            assert!(RedisStore::cluster(Vec::<String>::new()).is_err());
+            assert!(RedisStore::new("unix:///tmp/redis.sock").is_err());
+        }
+    }
+
+    /// The suite on a three-primary cluster.
+    mod cluster {
+        use super::*;
+        use common::redis_server::RedisCluster;
+
+        fn store(cluster: &RedisCluster) -> RedisStore {
+            RedisStore::cluster(cluster.urls()).expect("a cluster store")
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn cluster_redis_store_keeps_the_contract() {
+            let Some(cluster) = RedisCluster::start(3, 0) else {
+                return;
+            };
+            contract(&store(&cluster), &store(&cluster)).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn cluster_double_submit_on_two_replicas() {
+            let Some(cluster) = RedisCluster::start(3, 0) else {
+                return;
+            };
+            double_submit_on_two_replicas(|| store(&cluster), MeteringEmulator::resolver).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn cluster_submissions_spread_over_five_replicas() {
+            let Some(cluster) = RedisCluster::start(3, 0) else {
+                return;
+            };
+            submissions_spread_over_five_replicas(|| store(&cluster), MeteringEmulator::resolver)
+                .await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn cluster_two_routes_over_one_resolutions() {
+            let Some(cluster) = RedisCluster::start(3, 0) else {
+                return;
+            };
+            two_routes_over_one_resolutions(store(&cluster)).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn cluster_round_trips_per_request_kind() {
+            let Some(cluster) = RedisCluster::start(3, 0) else {
+                return;
+            };
+            round_trips_per_request_kind(store(&cluster), store(&cluster), || {
+                cluster.store_calls()
+            })
+            .await;
+        }
+    }
+
+    /// A connection the application hands in is the one the store uses.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_connection_handed_in_is_used_not_replaced() {
+        let Some(redis) = RedisServer::start() else {
+            return;
+        };
+        let (proxy, _) = proxy_to(&redis).await;
+        let connection = redis::Client::open(proxy.url())
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .expect("the application's own connection");
+        let (other_proxy, _) = proxy_to(&redis).await;
+        let other = redis::Client::open(other_proxy.url())
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap();
+        round_trips_per_request_kind(
+            RedisStore::from_connection(connection),
+            RedisStore::from_connection(other),
+            || (proxy.seen("EVAL") + other_proxy.seen("EVAL")) as u64,
+        )
+        .await;
+        assert!(proxy.seen("EVAL") >= 10, "{}", proxy.seen("EVAL"));
+        assert_eq!(
+            redis.store_calls(),
+            (proxy.seen("EVAL") + other_proxy.seen("EVAL")) as u64
+        );
+    }
 }

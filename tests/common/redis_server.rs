@@ -1,53 +1,203 @@
-//! A `redis-server` of a test's own, for the tests that need Redis.
+//! `redis-server`s of a test's own, for the tests that need Redis: one
+//! plain-TCP node, one TLS-only node (with a CA and a server certificate made
+//! for the test by `openssl`), or a cluster (`redis-cli --cluster create`).
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 use super::missing_service;
+
+/// Whether `program` can be run; if not, says so as [`missing_service`] does.
+fn installed(program: &str, version_flag: &str) -> bool {
+    let found = Command::new(program).arg(version_flag).output().is_ok();
+    if !found {
+        missing_service(program);
+    }
+    found
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free loopback port")
+        .port()
+}
+
+/// A directory of the test's own under the system's temporary directory.
+fn scratch_dir(what: &str) -> PathBuf {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "tower-resolve-customer-{what}-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(&dir).expect("a scratch directory");
+    dir
+}
+
+/// Starts `redis-server` with `args` and waits until it accepts connections.
+fn spawn_redis(args: &[String]) -> Child {
+    let mut child = Command::new("redis-server")
+        .args(args)
+        .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("redis-server starts");
+    let stdout = child.stdout.take().expect("redis-server's stdout is piped");
+    let ready = BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+        .any(|line| line.contains("Ready to accept connections"));
+    assert!(ready, "redis-server did not start");
+    child
+}
+
+/// A CA and a server certificate for `localhost` and 127.0.0.1, made by
+/// `openssl` in `dir`: `(ca.crt, server.crt, server.key)`.
+fn certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let run = |args: &[&str]| {
+        let output = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl runs");
+        assert!(
+            output.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=tower-resolve-customer test CA",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=localhost",
+    ]);
+    std::fs::write(
+        dir.join("san.cnf"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\n",
+    )
+    .expect("san.cnf");
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.crt",
+        "-days",
+        "1",
+        "-extfile",
+        "san.cnf",
+    ]);
+    (
+        dir.join("ca.crt"),
+        dir.join("server.crt"),
+        dir.join("server.key"),
+    )
+}
 
 /// A `redis-server` of the test's own, on a free loopback port, without
 /// persistence; killed on drop.
 pub struct RedisServer {
     child: Child,
     port: u16,
+    /// For a TLS-only server: the CA certificate (PEM) that signed its own.
+    ca: Option<Vec<u8>>,
 }
 
 impl RedisServer {
     pub fn start() -> Option<Self> {
-        if Command::new("redis-server")
-            .arg("--version")
-            .output()
-            .is_err()
-        {
-            missing_service("redis-server");
+        if !installed("redis-server", "--version") {
             return None;
         }
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|listener| listener.local_addr())
-            .expect("a free loopback port")
-            .port();
-        let mut child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("redis-server starts");
-        let stdout = child.stdout.take().expect("redis-server's stdout is piped");
-        let ready = BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-            .any(|line| line.contains("Ready to accept connections"));
-        assert!(ready, "redis-server did not start");
-        Some(Self { child, port })
+        let port = free_port();
+        let child = spawn_redis(&["--port".into(), port.to_string()]);
+        Some(Self {
+            child,
+            port,
+            ca: None,
+        })
+    }
+
+    /// A server that speaks TLS only (`--port 0`, `--tls-port`), with a
+    /// certificate for `localhost` signed by a CA made for the test.
+    pub fn start_tls() -> Option<Self> {
+        if !installed("redis-server", "--version") || !installed("openssl", "version") {
+            return None;
+        }
+        let dir = scratch_dir("tls");
+        let (ca, cert, key) = certificates(&dir);
+        let port = free_port();
+        let path = |p: &Path| p.to_str().expect("a UTF-8 path").to_owned();
+        let child = spawn_redis(&[
+            "--port".into(),
+            "0".into(),
+            "--tls-port".into(),
+            port.to_string(),
+            "--tls-cert-file".into(),
+            path(&cert),
+            "--tls-key-file".into(),
+            path(&key),
+            "--tls-ca-cert-file".into(),
+            path(&ca),
+            "--tls-auth-clients".into(),
+            "no".into(),
+        ]);
+        let ca = std::fs::read(&ca).expect("the CA certificate");
+        Some(Self {
+            child,
+            port,
+            ca: Some(ca),
+        })
     }
 
     pub fn addr(&self) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], self.port))
     }
 
+    /// `redis://127.0.0.1:<port>/`, or for a TLS server
+    /// `rediss://localhost:<port>/` (the name its certificate is for).
     pub fn url(&self) -> String {
-        format!("redis://{}/", self.addr())
+        match self.ca {
+            None => format!("redis://{}/", self.addr()),
+            Some(_) => format!("rediss://localhost:{}/", self.port),
+        }
+    }
+
+    /// The CA certificate of a TLS server.
+    pub fn ca(&self) -> &[u8] {
+        self.ca.as_deref().expect("a TLS server")
     }
 
     pub fn stop(&mut self) {
@@ -56,9 +206,24 @@ impl RedisServer {
     }
 
     pub fn connection(&self) -> redis::Connection {
-        redis::Client::open(self.url())
+        let client = match &self.ca {
+            None => redis::Client::open(self.url()),
+            Some(ca) => redis::Client::build_with_tls(
+                self.url(),
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(ca.clone()),
+                },
+            ),
+        };
+        client
             .and_then(|client| client.get_connection())
             .expect("the test's own connection to redis-server")
+    }
+
+    /// `EVAL` calls the server has run: every `RedisStore` call is one.
+    pub fn store_calls(&self) -> u64 {
+        eval_calls(&mut self.connection())
     }
 
     /// Every key, its value and its remaining time to live in milliseconds,
@@ -121,5 +286,176 @@ impl RedisServer {
 impl Drop for RedisServer {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// `EVAL` calls a server has run, from `INFO commandstats`.
+fn eval_calls(connection: &mut redis::Connection) -> u64 {
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query(connection)
+        .expect("INFO commandstats");
+    info.lines()
+        .filter(|line| line.starts_with("cmdstat_eval:"))
+        .filter_map(|line| {
+            let calls = line.split("calls=").nth(1)?;
+            calls.split(',').next()?.parse::<u64>().ok()
+        })
+        .sum()
+}
+
+/// A Redis Cluster of the test's own: `primaries` primaries with `replicas`
+/// replicas each, on loopback, made by `redis-cli --cluster create`; killed
+/// on drop.
+pub struct RedisCluster {
+    nodes: Vec<(u16, Option<Child>)>,
+}
+
+impl RedisCluster {
+    pub fn start(primaries: usize, replicas: usize) -> Option<Self> {
+        if !installed("redis-server", "--version") || !installed("redis-cli", "--version") {
+            return None;
+        }
+        let nodes: Vec<(u16, Option<Child>)> = (0..primaries * (1 + replicas))
+            .map(|_| {
+                let port = free_port();
+                let dir = scratch_dir("cluster");
+                let child = spawn_redis(&[
+                    "--port".into(),
+                    port.to_string(),
+                    "--cluster-enabled".into(),
+                    "yes".into(),
+                    "--cluster-node-timeout".into(),
+                    "1000".into(),
+                    "--dir".into(),
+                    dir.to_str().expect("a UTF-8 path").to_owned(),
+                ]);
+                (port, Some(child))
+            })
+            .collect();
+        let cluster = Self { nodes };
+        let mut create = Command::new("redis-cli");
+        create.arg("--cluster").arg("create");
+        for (port, _) in &cluster.nodes {
+            create.arg(format!("127.0.0.1:{port}"));
+        }
+        let output = create
+            .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
+            .output()
+            .expect("redis-cli runs");
+        assert!(
+            output.status.success(),
+            "redis-cli --cluster create: {}",
+            String::from_utf8_lossy(&output.stdout)
+        );
+        cluster.wait_until_ok();
+        Some(cluster)
+    }
+
+    /// `redis://127.0.0.1:<port>/` of every node still running.
+    pub fn urls(&self) -> Vec<String> {
+        self.running()
+            .map(|port| format!("redis://127.0.0.1:{port}/"))
+            .collect()
+    }
+
+    fn running(&self) -> impl Iterator<Item = u16> + '_ {
+        self.nodes
+            .iter()
+            .filter(|(_, child)| child.is_some())
+            .map(|(port, _)| *port)
+    }
+
+    fn connection(port: u16) -> redis::Connection {
+        redis::Client::open(format!("redis://127.0.0.1:{port}/"))
+            .and_then(|client| client.get_connection())
+            .expect("a connection to a cluster node")
+    }
+
+    /// Waits (at most 30 s) until every running node sees the cluster as
+    /// healthy and agrees on who serves `probe`'s slot.
+    pub fn wait_until_ok(&self) {
+        let started = Instant::now();
+        loop {
+            let states: Vec<bool> = self
+                .running()
+                .map(|port| {
+                    let info: String = redis::cmd("CLUSTER")
+                        .arg("INFO")
+                        .query(&mut Self::connection(port))
+                        .unwrap_or_default();
+                    info.contains("cluster_state:ok")
+                })
+                .collect();
+            if states.iter().all(|ok| *ok) {
+                return;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "the cluster did not become healthy: {states:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The port of the primary that serves `key`.
+    pub fn primary_for(&self, key: &str) -> u16 {
+        let port = self.running().next().expect("a running node");
+        let mut connection = Self::connection(port);
+        let slot: i64 = redis::cmd("CLUSTER")
+            .arg("KEYSLOT")
+            .arg(key)
+            .query(&mut connection)
+            .expect("CLUSTER KEYSLOT");
+        let shards: Vec<redis::Value> = redis::cmd("CLUSTER")
+            .arg("SLOTS")
+            .query(&mut connection)
+            .expect("CLUSTER SLOTS");
+        for shard in shards {
+            let redis::Value::Array(fields) = shard else {
+                continue;
+            };
+            let range: (i64, i64) = (
+                redis::from_redis_value(fields[0].clone()).unwrap(),
+                redis::from_redis_value(fields[1].clone()).unwrap(),
+            );
+            if (range.0..=range.1).contains(&slot) {
+                let redis::Value::Array(primary) = &fields[2] else {
+                    panic!("CLUSTER SLOTS without a primary");
+                };
+                return redis::from_redis_value::<i64>(primary[1].clone()).unwrap() as u16;
+            }
+        }
+        panic!("no shard serves slot {slot}")
+    }
+
+    /// Kills the node on `port`, as a crashed primary.
+    pub fn kill(&mut self, port: u16) {
+        for (node, child) in &mut self.nodes {
+            if *node == port
+                && let Some(mut child) = child.take()
+            {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+
+    /// `EVAL` calls every running node has run.
+    pub fn store_calls(&self) -> u64 {
+        self.running()
+            .map(|port| eval_calls(&mut Self::connection(port)))
+            .sum()
+    }
+}
+
+impl Drop for RedisCluster {
+    fn drop(&mut self) {
+        for (_, child) in &mut self.nodes {
+            if let Some(mut child) = child.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
     }
 }

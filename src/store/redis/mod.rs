@@ -14,12 +14,15 @@
 //! free or already ours, extending or releasing it only while ours, and
 //! publishing without ever replacing a stored customer by a refusal.
 
+mod connection;
+
 use std::fmt;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
-use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use ::redis::{Client, RedisError, Value};
+use ::redis::{RedisError, Value};
+
+use self::connection::Connector;
 
 use super::{
     LeaseGrant, LeaseHolder, LeaseTerms, ResolutionStore, STORED_CUSTOMER_PREFIX, StoredAnswer,
@@ -84,17 +87,43 @@ end
 return 0
 "#;
 
-/// The Redis URL could not be parsed.
+/// The Redis URL (or the TLS settings given with it) cannot be used.
 #[derive(Debug)]
-pub struct InvalidRedisUrl(RedisError);
+pub struct InvalidRedisUrl(Reason);
 
-impl fmt::Display for InvalidRedisUrl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "invalid Redis URL: {}", self.0)
+#[derive(Debug)]
+enum Reason {
+    Redis(RedisError),
+    Message(&'static str),
+}
+
+impl InvalidRedisUrl {
+    fn redis(error: RedisError) -> Self {
+        Self(Reason::Redis(error))
+    }
+
+    fn message(message: &'static str) -> Self {
+        Self(Reason::Message(message))
     }
 }
 
-impl std::error::Error for InvalidRedisUrl {}
+impl fmt::Display for InvalidRedisUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.0 {
+            Reason::Redis(error) => write!(f, "invalid Redis URL or TLS settings: {error}"),
+            Reason::Message(message) => write!(f, "invalid Redis settings: {message}"),
+        }
+    }
+}
+
+impl std::error::Error for InvalidRedisUrl {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match &self.0 {
+            Reason::Redis(error) => Some(error),
+            Reason::Message(_) => None,
+        }
+    }
+}
 
 /// A Redis command failed: the connection, the server, or its reply.
 #[derive(Debug)]
@@ -112,8 +141,22 @@ impl std::error::Error for RedisStoreError {
     }
 }
 
+impl From<InvalidRedisUrl> for RedisStoreError {
+    fn from(error: InvalidRedisUrl) -> Self {
+        match error.0 {
+            Reason::Redis(error) => Self(error),
+            Reason::Message(message) => Self(RedisError::from((
+                ::redis::ErrorKind::InvalidClientConfig,
+                message,
+            ))),
+        }
+    }
+}
+
 /// A [`ResolutionStore`] on Redis, shared by the replicas of a deployment,
-/// for [`ResolutionsBuilder::store`](crate::ResolutionsBuilder::store).
+/// for [`ResolutionsBuilder::store`](crate::ResolutionsBuilder::store): one
+/// node or a cluster (ElastiCache, MemoryDB, Valkey or Redis OSS), over TCP or
+/// TLS, or over a connection the application already holds.
 ///
 /// ```
 /// use std::time::Duration;
@@ -128,14 +171,18 @@ impl std::error::Error for RedisStoreError {
 /// .on_store_unavailable(StoreUnavailable::FailClosed)
 /// .build();
 /// # let _ = resolutions;
+///
+/// // ElastiCache Serverless: TLS, cluster mode.
+/// let serverless = RedisStore::cluster([
+///     "rediss://my-cache-abc123.serverless.use1.cache.amazonaws.com:6379",
+/// ])?;
+/// # let _ = serverless;
 /// # Ok::<(), tower_resolve_customer::InvalidRedisUrl>(())
 /// ```
 #[derive(Clone)]
 pub struct RedisStore {
-    client: Client,
+    connector: Connector,
     prefix: Arc<str>,
-    connect_timeout: Duration,
-    connection: Arc<OnceLock<ConnectionManager>>,
 }
 
 impl fmt::Debug for RedisStore {
@@ -143,22 +190,68 @@ impl fmt::Debug for RedisStore {
         // The URL may hold a password: it is not shown.
         f.debug_struct("RedisStore")
             .field("prefix", &self.prefix)
-            .field("connect_timeout", &self.connect_timeout)
+            .field("connection", &self.connector.describe())
             .finish_non_exhaustive()
     }
 }
 
 impl RedisStore {
-    /// A store on the Redis server at `url` (`redis://[user:password@]host:port/db`,
-    /// or `rediss://` with the `redis` crate's TLS features). Nothing is
-    /// connected until the first call; a lost connection is re-established.
+    /// A store on the Redis node at `url`: `redis://[user:password@]host:port/db`,
+    /// or `rediss://...` for TLS, verified against the system's root
+    /// certificates (see [`tls_root_certificate`](Self::tls_root_certificate)).
+    /// Nothing is connected until the first call; a lost connection is
+    /// re-established.
     pub fn new(url: &str) -> Result<Self, InvalidRedisUrl> {
-        Ok(Self {
-            client: Client::open(url).map_err(InvalidRedisUrl)?,
+        Ok(Self::with(Connector::node(
+            url,
+            DEFAULT_REDIS_CONNECT_TIMEOUT,
+        )?))
+    }
+
+    /// A store on a Redis Cluster (cluster mode enabled: ElastiCache Serverless,
+    /// ElastiCache or MemoryDB with cluster mode, Valkey or Redis OSS
+    /// clusters), found through any of `nodes` (`redis://` or `rediss://`, all
+    /// the same). The cluster's topology is discovered and followed through
+    /// failovers and resharding; a token's keys share one slot.
+    pub fn cluster<I, S>(nodes: I) -> Result<Self, InvalidRedisUrl>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        Ok(Self::with(Connector::cluster(
+            nodes,
+            DEFAULT_REDIS_CONNECT_TIMEOUT,
+        )?))
+    }
+
+    /// A store over a connection the application already holds: a
+    /// `redis::aio::ConnectionManager`, `MultiplexedConnection` or
+    /// `redis::cluster_async::ClusterConnection` (any `redis` 1.x async
+    /// connection that is cheap to clone). It is used as it is: its TLS,
+    /// authentication, timeouts and reconnection are the application's.
+    pub fn from_connection<C>(connection: C) -> Self
+    where
+        C: ::redis::aio::ConnectionLike + Clone + Send + Sync + 'static,
+    {
+        Self::with(Connector::given(connection))
+    }
+
+    fn with(connector: Connector) -> Self {
+        Self {
+            connector,
             prefix: Arc::from(DEFAULT_REDIS_KEY_PREFIX),
-            connect_timeout: DEFAULT_REDIS_CONNECT_TIMEOUT,
-            connection: Arc::default(),
-        })
+        }
+    }
+
+    /// Trusts `pem` (one or more PEM-encoded CA certificates) instead of the
+    /// system's roots, for `rediss://` URLs. Refused for `redis://` URLs (a
+    /// store never falls back to plain TCP) and for a connection handed in.
+    pub fn tls_root_certificate(
+        mut self,
+        pem: impl Into<Vec<u8>>,
+    ) -> Result<Self, InvalidRedisUrl> {
+        self.connector.set_root_certificate(pem.into())?;
+        Ok(self)
     }
 
     /// Prefix of every key this store writes (default
@@ -172,20 +265,8 @@ impl RedisStore {
     /// bounded by the resolutions'
     /// [`store_timeout`](crate::ResolutionsBuilder::store_timeout).
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
-        self.connect_timeout = timeout;
+        self.connector.set_connect_timeout(timeout);
         self
-    }
-
-    fn connection(&self) -> Result<ConnectionManager, RedisStoreError> {
-        if let Some(connection) = self.connection.get() {
-            return Ok(connection.clone());
-        }
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(self.connect_timeout))
-            .set_number_of_retries(1);
-        let connection = ConnectionManager::new_lazy_with_config(self.client.clone(), config)
-            .map_err(RedisStoreError)?;
-        Ok(self.connection.get_or_init(|| connection).clone())
     }
 
     // The digest is a hash tag (`{...}`): a token's keys share one slot, as
@@ -210,7 +291,7 @@ impl RedisStore {
         keys: &[String],
         args: &[&str],
     ) -> Result<T, RedisStoreError> {
-        let mut connection = self.connection()?;
+        let mut connection = self.connector.connection().await?;
         let mut command = ::redis::cmd("EVAL");
         command.arg(script).arg(keys.len()).arg(keys);
         for arg in args {

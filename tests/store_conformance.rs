@@ -1557,6 +1557,38 @@ mod redis_store {
             })
             .await;
         }
+
+        /// The primary that serves the token's keys is killed while replica
+        /// A resolves under the lease, and its replica takes over. Replica B
+        /// gets the double submit during the failover. Every submission (A's
+        /// buyer and B's, retried as a browser would) ends with the customer,
+        /// and AWS redeemed the token once.
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn cluster_a_primary_killed_mid_resolve_still_serves_every_buyer() {
+            let Some(mut cluster) = RedisCluster::start(3, 1) else {
+                return;
+            };
+            let (emulator, tokens) = single_use_emulator(1).await;
+            let token = &tokens[0];
+            let a_upstream = Gated::new(emulator.in_process_resolver());
+            let a = Replica::new(store(&cluster), a_upstream.clone(), |b| b);
+            let b = Replica::new(store(&cluster), emulator.in_process_resolver(), |b| b);
+            let first = spawn_submit(&a, token, 10);
+            a_upstream.wait_started(1).await;
+            let lease_key = format!(
+                "{}lease:{{{}}}",
+                tower_resolve_customer::DEFAULT_REDIS_KEY_PREFIX,
+                digest_of(token)
+            );
+            let primary = cluster.primary_for(&lease_key);
+            cluster.kill(primary);
+            let second = spawn_submit(&b, token, 10);
+            tokio::task::block_in_place(|| cluster.wait_for_failover(&lease_key, primary));
+            a_upstream.release(1);
+            assert_eq!(ending("A", first).await, account_of(token));
+            assert_eq!(ending("B", second).await, account_of(token));
+            assert_eq!(emulator.redemptions_of(token), 1);
+        }
     }
 
     /// A connection the application hands in is the one the store uses.

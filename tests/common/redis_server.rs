@@ -327,6 +327,9 @@ impl RedisCluster {
                     "yes".into(),
                     "--cluster-node-timeout".into(),
                     "1000".into(),
+                    // Replicas sync at once, so that they can take over.
+                    "--repl-diskless-sync-delay".into(),
+                    "0".into(),
                     "--dir".into(),
                     dir.to_str().expect("a UTF-8 path").to_owned(),
                 ]);
@@ -373,18 +376,26 @@ impl RedisCluster {
     }
 
     /// Waits (at most 30 s) until every running node sees the cluster as
-    /// healthy and agrees on who serves `probe`'s slot.
+    /// healthy and every replica is in sync with its primary.
     pub fn wait_until_ok(&self) {
         let started = Instant::now();
         loop {
             let states: Vec<bool> = self
                 .running()
                 .map(|port| {
-                    let info: String = redis::cmd("CLUSTER")
+                    let mut connection = Self::connection(port);
+                    let cluster: String = redis::cmd("CLUSTER")
                         .arg("INFO")
-                        .query(&mut Self::connection(port))
+                        .query(&mut connection)
                         .unwrap_or_default();
-                    info.contains("cluster_state:ok")
+                    let replication: String = redis::cmd("INFO")
+                        .arg("replication")
+                        .query(&mut connection)
+                        .unwrap_or_default();
+                    cluster.contains("cluster_state:ok")
+                        && (!replication.contains("role:slave")
+                            && !replication.contains("role:replica")
+                            || replication.contains("master_link_status:up"))
                 })
                 .collect();
             if states.iter().all(|ok| *ok) {
@@ -427,6 +438,20 @@ impl RedisCluster {
             }
         }
         panic!("no shard serves slot {slot}")
+    }
+
+    /// Waits (at most 30 s) until a node other than `dead` serves `key`'s
+    /// slot: the failover is over.
+    pub fn wait_for_failover(&self, key: &str, dead: u16) {
+        let started = Instant::now();
+        while self.primary_for(key) == dead {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "no replica took over from {dead}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.wait_until_ok();
     }
 
     /// Kills the node on `port`, as a crashed primary.

@@ -197,8 +197,7 @@ impl Connector {
             }
             Target::Cluster(nodes) => {
                 let mut builder = ClusterClientBuilder::new(nodes.clone())
-                    .connection_timeout(self.connect_timeout)
-                    .retries(1);
+                    .connection_timeout(self.connect_timeout);
                 if let Some(certificates) = certificates {
                     builder = builder.certs(certificates);
                 }

@@ -1229,49 +1229,77 @@ mod redis_store {
                 .is_some_and(|script| script.contains("\"NX\""))
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn redis_store_keeps_the_contract() {
-        let Some(redis) = RedisServer::start() else {
-            return;
+    /// The store-generic suite on one Redis topology. The module that calls
+    /// it defines `start()` (the topology, or `None` to skip), `store(&_)` (a
+    /// replica's store on it) and `store_calls(&_)` (the store calls it ran).
+    macro_rules! topology_suite {
+        () => {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn keeps_the_contract() {
+                let Some(topology) = start() else {
+                    return;
+                };
+                contract(&store(&topology), &store(&topology)).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn double_submit_on_two_replicas() {
+                let Some(topology) = start() else {
+                    return;
+                };
+                super::double_submit_on_two_replicas(
+                    || store(&topology),
+                    MeteringEmulator::resolver,
+                )
+                .await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn submissions_spread_over_five_replicas() {
+                let Some(topology) = start() else {
+                    return;
+                };
+                super::submissions_spread_over_five_replicas(
+                    || store(&topology),
+                    MeteringEmulator::resolver,
+                )
+                .await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn two_routes_over_one_resolutions() {
+                let Some(topology) = start() else {
+                    return;
+                };
+                super::two_routes_over_one_resolutions(store(&topology)).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn round_trips_per_request_kind() {
+                let Some(topology) = start() else {
+                    return;
+                };
+                super::round_trips_per_request_kind(store(&topology), store(&topology), || {
+                    store_calls(&topology)
+                })
+                .await;
+            }
         };
-        contract(&store(&redis), &store(&redis)).await;
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn redis_double_submit_on_two_replicas() {
-        let Some(redis) = RedisServer::start() else {
-            return;
-        };
-        double_submit_on_two_replicas(|| store(&redis), MeteringEmulator::resolver).await;
-    }
+    /// The suite on one plain-TCP node.
+    mod plain {
+        use super::*;
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn redis_submissions_spread_over_five_replicas() {
-        let Some(redis) = RedisServer::start() else {
-            return;
-        };
-        submissions_spread_over_five_replicas(|| store(&redis), MeteringEmulator::resolver).await;
-    }
+        fn start() -> Option<RedisServer> {
+            RedisServer::start()
+        }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn redis_two_routes_over_one_resolutions() {
-        let Some(redis) = RedisServer::start() else {
-            return;
-        };
-        two_routes_over_one_resolutions(store(&redis)).await;
-    }
+        fn store_calls(redis: &RedisServer) -> u64 {
+            redis.store_calls()
+        }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn redis_round_trips_per_request_kind() {
-        let Some(redis) = RedisServer::start() else {
-            return;
-        };
-        let (a_proxy, a_link) = proxy_to(&redis).await;
-        let (b_proxy, b_link) = proxy_to(&redis).await;
-        round_trips_per_request_kind(a_link, b_link, || {
-            (a_proxy.seen("EVAL") + b_proxy.seen("EVAL")) as u64
-        })
-        .await;
+        topology_suite!();
     }
 
     /// Replica A (behind its faulty proxy) and replica B (behind a proxy
@@ -1419,47 +1447,15 @@ mod redis_store {
                 .expect("a TLS store")
         }
 
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn tls_redis_store_keeps_the_contract() {
-            let Some(redis) = RedisServer::start_tls() else {
-                return;
-            };
-            contract(&store(&redis), &store(&redis)).await;
+        fn start() -> Option<RedisServer> {
+            RedisServer::start_tls()
         }
 
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn tls_double_submit_on_two_replicas() {
-            let Some(redis) = RedisServer::start_tls() else {
-                return;
-            };
-            double_submit_on_two_replicas(|| store(&redis), MeteringEmulator::resolver).await;
+        fn store_calls(redis: &RedisServer) -> u64 {
+            redis.store_calls()
         }
 
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn tls_submissions_spread_over_five_replicas() {
-            let Some(redis) = RedisServer::start_tls() else {
-                return;
-            };
-            submissions_spread_over_five_replicas(|| store(&redis), MeteringEmulator::resolver)
-                .await;
-        }
-
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn tls_two_routes_over_one_resolutions() {
-            let Some(redis) = RedisServer::start_tls() else {
-                return;
-            };
-            two_routes_over_one_resolutions(store(&redis)).await;
-        }
-
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn tls_round_trips_per_request_kind() {
-            let Some(redis) = RedisServer::start_tls() else {
-                return;
-            };
-            round_trips_per_request_kind(store(&redis), store(&redis), || redis.store_calls())
-                .await;
-        }
+        topology_suite!();
 
         /// A plain-TCP client aimed at the TLS port fails at once with an
         /// error, rather than hanging or reaching Redis in the clear; and a
@@ -1514,49 +1510,15 @@ mod redis_store {
             RedisStore::cluster(cluster.urls()).expect("a cluster store")
         }
 
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn cluster_redis_store_keeps_the_contract() {
-            let Some(cluster) = RedisCluster::start(3, 0) else {
-                return;
-            };
-            contract(&store(&cluster), &store(&cluster)).await;
+        fn start() -> Option<RedisCluster> {
+            RedisCluster::start(3, 0)
         }
 
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn cluster_double_submit_on_two_replicas() {
-            let Some(cluster) = RedisCluster::start(3, 0) else {
-                return;
-            };
-            double_submit_on_two_replicas(|| store(&cluster), MeteringEmulator::resolver).await;
+        fn store_calls(cluster: &RedisCluster) -> u64 {
+            cluster.store_calls()
         }
 
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn cluster_submissions_spread_over_five_replicas() {
-            let Some(cluster) = RedisCluster::start(3, 0) else {
-                return;
-            };
-            submissions_spread_over_five_replicas(|| store(&cluster), MeteringEmulator::resolver)
-                .await;
-        }
-
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn cluster_two_routes_over_one_resolutions() {
-            let Some(cluster) = RedisCluster::start(3, 0) else {
-                return;
-            };
-            two_routes_over_one_resolutions(store(&cluster)).await;
-        }
-
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn cluster_round_trips_per_request_kind() {
-            let Some(cluster) = RedisCluster::start(3, 0) else {
-                return;
-            };
-            round_trips_per_request_kind(store(&cluster), store(&cluster), || {
-                cluster.store_calls()
-            })
-            .await;
-        }
+        topology_suite!();
 
         /// The primary that serves the token's keys is killed while replica
         /// A resolves under the lease, and its replica takes over. Replica B

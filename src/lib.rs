@@ -67,9 +67,9 @@
 //! - `axum`: [`ResolvedCustomer`] is an axum extractor (and `Option<ResolvedCustomer>`).
 //! - `grpc`: [`grpc_status`], rejections as gRPC statuses for tonic and other
 //!   gRPC servers.
-//! - `redis`: [`RedisStore`], resolutions shared by several replicas through
-//!   Redis, with a cross-replica lease so a token is redeemed once per
-//!   deployment.
+//! - `redis`: [`RedisStore`], a [`ResolutionStore`] on Redis (one node or a
+//!   cluster, over TCP or TLS, or the application's own connection), so a
+//!   token is redeemed once per deployment.
 //! - `test-util`: [`emulator::MeteringEmulator`], a local Marketplace Metering API
 //!   that speaks the real wire protocol, for tests and offline development, and
 //!   `MemoryStore`, an in-process [`ResolutionStore`] with fault injection.

@@ -1483,6 +1483,39 @@ mod redis_store {
             }
         }
 
+        /// A node reached at an address its certificate does not name is
+        /// refused, unless the store is told the name to check for; then the
+        /// contract holds and a double submit is redeemed once.
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn a_server_name_other_than_the_address_is_checked() {
+            let Some(redis) = RedisServer::start_tls_for("redis.test.internal") else {
+                return;
+            };
+            let address = format!("rediss://127.0.0.1:{}/", redis.addr().port());
+            let with = |name: Option<&str>| {
+                let store = RedisStore::new(&address)
+                    .and_then(|store| store.tls_root_certificate(redis.ca().to_vec()))
+                    .expect("a TLS store");
+                match name {
+                    Some(name) => store.tls_server_name(name).expect("a valid name"),
+                    None => store,
+                }
+            };
+            let token = digest_of(&MeteringEmulator::mint_token());
+            for (what, store) in [
+                ("no name", with(None)),
+                ("another name", with(Some("other.test.internal"))),
+            ] {
+                let answer = tokio::time::timeout(Duration::from_secs(10), store.read(token))
+                    .await
+                    .unwrap_or_else(|_| panic!("{what}: hung instead of failing"));
+                assert!(answer.is_err(), "{what}: the certificate was accepted");
+            }
+            let named = || with(Some("redis.test.internal"));
+            contract(&named(), &named()).await;
+            super::double_submit_on_two_replicas(named, MeteringEmulator::resolver).await;
+        }
+
         /// TLS settings are never dropped: a root certificate with a plain
         /// URL, or a cluster mixing plain and TLS nodes, is refused.
         #[test]
@@ -1498,6 +1531,10 @@ mod redis_store {
             );
             assert!(RedisStore::cluster(Vec::<String>::new()).is_err());
             assert!(RedisStore::new("unix:///tmp/redis.sock").is_err());
+            let plain = RedisStore::new("redis://localhost:6379/").unwrap();
+            assert!(plain.tls_server_name("redis.internal").is_err());
+            let cluster = RedisStore::cluster(["rediss://localhost:7000/"]).unwrap();
+            assert!(cluster.tls_server_name("redis.internal").is_err());
         }
     }
 

@@ -56,9 +56,9 @@ fn spawn_redis(args: &[String]) -> Child {
     child
 }
 
-/// A CA and a server certificate for `localhost` and 127.0.0.1, made by
-/// `openssl` in `dir`: `(ca.crt, server.crt, server.key)`.
-fn certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+/// A CA and a server certificate for `name` (and 127.0.0.1 when `name` is
+/// `localhost`), made by `openssl` in `dir`: `(ca.crt, server.crt, server.key)`.
+fn certificates(dir: &Path, name: &str) -> (PathBuf, PathBuf, PathBuf) {
     let run = |args: &[&str]| {
         let output = Command::new("openssl")
             .args(args)
@@ -96,13 +96,14 @@ fn certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
         "-out",
         "server.csr",
         "-subj",
-        "/CN=localhost",
+        &format!("/CN={name}"),
     ]);
-    std::fs::write(
-        dir.join("san.cnf"),
-        "subjectAltName=DNS:localhost,IP:127.0.0.1\n",
-    )
-    .expect("san.cnf");
+    let san = if name == "localhost" {
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\n".to_owned()
+    } else {
+        format!("subjectAltName=DNS:{name}\n")
+    };
+    std::fs::write(dir.join("san.cnf"), san).expect("san.cnf");
     run(&[
         "x509",
         "-req",
@@ -153,11 +154,16 @@ impl RedisServer {
     /// A server that speaks TLS only (`--port 0`, `--tls-port`), with a
     /// certificate for `localhost` signed by a CA made for the test.
     pub fn start_tls() -> Option<Self> {
+        Self::start_tls_for("localhost")
+    }
+
+    /// A TLS-only server whose certificate names `name` only.
+    pub fn start_tls_for(name: &str) -> Option<Self> {
         if !installed("redis-server", "--version") || !installed("openssl", "version") {
             return None;
         }
         let dir = scratch_dir("tls");
-        let (ca, cert, key) = certificates(&dir);
+        let (ca, cert, key) = certificates(&dir, name);
         let port = free_port();
         let path = |p: &Path| p.to_str().expect("a UTF-8 path").to_owned();
         let child = spawn_redis(&[

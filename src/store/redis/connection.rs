@@ -17,6 +17,7 @@ use ::redis::{
 };
 use tokio::sync::OnceCell;
 
+use super::named_tls::NamedTls;
 use super::{InvalidRedisUrl, RedisStoreError};
 
 /// Where the store connects, and the connection once made.
@@ -26,6 +27,8 @@ pub(crate) struct Connector {
     connect_timeout: Duration,
     /// Trusted instead of the system's roots, for TLS.
     root_certificate: Option<Arc<[u8]>>,
+    /// The name a single node's certificate is checked for, if not its host.
+    server_name: Option<Arc<str>>,
     established: Arc<OnceCell<Connection>>,
 }
 
@@ -90,6 +93,7 @@ impl Connector {
             target: Target::Given,
             connect_timeout: Duration::ZERO,
             root_certificate: None,
+            server_name: None,
             established: Arc::new(established),
         }
     }
@@ -99,6 +103,7 @@ impl Connector {
             target,
             connect_timeout,
             root_certificate: None,
+            server_name: None,
             established: Arc::default(),
         }
     }
@@ -130,6 +135,53 @@ impl Connector {
         self.client().map(drop)
     }
 
+    /// Checks a single TLS node's certificate for `name` instead of the
+    /// URL's host.
+    pub(crate) fn set_server_name(&mut self, name: &str) -> Result<(), InvalidRedisUrl> {
+        match &self.target {
+            Target::Node(info) if is_tls(info) => {}
+            Target::Node(_) => {
+                return Err(InvalidRedisUrl::message(
+                    "a TLS server name needs a rediss:// URL",
+                ));
+            }
+            Target::Cluster(_) => {
+                return Err(InvalidRedisUrl::message(
+                    "a cluster's nodes are checked for the names the cluster gives them",
+                ));
+            }
+            Target::Given => {
+                return Err(InvalidRedisUrl::message(
+                    "a connection handed in brings its own TLS settings",
+                ));
+            }
+        }
+        self.server_name = Some(Arc::from(name));
+        // Checks the name and the roots now, not at first use.
+        self.named_tls().map(drop)
+    }
+
+    /// The connection for a TLS node checked for another name, if one is set.
+    fn named_tls(&self) -> Result<Option<NamedTls>, InvalidRedisUrl> {
+        let (Some(name), Target::Node(info)) = (&self.server_name, &self.target) else {
+            return Ok(None);
+        };
+        let ConnectionAddr::TcpTls { host, port, .. } = info.addr() else {
+            return Ok(None);
+        };
+        ensure_crypto_provider();
+        NamedTls::new(
+            host.clone(),
+            *port,
+            name,
+            self.root_certificate.as_deref(),
+            info.redis_settings().clone(),
+            self.connect_timeout,
+        )
+        .map(Some)
+        .map_err(InvalidRedisUrl::message)
+    }
+
     /// How the store connects, for `Debug` (never the URL: it may hold a
     /// password).
     pub(crate) fn describe(&self) -> &'static str {
@@ -147,6 +199,9 @@ impl Connector {
         let connection = self
             .established
             .get_or_try_init(|| async {
+                if let Some(named) = self.named_tls()? {
+                    return Ok(Connection(Box::new(named)));
+                }
                 match self.client()? {
                     Built::Node(client) => {
                         let config = ConnectionManagerConfig::new()

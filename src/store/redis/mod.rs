@@ -15,6 +15,7 @@
 //! publishing without ever replacing a stored customer by a refusal.
 
 mod connection;
+mod named_tls;
 
 use std::fmt;
 use std::sync::Arc;
@@ -251,6 +252,15 @@ impl RedisStore {
         pem: impl Into<Vec<u8>>,
     ) -> Result<Self, InvalidRedisUrl> {
         self.connector.set_root_certificate(pem.into())?;
+        Ok(self)
+    }
+
+    /// Checks the node's TLS certificate for `name` instead of the URL's
+    /// host: for reaching a node by an address its certificate does not name
+    /// (an IP address, a tunnel, a private endpoint). One node over
+    /// `rediss://` only; refused otherwise.
+    pub fn tls_server_name(mut self, name: &str) -> Result<Self, InvalidRedisUrl> {
+        self.connector.set_server_name(name)?;
         Ok(self)
     }
 

@@ -1590,6 +1590,28 @@ mod redis_store {
         }
     }
 
+    /// A node that restarts cuts the store's connection: the store notices
+    /// and connects again, and the next calls work.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_restarted_node_is_reconnected_to() {
+        let Some(mut redis) = RedisServer::start() else {
+            return;
+        };
+        let store = store(&redis);
+        let token = digest_of(&MeteringEmulator::mint_token());
+        assert_eq!(store.read(token).await.unwrap(), None);
+        tokio::task::block_in_place(|| redis.restart());
+        let mut answers = Vec::new();
+        for _ in 0..3 {
+            let answer = tokio::time::timeout(Duration::from_secs(5), store.read(token)).await;
+            answers.push(answer.map(|a| a.map_err(|e| e.to_string())));
+        }
+        assert!(
+            matches!(answers.last(), Some(Ok(Ok(None)))),
+            "no reconnection: {answers:?}"
+        );
+    }
+
     /// A connection the application hands in is the one the store uses.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_connection_handed_in_is_used_not_replaced() {

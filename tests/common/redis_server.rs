@@ -211,6 +211,14 @@ impl RedisServer {
         let _ = self.child.wait();
     }
 
+    /// Stops the plain server and starts it again on the same port, empty:
+    /// every connection to it is cut.
+    pub fn restart(&mut self) {
+        assert!(self.ca.is_none(), "restart is for plain servers");
+        self.stop();
+        self.child = spawn_redis(&["--port".into(), self.port.to_string()]);
+    }
+
     pub fn connection(&self) -> redis::Connection {
         let client = match &self.ca {
             None => redis::Client::open(self.url()),

@@ -1,24 +1,29 @@
 //! How a [`RedisStore`](super::RedisStore) reaches Redis: one node or a
 //! cluster, over TCP or TLS, or a connection the application hands in.
 //!
-//! The connection is made on first use and shared by every clone of the
-//! store; each call works on a cheap clone of it (the multiplexed connection
-//! manager, the cluster connection, or the application's own).
+//! The connection is set up on first use and shared by every clone of the
+//! store; each call works on a cheap clone of it. One node is reached over a
+//! [`Reconnecting`] connection (remade whenever it fails), a cluster over the
+//! `redis` crate's cluster connection (which follows the topology and
+//! reconnects itself), and a connection handed in is used as it is.
 
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ::redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
-use ::redis::cluster::{ClusterClient, ClusterClientBuilder};
-use ::redis::{
-    Client, Cmd, ConnectionAddr, ConnectionInfo, IntoConnectionInfo, Pipeline, RedisFuture,
-    TlsCertificates, Value,
-};
-use tokio::sync::OnceCell;
+use std::sync::OnceLock;
 
-use super::named_tls::NamedTls;
-use super::{InvalidRedisUrl, RedisStoreError};
+use ::redis::aio::ConnectionLike;
+use ::redis::cluster::{ClusterClient, ClusterClientBuilder, ClusterConfig};
+use ::redis::{
+    AsyncConnectionConfig, Client, Cmd, ConnectionAddr, ConnectionInfo, IntoConnectionInfo,
+    Pipeline, RedisFuture, TlsCertificates, Value,
+};
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
+
+use super::reconnecting::{Dial, Reconnecting};
+use super::{InvalidRedisUrl, RedisStoreError, named_tls};
 
 /// Where the store connects, and the connection once made.
 #[derive(Clone)]
@@ -29,7 +34,7 @@ pub(crate) struct Connector {
     root_certificate: Option<Arc<[u8]>>,
     /// The name a single node's certificate is checked for, if not its host.
     server_name: Option<Arc<str>>,
-    established: Arc<OnceCell<Connection>>,
+    established: Arc<OnceLock<Connection>>,
 }
 
 #[derive(Clone)]
@@ -44,14 +49,7 @@ impl Connector {
     /// One node at `url` (`redis://` or `rediss://`).
     pub(crate) fn node(url: &str, connect_timeout: Duration) -> Result<Self, InvalidRedisUrl> {
         let info = url.into_connection_info().map_err(InvalidRedisUrl::redis)?;
-        if !matches!(
-            info.addr(),
-            ConnectionAddr::Tcp(..) | ConnectionAddr::TcpTls { .. }
-        ) {
-            return Err(InvalidRedisUrl::message(
-                "only redis:// and rediss:// URLs are supported",
-            ));
-        }
+        check_addr(&info)?;
         Ok(Self::new(Target::Node(Box::new(info)), connect_timeout))
     }
 
@@ -69,6 +67,9 @@ impl Connector {
             .map(|url| url.as_ref().into_connection_info())
             .collect::<Result<Vec<_>, _>>()
             .map_err(InvalidRedisUrl::redis)?;
+        for node in &nodes {
+            check_addr(node)?;
+        }
         let Some(first) = nodes.first() else {
             return Err(InvalidRedisUrl::message(
                 "a cluster needs at least one node",
@@ -88,7 +89,7 @@ impl Connector {
     where
         C: ConnectionLike + Clone + Send + Sync + 'static,
     {
-        let established = OnceCell::new_with(Some(Connection(Box::new(connection))));
+        let established = OnceLock::from(Connection(Box::new(connection)));
         Self {
             target: Target::Given,
             connect_timeout: Duration::ZERO,
@@ -130,8 +131,16 @@ impl Connector {
                 "a TLS root certificate needs rediss:// URLs",
             ));
         }
+        let certificates = CertificateDer::pem_slice_iter(&pem).count();
+        if certificates == 0 || CertificateDer::pem_slice_iter(&pem).any(|c| c.is_err()) {
+            return Err(InvalidRedisUrl::message(
+                "the TLS root certificate is not one or more PEM certificates",
+            ));
+        }
         self.root_certificate = Some(Arc::from(pem));
-        // Building the client checks the certificate now, not at first use.
+        // Building the connection checks the certificates now, not at first
+        // use.
+        self.dial_named().map(drop)?;
         self.client().map(drop)
     }
 
@@ -158,19 +167,18 @@ impl Connector {
         }
         self.server_name = Some(Arc::from(name));
         // Checks the name and the roots now, not at first use.
-        self.named_tls().map(drop)
+        self.dial_named().map(drop)
     }
 
-    /// The connection for a TLS node checked for another name, if one is set.
-    fn named_tls(&self) -> Result<Option<NamedTls>, InvalidRedisUrl> {
+    /// How to reach a TLS node checked for another name, if one is set.
+    fn dial_named(&self) -> Result<Option<Dial>, InvalidRedisUrl> {
         let (Some(name), Target::Node(info)) = (&self.server_name, &self.target) else {
             return Ok(None);
         };
         let ConnectionAddr::TcpTls { host, port, .. } = info.addr() else {
             return Ok(None);
         };
-        ensure_crypto_provider();
-        NamedTls::new(
+        named_tls::dial(
             host.clone(),
             *port,
             name,
@@ -194,37 +202,53 @@ impl Connector {
         }
     }
 
-    /// A connection for one call: made on first use, then shared.
+    /// A connection for one call: set up on first use (without waiting for
+    /// the network), then shared.
     pub(crate) async fn connection(&self) -> Result<Connection, RedisStoreError> {
-        let connection = self
-            .established
-            .get_or_try_init(|| async {
-                if let Some(named) = self.named_tls()? {
-                    return Ok(Connection(Box::new(named)));
-                }
-                match self.client()? {
-                    Built::Node(client) => {
-                        let config = ConnectionManagerConfig::new()
-                            .set_connection_timeout(Some(self.connect_timeout))
-                            // Every call is bounded by the store timeout.
-                            .set_response_timeout(None)
-                            .set_number_of_retries(1);
-                        let manager = ConnectionManager::new_lazy_with_config(*client, config)
-                            .map_err(RedisStoreError)?;
-                        Ok::<_, RedisStoreError>(Connection(Box::new(manager)))
-                    }
-                    Built::Cluster(client) => {
-                        let connection = client
-                            .get_async_connection()
+        if let Some(connection) = self.established.get() {
+            return Ok(connection.clone());
+        }
+        let connection = self.set_up()?;
+        Ok(self.established.get_or_init(|| connection).clone())
+    }
+
+    fn set_up(&self) -> Result<Connection, InvalidRedisUrl> {
+        if let Some(dial) = self.dial_named()? {
+            return Ok(Connection(Box::new(Reconnecting::new(dial, self.db()))));
+        }
+        match self.client()? {
+            Built::Node(client) => {
+                let config = AsyncConnectionConfig::new()
+                    .set_connection_timeout(Some(self.connect_timeout))
+                    // Every call is bounded by the store timeout.
+                    .set_response_timeout(None);
+                let client = Arc::new(*client);
+                let dial: Dial = Arc::new(move || {
+                    let (client, config) = (Arc::clone(&client), config.clone());
+                    Box::pin(async move {
+                        client
+                            .get_multiplexed_async_connection_with_config(&config)
                             .await
-                            .map_err(RedisStoreError)?;
-                        Ok(Connection(Box::new(connection)))
-                    }
-                    Built::Given => unreachable!("a connection handed in is established"),
-                }
-            })
-            .await?;
-        Ok(connection.clone())
+                    })
+                });
+                Ok(Connection(Box::new(Reconnecting::new(dial, self.db()))))
+            }
+            Built::Cluster(client) => {
+                // Connects in the background: nothing for a caller's timeout
+                // to cancel half-way.
+                let config = ClusterConfig::new().set_connection_timeout(self.connect_timeout);
+                let connection = client.get_pending_async_connection_with_config(config);
+                Ok(Connection(Box::new(connection)))
+            }
+            Built::Given => unreachable!("a connection handed in is set up already"),
+        }
+    }
+
+    fn db(&self) -> i64 {
+        match &self.target {
+            Target::Node(info) => info.redis_settings().db(),
+            _ => 0,
+        }
     }
 
     fn client(&self) -> Result<Built, InvalidRedisUrl> {
@@ -274,6 +298,24 @@ enum Built {
 
 fn is_tls(info: &ConnectionInfo) -> bool {
     matches!(info.addr(), ConnectionAddr::TcpTls { .. })
+}
+
+/// TCP or verified TLS only: no Unix sockets, and no `#insecure` (which turns
+/// certificate checks off wherever the `redis` crate's insecure TLS feature
+/// is compiled in).
+fn check_addr(info: &ConnectionInfo) -> Result<(), InvalidRedisUrl> {
+    match info.addr() {
+        ConnectionAddr::Tcp(..) => Ok(()),
+        ConnectionAddr::TcpTls {
+            insecure: false, ..
+        } => Ok(()),
+        ConnectionAddr::TcpTls { insecure: true, .. } => Err(InvalidRedisUrl::message(
+            "TLS certificate checks cannot be turned off (#insecure)",
+        )),
+        _ => Err(InvalidRedisUrl::message(
+            "only redis:// and rediss:// URLs are supported",
+        )),
+    }
 }
 
 /// rustls needs a process-wide crypto provider; if the application chose

@@ -16,6 +16,7 @@
 
 mod connection;
 mod named_tls;
+mod reconnecting;
 
 use std::fmt;
 use std::sync::Arc;

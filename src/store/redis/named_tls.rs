@@ -11,144 +11,80 @@ use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ::redis::aio::{ConnectionLike, MultiplexedConnection};
-use ::redis::{
-    AsyncConnectionConfig, Cmd, Pipeline, RedisConnectionInfo, RedisError, RedisFuture,
-    RedisResult, Value,
-};
+use ::redis::aio::MultiplexedConnection;
+use ::redis::{AsyncConnectionConfig, RedisConnectionInfo};
+use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
-/// One node, reached at `host:port`, its certificate checked for `name`.
-#[derive(Clone)]
-pub(crate) struct NamedTls {
-    inner: Arc<Inner>,
-}
+use super::reconnecting::Dial;
 
-struct Inner {
+/// Connects to `host:port` over TLS, checking the certificate for `name`
+/// against `pem` (or the system's roots); the handshake with Redis
+/// (`AUTH`, `SELECT`) follows, all within `connect_timeout`. The names and
+/// roots are checked now.
+pub(crate) fn dial(
     host: String,
     port: u16,
-    name: ServerName<'static>,
-    tls: TlsConnector,
+    name: &str,
+    pem: Option<&[u8]>,
     settings: RedisConnectionInfo,
     connect_timeout: Duration,
-    current: tokio::sync::Mutex<Option<MultiplexedConnection>>,
-}
-
-impl NamedTls {
-    /// Checks `name` and the roots (`pem`, or the system's) now; connects on
-    /// first use.
-    pub(crate) fn new(
-        host: String,
-        port: u16,
-        name: &str,
-        pem: Option<&[u8]>,
-        settings: RedisConnectionInfo,
-        connect_timeout: Duration,
-    ) -> Result<Self, &'static str> {
-        let name =
-            ServerName::try_from(name.to_owned()).map_err(|_| "an invalid TLS server name")?;
-        let mut roots = rustls::RootCertStore::empty();
-        match pem {
-            Some(pem) => {
-                for certificate in CertificateDer::pem_slice_iter(pem) {
-                    let certificate = certificate.map_err(|_| "an unreadable PEM certificate")?;
-                    roots
-                        .add(certificate)
-                        .map_err(|_| "an unusable root certificate")?;
-                }
-            }
-            None => {
-                for certificate in rustls_native_certs::load_native_certs().certs {
-                    let _ = roots.add(certificate);
-                }
+) -> Result<Dial, &'static str> {
+    let name = ServerName::try_from(name.to_owned()).map_err(|_| "an invalid TLS server name")?;
+    let mut roots = rustls::RootCertStore::empty();
+    match pem {
+        Some(pem) => {
+            for certificate in CertificateDer::pem_slice_iter(pem) {
+                let certificate = certificate.map_err(|_| "an unreadable PEM certificate")?;
+                roots
+                    .add(certificate)
+                    .map_err(|_| "an unusable root certificate")?;
             }
         }
-        if roots.is_empty() {
-            return Err("no root certificate to verify the server with");
-        }
-        let config = rustls::ClientConfig::builder()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        Ok(Self {
-            inner: Arc::new(Inner {
-                host,
-                port,
-                name,
-                tls: TlsConnector::from(Arc::new(config)),
-                settings,
-                connect_timeout,
-                current: tokio::sync::Mutex::default(),
-            }),
-        })
-    }
-
-    async fn connection(&self) -> RedisResult<MultiplexedConnection> {
-        let inner = &self.inner;
-        let mut current = inner.current.lock().await;
-        if let Some(connection) = &*current {
-            return Ok(connection.clone());
-        }
-        let connect = async {
-            let tcp = TcpStream::connect((inner.host.as_str(), inner.port)).await?;
-            tcp.set_nodelay(true)?;
-            inner.tls.connect(inner.name.clone(), tcp).await
-        };
-        let stream = tokio::time::timeout(inner.connect_timeout, connect)
-            .await
-            .map_err(|_| {
-                io::Error::new(io::ErrorKind::TimedOut, "connecting to Redis timed out")
-            })??;
-        // Every call is bounded by the store timeout.
-        let config = AsyncConnectionConfig::new().set_response_timeout(None);
-        let (connection, driver) =
-            MultiplexedConnection::new_with_config(&inner.settings, stream, config).await?;
-        tokio::spawn(driver);
-        *current = Some(connection.clone());
-        Ok(connection)
-    }
-
-    /// Forgets a connection that failed, so the next call makes a new one.
-    async fn check(&self, error: &RedisError) {
-        if error.is_io_error() || error.is_connection_dropped() || error.is_unrecoverable_error() {
-            *self.inner.current.lock().await = None;
+        None => {
+            for certificate in rustls_native_certs::load_native_certs().certs {
+                let _ = roots.add(certificate);
+            }
         }
     }
-}
-
-impl ConnectionLike for NamedTls {
-    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+    if roots.is_empty() {
+        return Err("no root certificate to verify the server with");
+    }
+    // The application's crypto provider if it chose one, else aws-lc-rs;
+    // nothing is installed process-wide.
+    let provider = CryptoProvider::get_default()
+        .cloned()
+        .unwrap_or_else(|| Arc::new(rustls::crypto::aws_lc_rs::default_provider()));
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|_| "no TLS protocol version in common with the crypto provider")?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let tls = TlsConnector::from(Arc::new(config));
+    let target = Arc::new((host, port, name, tls, settings));
+    Ok(Arc::new(move || {
+        let target = Arc::clone(&target);
         Box::pin(async move {
-            let mut connection = self.connection().await?;
-            let reply = connection.req_packed_command(cmd).await;
-            if let Err(error) = &reply {
-                self.check(error).await;
-            }
-            reply
+            let (host, port, name, tls, settings) = &*target;
+            let connect = async {
+                let tcp = TcpStream::connect((host.as_str(), *port)).await?;
+                tcp.set_nodelay(true)?;
+                let stream = tls.connect(name.clone(), tcp).await?;
+                // Every call is bounded by the store timeout.
+                let config = AsyncConnectionConfig::new().set_response_timeout(None);
+                let (connection, driver) =
+                    MultiplexedConnection::new_with_config(settings, stream, config).await?;
+                tokio::spawn(driver);
+                Ok::<_, ::redis::RedisError>(connection)
+            };
+            tokio::time::timeout(connect_timeout, connect)
+                .await
+                .map_err(|_| {
+                    io::Error::new(io::ErrorKind::TimedOut, "connecting to Redis timed out")
+                })?
         })
-    }
-
-    fn req_packed_commands<'a>(
-        &'a mut self,
-        pipeline: &'a Pipeline,
-        offset: usize,
-        count: usize,
-    ) -> RedisFuture<'a, Vec<Value>> {
-        Box::pin(async move {
-            let mut connection = self.connection().await?;
-            let reply = connection
-                .req_packed_commands(pipeline, offset, count)
-                .await;
-            if let Err(error) = &reply {
-                self.check(error).await;
-            }
-            reply
-        })
-    }
-
-    fn get_db(&self) -> i64 {
-        self.inner.settings.db()
-    }
+    }))
 }

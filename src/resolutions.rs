@@ -88,6 +88,7 @@ impl Resolutions {
             store_timeout: DEFAULT_STORE_TIMEOUT,
             lease: None,
             on_store_unavailable: StoreUnavailable::default(),
+            publish_before_answering: false,
         }
     }
 
@@ -130,6 +131,7 @@ impl fmt::Debug for Resolutions {
             .field("store_timeout", &store.map(|s| s.timeout))
             .field("lease", &store.map(|s| s.lease))
             .field("on_store_unavailable", &store.map(|s| s.on_unavailable))
+            .field("publish_before_answering", &store.map(|s| s.publish_first))
             .field("max_concurrent_store_lookups", &policy.max_store_lookups)
             .field("store_lookup_rate_limit", &policy.store_lookup_rate)
             .finish_non_exhaustive()
@@ -145,6 +147,7 @@ pub struct ResolutionsBuilder {
     store_timeout: Duration,
     lease: Option<Duration>,
     on_store_unavailable: StoreUnavailable,
+    publish_before_answering: bool,
 }
 
 impl ResolutionsBuilder {
@@ -274,6 +277,17 @@ impl ResolutionsBuilder {
         self
     }
 
+    /// Publishes a new answer to the store before answering the requests
+    /// that wait for it (default: after). Hosts that freeze the process once
+    /// the response is sent, such as AWS Lambda, need it: otherwise the
+    /// answer may stay unpublished until the next invocation thaws the
+    /// process, and another execution environment would not find it. Costs
+    /// the publish round trip on a new token's response.
+    pub fn publish_before_answering(mut self, first: bool) -> Self {
+        self.publish_before_answering = first;
+        self
+    }
+
     /// How many tokens not already being resolved here may be looked up in the
     /// store at once (default four times
     /// [`max_concurrent_resolves`](Self::max_concurrent_resolves), at least 1).
@@ -306,6 +320,7 @@ impl ResolutionsBuilder {
             timeout: self.store_timeout,
             lease: SharedStore::lease_for(self.store_timeout, self.lease),
             on_unavailable: self.on_store_unavailable,
+            publish_first: self.publish_before_answering,
         });
         Resolutions {
             cache: DedupeCache::new(self.resolver, policy, store),

@@ -852,6 +852,33 @@ async fn memory_a_holder_dying_after_aws_answered_loses_the_answer_as_documented
     }
 }
 
+/// With `publish_before_answering`, the answer is in the store by the time
+/// the buyer is answered (a host that freezes the process after the response,
+/// like AWS Lambda, loses nothing); by default the buyer is answered first and
+/// the answer published after.
+#[tokio::test(start_paused = true)]
+async fn memory_publish_before_answering_puts_the_answer_in_the_store_first() {
+    for first in [true, false] {
+        let (emulator, tokens) = single_use_emulator(1).await;
+        let token = &tokens[0];
+        let store = MemoryStore::new();
+        let link = store.link();
+        link.fail_next(
+            StoreCall::Publish,
+            StoreFault::Delayed(Duration::from_millis(100)),
+        );
+        let replica = Replica::new(link, emulator.in_process_resolver(), |b| {
+            b.publish_before_answering(first)
+        });
+        assert_eq!(replica.submit(token, 1).await, account_of(token));
+        assert_eq!(
+            store.answer(digest_of(token)).is_some(),
+            first,
+            "publish_before_answering({first})"
+        );
+    }
+}
+
 /// Answers read from the store keep the lifetime they have left: B, reading
 /// A's answer 40 s into its 60 s, forgets it 20 s later with everyone else.
 #[tokio::test(start_paused = true)]

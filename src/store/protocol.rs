@@ -83,6 +83,9 @@ pub(crate) struct SharedStore {
     /// How long a lease lasts without renewal.
     pub(crate) lease: Duration,
     pub(crate) on_unavailable: StoreUnavailable,
+    /// Publish before answering the local requests (for hosts that freeze
+    /// the process once the response is sent, like AWS Lambda).
+    pub(crate) publish_first: bool,
 }
 
 /// An answer and how long the local cache keeps it (`None`: not at all).
@@ -356,10 +359,18 @@ impl Run<'_> {
             outcome => outcome,
         };
         let lifetime = self.policy.lifetime_of(&outcome);
-        let answer = lifetime.and_then(|lifetime| StoredAnswer::new(&outcome, lifetime));
+        let answer = lifetime
+            .and_then(|lifetime| StoredAnswer::new(&outcome, lifetime))
+            .filter(|answer| !answer.lifetime().is_zero());
+        if self.store.publish_first {
+            if let Some(answer) = &answer {
+                self.publish(answer).await;
+            }
+            return deliver((outcome, lifetime));
+        }
         deliver((outcome, lifetime));
-        if let Some(answer) = answer.filter(|a| !a.lifetime().is_zero()) {
-            self.publish(&answer).await;
+        if let Some(answer) = &answer {
+            self.publish(answer).await;
         }
     }
 

@@ -91,6 +91,28 @@ pub(crate) struct SharedStore {
 /// An answer and how long the local cache keeps it (`None`: not at all).
 pub(crate) type Delivered = (Outcome, Option<Duration>);
 
+/// The pauses between two tries of a store call: 10 ms, doubling up to
+/// 100 ms.
+struct Backoff {
+    pause: Duration,
+}
+
+impl Backoff {
+    fn new() -> Self {
+        Self { pause: FIRST_POLL }
+    }
+
+    /// Whether the next pause ends by `deadline`.
+    fn fits_before(&self, deadline: Instant) -> bool {
+        Instant::now() + self.pause <= deadline
+    }
+
+    async fn pause(&mut self) {
+        tokio::time::sleep(self.pause).await;
+        self.pause = (self.pause * 2).min(MAX_POLL);
+    }
+}
+
 /// Whether a look at the store found an answer, won the lease, or saw it held.
 enum Look {
     Answer(StoredAnswer),
@@ -131,7 +153,7 @@ impl SharedStore {
             contested: AtomicBool::new(false),
             held_since: Mutex::new(None),
         };
-        let mut pause = FIRST_POLL;
+        let mut backoff = Backoff::new();
         // Looks in a row that failed, and whether a lease attempt may have
         // been applied without this run learning it.
         let mut failures = 0;
@@ -159,7 +181,7 @@ impl SharedStore {
                     }
                 }
             }
-            if Instant::now() + pause > run.give_up {
+            if !backoff.fits_before(run.give_up) {
                 // The holder is still at work: the buyer's retry will find
                 // its answer.
                 deliver((Err(Rejection::Resolve(ResolveError::Timeout)), None));
@@ -168,8 +190,7 @@ impl SharedStore {
                 }
                 return;
             }
-            tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(MAX_POLL);
+            backoff.pause().await;
         }
     }
 
@@ -379,7 +400,7 @@ impl Run<'_> {
     /// resolved without the store), whose customer then wins.
     async fn settle_expired(&self) -> Settled {
         let contested = self.contested.load(Ordering::Relaxed) || self.lease_may_have_lapsed();
-        let mut pause = FIRST_POLL;
+        let mut backoff = Backoff::new();
         loop {
             match self.store.call(self.store().read(self.digest)).await {
                 Ok(Some(answer)) if answer.is_customer() => return Settled::Customer(answer),
@@ -389,19 +410,18 @@ impl Run<'_> {
                 Ok(_) => {}
                 Err(error) => tracing::debug!(%error, "could not check an expired token"),
             }
-            if Instant::now() + pause > self.give_up {
+            if !backoff.fits_before(self.give_up) {
                 // Not known: the buyer's retry settles it.
                 return Settled::Unknown(ResolveError::Timeout);
             }
-            tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(MAX_POLL);
+            backoff.pause().await;
         }
     }
 
     /// The stored answer, asked up to [`MAX_POLL_FAILURES`] times if the store
     /// fails.
     async fn recheck(&self) -> Result<Option<StoredAnswer>, StoreFailure> {
-        let mut pause = FIRST_POLL;
+        let mut backoff = Backoff::new();
         let mut failures = 0;
         loop {
             match self.store.call(self.store().read(self.digest)).await {
@@ -413,8 +433,7 @@ impl Run<'_> {
                     }
                 }
             }
-            tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(MAX_POLL);
+            backoff.pause().await;
         }
     }
 
@@ -424,7 +443,7 @@ impl Run<'_> {
     /// answer instead of redeeming the token again.
     async fn publish(&self, answer: &StoredAnswer) {
         let give_up = Instant::now() + self.policy.timeout;
-        let mut pause = FIRST_POLL;
+        let mut backoff = Backoff::new();
         loop {
             let error = match self
                 .store
@@ -434,13 +453,12 @@ impl Run<'_> {
                 Ok(()) => return,
                 Err(error) => error,
             };
-            if Instant::now() + pause > give_up {
+            if !backoff.fits_before(give_up) {
                 tracing::warn!(%error, "could not publish a resolution to the shared store");
                 return;
             }
             tracing::debug!(%error, "publishing a resolution again");
-            tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(MAX_POLL);
+            backoff.pause().await;
         }
     }
 

@@ -45,6 +45,18 @@ enum Target {
     Given,
 }
 
+impl Target {
+    /// Whether the store reaches its node or cluster over TLS (a connection
+    /// handed in brings its own settings, and counts as not).
+    fn is_tls(&self) -> bool {
+        match self {
+            Self::Node(info) => is_tls(info),
+            Self::Cluster(nodes) => nodes.iter().all(is_tls),
+            Self::Given => false,
+        }
+    }
+}
+
 impl Connector {
     /// One node at `url` (`redis://` or `rediss://`).
     pub(crate) fn node(url: &str, connect_timeout: Duration) -> Result<Self, InvalidRedisUrl> {
@@ -117,22 +129,18 @@ impl Connector {
     /// roots. Only for `rediss://` targets: a plain-TCP target is refused
     /// rather than left unprotected.
     pub(crate) fn set_root_certificate(&mut self, pem: Vec<u8>) -> Result<(), InvalidRedisUrl> {
-        let tls = match &self.target {
-            Target::Node(info) => is_tls(info),
-            Target::Cluster(nodes) => nodes.iter().all(is_tls),
-            Target::Given => {
-                return Err(InvalidRedisUrl::message(
-                    "a connection handed in brings its own TLS settings",
-                ));
-            }
-        };
-        if !tls {
+        if let Target::Given = self.target {
+            return Err(InvalidRedisUrl::message(
+                "a connection handed in brings its own TLS settings",
+            ));
+        }
+        if !self.target.is_tls() {
             return Err(InvalidRedisUrl::message(
                 "a TLS root certificate needs rediss:// URLs",
             ));
         }
-        let certificates = CertificateDer::pem_slice_iter(&pem).count();
-        if certificates == 0 || CertificateDer::pem_slice_iter(&pem).any(|c| c.is_err()) {
+        let certificates: Result<Vec<_>, _> = CertificateDer::pem_slice_iter(&pem).collect();
+        if !certificates.is_ok_and(|certificates| !certificates.is_empty()) {
             return Err(InvalidRedisUrl::message(
                 "the TLS root certificate is not one or more PEM certificates",
             ));
@@ -193,12 +201,12 @@ impl Connector {
     /// How the store connects, for `Debug` (never the URL: it may hold a
     /// password).
     pub(crate) fn describe(&self) -> &'static str {
-        match &self.target {
-            Target::Node(info) if is_tls(info) => "one node, TLS",
-            Target::Node(_) => "one node",
-            Target::Cluster(nodes) if nodes.iter().all(is_tls) => "cluster, TLS",
-            Target::Cluster(_) => "cluster",
-            Target::Given => "a connection handed in",
+        match (&self.target, self.target.is_tls()) {
+            (Target::Node(_), true) => "one node, TLS",
+            (Target::Node(_), false) => "one node",
+            (Target::Cluster(_), true) => "cluster, TLS",
+            (Target::Cluster(_), false) => "cluster",
+            (Target::Given, _) => "a connection handed in",
         }
     }
 
@@ -256,12 +264,7 @@ impl Connector {
             client_tls: None,
             root_cert: Some(pem.to_vec()),
         });
-        let tls = match &self.target {
-            Target::Node(info) => is_tls(info),
-            Target::Cluster(nodes) => nodes.iter().all(is_tls),
-            Target::Given => return Ok(Built::Given),
-        };
-        if tls {
+        if self.target.is_tls() {
             ensure_crypto_provider();
         }
         match &self.target {

@@ -65,6 +65,8 @@
 //!
 //! - `aws` (default): [`AwsMarketplaceResolver`], on `aws-sdk-marketplacemetering`.
 //! - `axum`: [`ResolvedCustomer`] is an axum extractor (and `Option<ResolvedCustomer>`).
+//! - `dynamodb`: [`DynamoDbStore`], a [`ResolutionStore`] on one DynamoDB
+//!   table, for fleets without Redis (AWS Lambda above all).
 //! - `grpc`: [`grpc_status`], rejections as gRPC statuses for tonic and other
 //!   gRPC servers.
 //! - `redis`: [`RedisStore`], a [`ResolutionStore`] on Redis (one node or a
@@ -80,9 +82,9 @@
 //! flight, the flood limits and an optional store), built once and cheap to
 //! clone: every layer made from one `Resolutions` shares its cache and budget,
 //! so a token is redeemed once across routes. Replicas of a deployment share
-//! resolutions through a [`ResolutionStore`] (`RedisStore`, or your own): a
-//! lease lets one replica redeem the token while the others wait for its
-//! answer. The README's "Running several replicas" states what holds under
+//! resolutions through a [`ResolutionStore`] (`RedisStore`, `DynamoDbStore`, or
+//! your own): a lease lets one replica redeem the token while the others wait
+//! for its answer. The README's "Running several replicas" states what holds under
 //! which failure.
 //!
 //! # Flood protection
@@ -136,6 +138,7 @@ mod grpc;
     doctest,
     feature = "aws",
     feature = "axum",
+    feature = "dynamodb",
     feature = "grpc",
     feature = "redis",
     feature = "test-util"
@@ -166,6 +169,12 @@ pub use crate::resolver::Resolver;
 pub use crate::response_body::ResponseBody;
 pub use crate::service::ResolveCustomer;
 pub use crate::source::TokenSource;
+#[cfg(feature = "dynamodb")]
+pub use crate::store::dynamodb::{
+    DEFAULT_DYNAMODB_ATTEMPT_TIMEOUT, DEFAULT_DYNAMODB_CALL_TIMEOUT, DEFAULT_DYNAMODB_KEY_PREFIX,
+    DEFAULT_DYNAMODB_MAX_ATTEMPTS, DEFAULT_DYNAMODB_PARTITION_KEY, DEFAULT_DYNAMODB_TTL_ATTRIBUTE,
+    DynamoDbStore, DynamoDbStoreError,
+};
 #[cfg(feature = "test-util")]
 pub use crate::store::memory::{MemoryStore, MemoryStoreError, StoreCall, StoreFault};
 pub use crate::store::protocol::StoreUnavailable;

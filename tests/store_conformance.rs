@@ -1225,6 +1225,65 @@ async fn memory_a_junk_flood_is_bounded_before_the_store() {
 }
 
 // ---------------------------------------------------------------------------
+// The suite on a store's real server
+// ---------------------------------------------------------------------------
+
+/// The store-generic suite on one server topology. The module that calls it
+/// defines `async fn start()` (the topology, or `None` to skip), `store(&_)`
+/// (a replica's store on it) and `store_calls(&_)` (the store calls it ran).
+macro_rules! topology_suite {
+    () => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn keeps_the_contract() {
+            let Some(topology) = start().await else {
+                return;
+            };
+            contract(&store(&topology), &store(&topology)).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn double_submit_on_two_replicas() {
+            let Some(topology) = start().await else {
+                return;
+            };
+            super::double_submit_on_two_replicas(|| store(&topology), MeteringEmulator::resolver)
+                .await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn submissions_spread_over_five_replicas() {
+            let Some(topology) = start().await else {
+                return;
+            };
+            super::submissions_spread_over_five_replicas(
+                || store(&topology),
+                MeteringEmulator::resolver,
+            )
+            .await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn two_routes_over_one_resolutions() {
+            let Some(topology) = start().await else {
+                return;
+            };
+            super::two_routes_over_one_resolutions(store(&topology)).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn round_trips_per_request_kind() {
+            let Some(topology) = start().await else {
+                return;
+            };
+            super::round_trips_per_request_kind(store(&topology), store(&topology), || {
+                store_calls(&topology)
+            })
+            .await;
+        }
+    };
+}
+
+// ---------------------------------------------------------------------------
 // RedisStore: the suite on a real redis-server, and faults through a proxy
 // ---------------------------------------------------------------------------
 
@@ -1256,69 +1315,11 @@ mod redis_store {
                 .is_some_and(|script| script.contains("\"NX\""))
     }
 
-    /// The store-generic suite on one Redis topology. The module that calls
-    /// it defines `start()` (the topology, or `None` to skip), `store(&_)` (a
-    /// replica's store on it) and `store_calls(&_)` (the store calls it ran).
-    macro_rules! topology_suite {
-        () => {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn keeps_the_contract() {
-                let Some(topology) = start() else {
-                    return;
-                };
-                contract(&store(&topology), &store(&topology)).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn double_submit_on_two_replicas() {
-                let Some(topology) = start() else {
-                    return;
-                };
-                super::double_submit_on_two_replicas(
-                    || store(&topology),
-                    MeteringEmulator::resolver,
-                )
-                .await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn submissions_spread_over_five_replicas() {
-                let Some(topology) = start() else {
-                    return;
-                };
-                super::submissions_spread_over_five_replicas(
-                    || store(&topology),
-                    MeteringEmulator::resolver,
-                )
-                .await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn two_routes_over_one_resolutions() {
-                let Some(topology) = start() else {
-                    return;
-                };
-                super::two_routes_over_one_resolutions(store(&topology)).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn round_trips_per_request_kind() {
-                let Some(topology) = start() else {
-                    return;
-                };
-                super::round_trips_per_request_kind(store(&topology), store(&topology), || {
-                    store_calls(&topology)
-                })
-                .await;
-            }
-        };
-    }
-
     /// The suite on one plain-TCP node.
     mod plain {
         use super::*;
 
-        fn start() -> Option<RedisServer> {
+        async fn start() -> Option<RedisServer> {
             RedisServer::start()
         }
 
@@ -1474,7 +1475,7 @@ mod redis_store {
                 .expect("a TLS store")
         }
 
-        fn start() -> Option<RedisServer> {
+        async fn start() -> Option<RedisServer> {
             RedisServer::start_tls()
         }
 
@@ -1574,7 +1575,7 @@ mod redis_store {
             RedisStore::cluster(cluster.urls()).expect("a cluster store")
         }
 
-        fn start() -> Option<RedisCluster> {
+        async fn start() -> Option<RedisCluster> {
             RedisCluster::start(3, 0)
         }
 
@@ -1667,6 +1668,410 @@ mod redis_store {
         assert_eq!(
             redis.store_calls(),
             (proxy.seen("EVAL") + other_proxy.seen("EVAL")) as u64
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------
+// DynamoDbStore: the suite on a DynamoDB-compatible server, and faults through
+// a proxy
+// ---------------------------------------------------------------------------
+
+#[cfg(feature = "dynamodb")]
+mod dynamodb_store {
+    use super::*;
+    use common::dynamodb_server::DynamoDbServer;
+    use common::fault_proxy::{Action, FaultProxy};
+    use tower_resolve_customer::DynamoDbStore;
+
+    /// One server and one table (created by the store's own helper), reached
+    /// through a proxy that counts the calls.
+    struct Table {
+        server: DynamoDbServer,
+        counter: FaultProxy,
+        name: String,
+    }
+
+    async fn start() -> Option<Table> {
+        let server = DynamoDbServer::start()?;
+        let name = DynamoDbServer::new_table_name();
+        DynamoDbStore::new(server.client(), &name)
+            .create_table()
+            .await
+            .expect("the table is created");
+        let counter = FaultProxy::start_http(server.addr())
+            .await
+            .expect("the counting proxy starts");
+        Some(Table {
+            server,
+            counter,
+            name,
+        })
+    }
+
+    fn store(table: &Table) -> DynamoDbStore {
+        DynamoDbStore::new(
+            DynamoDbServer::client_for(table.counter.addr()),
+            &table.name,
+        )
+    }
+
+    fn store_calls(table: &Table) -> u64 {
+        table.counter.data_requests() as u64
+    }
+
+    /// A store on `table` behind a proxy of its own, whose attempts are
+    /// abandoned (and retried by the SDK) after 50 ms.
+    async fn proxy_to(table: &Table) -> (FaultProxy, DynamoDbStore) {
+        let proxy = FaultProxy::start_http(table.server.addr())
+            .await
+            .expect("the fault proxy starts");
+        let store = DynamoDbStore::new(DynamoDbServer::client_for(proxy.addr()), &table.name)
+            .attempt_timeout(Duration::from_millis(50));
+        (proxy, store)
+    }
+
+    /// Whether a request the proxy saw is an attempt at a lease.
+    fn is_lease_attempt(request: &[String]) -> bool {
+        request[0] == "UPDATEITEM" && request[1].contains("attribute_not_exists(#holder)")
+    }
+
+    /// Whether a request the proxy saw releases a lease.
+    fn is_lease_release(request: &[String]) -> bool {
+        request[0] == "UPDATEITEM" && request[1].contains("REMOVE #holder")
+    }
+
+    /// The suite on one table.
+    mod table {
+        use super::*;
+
+        topology_suite!();
+
+        /// The items name the token's digest only, carry a TTL attribute in
+        /// whole epoch seconds past their exact expiry, and the table has
+        /// TTL enabled on it.
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn items_hold_no_token_and_carry_a_ttl() {
+            let Some(table) = start().await else {
+                return;
+            };
+            let (emulator, tokens) = single_use_emulator(1).await;
+            let token = &tokens[0];
+            let replica = Replica::new(store(&table), emulator.in_process_resolver(), |b| b);
+            assert_eq!(replica.submit(token, 1).await, account_of(token));
+            within("the run to end", async {
+                while replica.resolutions().stats().store_lookups > 0 {
+                    tokio::task::yield_now().await;
+                }
+            })
+            .await;
+            let client = table.server.client();
+            let items = client
+                .scan()
+                .table_name(&table.name)
+                .send()
+                .await
+                .expect("a scan")
+                .items
+                .unwrap_or_default();
+            let digest = digest_of(token).to_string();
+            let mut keys: Vec<String> = items
+                .iter()
+                .map(|item| item["pk"].as_s().unwrap().clone())
+                .collect();
+            keys.sort();
+            assert_eq!(
+                keys,
+                [
+                    format!("tower-resolve-customer#answer#{digest}"),
+                    format!("tower-resolve-customer#lease#{digest}"),
+                ]
+            );
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs();
+            for item in &items {
+                let shown = format!("{item:?}");
+                assert!(!shown.contains(token.as_str()), "{shown}");
+                let ttl: u64 = item["expires_at"].as_n().unwrap().parse().unwrap();
+                assert!(ttl > now, "{shown}");
+            }
+            let answer = items
+                .iter()
+                .find(|item| item.contains_key("answer"))
+                .expect("the answer item");
+            let until: u64 = answer["answer_until_ms"].as_n().unwrap().parse().unwrap();
+            let ttl: u64 = answer["expires_at"].as_n().unwrap().parse().unwrap();
+            assert!(ttl * 1000 >= until, "TTL before the exact expiry");
+            let described = client
+                .describe_time_to_live()
+                .table_name(&table.name)
+                .send()
+                .await
+                .unwrap();
+            let ttl = described.time_to_live_description().unwrap();
+            assert_eq!(ttl.attribute_name(), Some("expires_at"));
+            // Creating it again is harmless.
+            store(&table).create_table().await.expect("idempotent");
+        }
+    }
+
+    /// An item's size as DynamoDB bills it: each attribute's name and value
+    /// in bytes; a number takes a byte per two significant digits, plus one.
+    fn billed_size(
+        item: &std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>,
+    ) -> usize {
+        item.iter()
+            .map(|(name, value)| {
+                name.len()
+                    + match value {
+                        aws_sdk_dynamodb::types::AttributeValue::S(text) => text.len(),
+                        aws_sdk_dynamodb::types::AttributeValue::N(number) => {
+                            let digits = number.trim_start_matches('0').len();
+                            digits.div_ceil(2) + 1
+                        }
+                        other => panic!("unexpected attribute {other:?}"),
+                    }
+            })
+            .sum()
+    }
+
+    /// Read and write request units per request kind, counted on the wire
+    /// (every `GetItem`, and every `UpdateItem` / `PutItem`, refused or not,
+    /// as DynamoDB bills them), with the largest item's billed size: a
+    /// strongly consistent read of up to 4 KB is one read unit, a write of up
+    /// to 1 KB one write unit. With an AWS-shaped customer (license ARN and
+    /// agreement id), every item stays under 1 KB.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn request_units_per_request_kind() {
+        let Some(table) = start().await else {
+            return;
+        };
+        let (emulator, tokens) = single_use_emulator(1).await;
+        let token = &tokens[0];
+        let a = Replica::new(store(&table), emulator.in_process_resolver(), |b| b);
+        let b = Replica::new(store(&table), emulator.in_process_resolver(), |b| b);
+        let units = || {
+            let reads = table.counter.seen("GetItem");
+            let writes = table.counter.seen("UpdateItem") + table.counter.seen("PutItem");
+            (reads, writes)
+        };
+        let mut counted = Vec::new();
+        let mut last = units();
+        for (replica, token) in [
+            (&a, token.as_str()),
+            (&a, token),
+            (&b, token),
+            (&a, "JunkJunkJunk"),
+        ] {
+            replica.submit(token, 1).await;
+            within("the run to end", async {
+                while replica.resolutions().stats().store_lookups > 0 {
+                    tokio::task::yield_now().await;
+                }
+            })
+            .await;
+            let now = units();
+            counted.push((now.0 - last.0, now.1 - last.1));
+            last = now;
+        }
+        let items = table
+            .server
+            .client()
+            .scan()
+            .table_name(&table.name)
+            .send()
+            .await
+            .expect("a scan")
+            .items
+            .unwrap_or_default();
+        let largest = items.iter().map(billed_size).max().unwrap_or(0);
+        eprintln!(
+            "request units (reads, writes): new token {:?}, cache hit {:?}, \
+             double submit on another replica {:?}, junk token {:?}; largest item {largest} bytes",
+            counted[0], counted[1], counted[2], counted[3]
+        );
+        assert_eq!(counted, [(2, 3), (0, 0), (1, 0), (2, 3)]);
+        assert!(
+            largest < 1024,
+            "an item over 1 KB costs more units: {largest}"
+        );
+    }
+
+    /// Replica A (behind its faulty proxy) and replica B (behind a proxy
+    /// that only counts) over one table and one single-use emulator; A's
+    /// upstream calls are held until released.
+    struct Pair {
+        emulator: MeteringEmulator,
+        token: String,
+        a: Replica,
+        b: Replica,
+        b_proxy: FaultProxy,
+        a_upstream: Gated<tower_resolve_customer::emulator::InProcessResolver>,
+    }
+
+    async fn pair(table: &Table, a_link: DynamoDbStore) -> Pair {
+        let (emulator, tokens) = single_use_emulator(1).await;
+        let a_upstream = Gated::new(emulator.in_process_resolver());
+        let a = Replica::new(a_link, a_upstream.clone(), |b| b);
+        let (b_proxy, b_link) = proxy_to(table).await;
+        let b = Replica::new(b_link, emulator.in_process_resolver(), |b| b);
+        Pair {
+            emulator,
+            token: tokens[0].clone(),
+            a,
+            b,
+            b_proxy,
+            a_upstream,
+        }
+    }
+
+    /// Runs the buyer's submission on A and, once A holds the lease and is
+    /// calling upstream, the double submit on B; once B has found A's lease
+    /// held twice, releases A: both get the customer, from one upstream call.
+    async fn buyer_and_double_submit(pair: &Pair) {
+        let first = spawn_submit(&pair.a, &pair.token, 1);
+        pair.a_upstream.wait_started(1).await;
+        let second = spawn_submit(&pair.b, &pair.token, 1);
+        within(
+            "B to find A's lease",
+            pair.b_proxy.wait_for_where(is_lease_attempt, 2),
+        )
+        .await;
+        pair.a_upstream.release(1);
+        assert_eq!(ending("A", first).await, account_of(&pair.token));
+        assert_eq!(ending("B", second).await, account_of(&pair.token));
+        assert_eq!(pair.emulator.calls_for(&pair.token), 1);
+        assert_eq!(pair.emulator.redemptions_of(&pair.token), 1);
+    }
+
+    /// A's lease write is applied, but its reply is lost with the connection:
+    /// the SDK retries the conditional write, which finds the lease already
+    /// A's and succeeds, so A keeps its lease (instead of taking its own
+    /// lease for another's) and the token is redeemed once.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn dynamodb_a_retried_lease_write_applied_the_first_time_keeps_the_lease() {
+        let Some(table) = start().await else {
+            return;
+        };
+        let (proxy, a_link) = proxy_to(&table).await;
+        proxy.script([Action::Pass, Action::LoseReply]);
+        let pair = pair(&table, a_link).await;
+        buyer_and_double_submit(&pair).await;
+        assert_eq!(proxy.faults_met(), 1);
+        assert!(
+            proxy.seen_where(is_lease_attempt) >= 2,
+            "the SDK retried the lease write"
+        );
+    }
+
+    /// A's lease write is held until A's SDK has given up on it and retried:
+    /// both attempts reach the table, in either order, and A holds the lease.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn dynamodb_a_lease_reply_past_the_attempt_timeout_is_asked_again() {
+        let Some(table) = start().await else {
+            return;
+        };
+        let (proxy, a_link) = proxy_to(&table).await;
+        proxy.script([Action::Pass, Action::Stall]);
+        let pair = pair(&table, a_link).await;
+        buyer_and_double_submit(&pair).await;
+        assert_eq!(proxy.faults_met(), 1);
+    }
+
+    /// A's connection is cut while its lease write is in flight (never
+    /// applied): the SDK reconnects and asks again.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn dynamodb_a_connection_cut_mid_request_is_asked_again() {
+        let Some(table) = start().await else {
+            return;
+        };
+        let (proxy, a_link) = proxy_to(&table).await;
+        proxy.script([Action::Pass, Action::Cut]);
+        let pair = pair(&table, a_link).await;
+        buyer_and_double_submit(&pair).await;
+        assert_eq!(proxy.faults_met(), 1);
+    }
+
+    /// A's publish is applied but its reply lost, and its retry is cut:
+    /// A publishes again until it lands (finding the customer already
+    /// there), and B's double submit reads it: one redemption.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn dynamodb_a_publish_reply_lost_is_published_again() {
+        let Some(table) = start().await else {
+            return;
+        };
+        let (proxy, a_link) = proxy_to(&table).await;
+        let (emulator, tokens) = single_use_emulator(1).await;
+        let token = &tokens[0];
+        // Read, lease, re-check pass; the publish is applied, its reply lost;
+        // its retry is cut.
+        proxy.script([
+            Action::Pass,
+            Action::Pass,
+            Action::Pass,
+            Action::LoseReply,
+            Action::Cut,
+        ]);
+        let a = Replica::new(a_link, emulator.in_process_resolver(), |b| b);
+        let b = Replica::new(store(&table), emulator.in_process_resolver(), |b| b);
+        assert_eq!(a.submit(token, 1).await, account_of(token));
+        assert_eq!(b.submit(token, 1).await, account_of(token));
+        assert_eq!(emulator.calls_for(token), 1);
+        within("A's release", proxy.wait_for_where(is_lease_release, 1)).await;
+        assert_eq!(proxy.faults_met(), 2);
+    }
+
+    /// Each write, its reply lost and retried by the SDK, answers as if the
+    /// first attempt's reply had arrived: the lease taken, extended and
+    /// released by its holder (a release retried finds its own mark), the
+    /// answer published; and a second release says the lease was not held.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn dynamodb_every_write_retried_after_a_lost_reply_answers_as_applied_once() {
+        let Some(table) = start().await else {
+            return;
+        };
+        let (proxy, link) = proxy_to(&table).await;
+        let other = store(&table);
+        let token = digest_of(&MeteringEmulator::mint_token());
+        let (a, b) = (LeaseHolder::unique(), LeaseHolder::unique());
+        let terms = LeaseTerms {
+            lease: Duration::from_secs(30),
+            remember: Duration::from_secs(60),
+        };
+        proxy.script([Action::LoseReply]);
+        assert_eq!(
+            link.try_lease(token, &a, terms).await.unwrap(),
+            LeaseGrant::Taken
+        );
+        assert_eq!(
+            other.try_lease(token, &b, terms).await.unwrap(),
+            LeaseGrant::HeldElsewhere
+        );
+        proxy.script([Action::LoseReply]);
+        assert!(link.extend_lease(token, &a, terms.lease).await.unwrap());
+        let customer = ResolvedCustomer::new("123456789012", "prod-abc")
+            .with_license_arn("arn:aws:license-manager::1:license:l-1")
+            .with_agreement_id("agmt-1");
+        proxy.script([Action::LoseReply]);
+        link.publish(token, &customer_answer(&customer))
+            .await
+            .unwrap();
+        assert_eq!(
+            other.read(token).await.unwrap().unwrap().customer(),
+            Some(&customer)
+        );
+        proxy.script([Action::LoseReply]);
+        assert!(
+            link.release_lease(token, &a).await.unwrap(),
+            "the retried release found its own mark"
+        );
+        assert!(!link.release_lease(token, &a).await.unwrap());
+        assert_eq!(proxy.faults_met(), 4);
+        assert_eq!(
+            other.try_lease(token, &b, terms).await.unwrap(),
+            LeaseGrant::TakenAfterAnother
         );
     }
 }

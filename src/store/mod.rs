@@ -20,6 +20,8 @@ use crate::customer::ResolvedCustomer;
 use crate::error::ResolveError;
 use crate::rejection::Rejection;
 
+#[cfg(feature = "dynamodb")]
+pub(crate) mod dynamodb;
 #[cfg(feature = "test-util")]
 pub(crate) mod memory;
 pub(crate) mod protocol;
@@ -27,7 +29,8 @@ pub(crate) mod protocol;
 pub(crate) mod redis;
 
 /// A resolution store shared by the replicas of one deployment: Redis
-/// ([`RedisStore`](crate::RedisStore)), an in-process
+/// ([`RedisStore`](crate::RedisStore)), DynamoDB
+/// ([`DynamoDbStore`](crate::DynamoDbStore)), an in-process
 /// [`MemoryStore`](crate::MemoryStore) for tests, or one of your own.
 ///
 /// # Contract

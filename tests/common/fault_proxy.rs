@@ -1,19 +1,28 @@
-//! A fault-injecting TCP proxy in front of a Redis server, one per replica:
-//! it cuts a connection at a chosen request, holds a request until the client
-//! has given up on it, or holds all traffic (a paused server), and counts the
-//! requests it sees so that tests can wait for them instead of sleeping.
+//! A fault-injecting TCP proxy in front of a store's server (Redis, or a
+//! DynamoDB-compatible HTTP server), one per replica: it cuts a connection at
+//! a chosen request, holds a request until the client has given up on it,
+//! applies a request but loses its reply, or holds all traffic (a paused
+//! server), and counts the requests it sees so that tests can wait for them
+//! instead of sleeping.
 //!
-//! Requests are the RESP commands a client sends (arrays of bulk strings, as
-//! every Redis client library sends them). The commands a client sends while
-//! connecting (`CLIENT`, `HELLO`, `SELECT`, `AUTH`) always pass and are not
-//! counted: scripted [`Action`]s apply to the other requests (the data
-//! requests), one action per request, in the order the proxy reads them.
-//! Every data request's arguments are kept, so that tests can count requests
-//! by more than their command name (which script an `EVAL` runs, on which key).
+//! For Redis ([`FaultProxy::start`]), requests are the RESP commands a client
+//! sends (arrays of bulk strings, as every Redis client library sends them).
+//! The commands a client sends while connecting (`CLIENT`, `HELLO`, `SELECT`,
+//! `AUTH`) always pass and are not counted. For HTTP
+//! ([`FaultProxy::start_http`]), requests are HTTP/1.1 requests with a
+//! `Content-Length`; a request's "command" is its `X-Amz-Target` operation
+//! (`GETITEM`, `UPDATEITEM`, ...) and its one argument its body.
+//!
+//! Scripted [`Action`]s apply to the data requests, one action per request,
+//! in the order the proxy reads them. Every data request's arguments are kept,
+//! so that tests can count requests by more than their command name (which
+//! script an `EVAL` runs, on which key; which condition an `UpdateItem` has).
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -40,6 +49,17 @@ pub enum Action {
     /// Held requests are delivered on resume, as a paused server would read
     /// them from its sockets.
     Pause,
+    /// Forwarded, but the server's reply is never delivered: the connection
+    /// is closed as the reply arrives, so the server applied the request and
+    /// the client never learns it.
+    LoseReply,
+}
+
+/// How requests are told apart on a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    Resp,
+    Http,
 }
 
 /// A proxy on a free loopback port, forwarding to `upstream`; stops when
@@ -51,12 +71,22 @@ pub struct FaultProxy {
 }
 
 impl FaultProxy {
-    /// Starts forwarding to `upstream`. The proxy runs on the current tokio
-    /// runtime, which must outlive its use.
+    /// Starts forwarding Redis commands to `upstream`. The proxy runs on the
+    /// current tokio runtime, which must outlive its use.
     pub async fn start(upstream: SocketAddr) -> std::io::Result<Self> {
+        Self::start_framed(upstream, Framing::Resp).await
+    }
+
+    /// Starts forwarding HTTP/1.1 requests to `upstream`.
+    pub async fn start_http(upstream: SocketAddr) -> std::io::Result<Self> {
+        Self::start_framed(upstream, Framing::Http).await
+    }
+
+    async fn start_framed(upstream: SocketAddr, framing: Framing) -> std::io::Result<Self> {
         let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
+            framing,
             state: Mutex::default(),
             changed: watch::Sender::new(0),
         });
@@ -71,6 +101,16 @@ impl FaultProxy {
     /// `redis://<the proxy's address>/`.
     pub fn url(&self) -> String {
         format!("redis://{}/", self.addr)
+    }
+
+    /// The proxy's address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// How many data requests clients have sent so far.
+    pub fn data_requests(&self) -> usize {
+        self.shared.lock().seen.len()
     }
 
     /// Appends `actions` to the script: the next data requests meet them in
@@ -133,6 +173,7 @@ impl Drop for FaultProxy {
 }
 
 struct Shared {
+    framing: Framing,
     state: Mutex<State>,
     /// Bumped at every change of `state`, to wake the relays and the waiters.
     changed: watch::Sender<u64>,
@@ -168,10 +209,12 @@ impl Shared {
 
     /// Counts a request just read and gives it its scripted action.
     fn admit(&self, bytes: Vec<u8>, arguments: Vec<String>) -> Request {
-        if matches!(
-            arguments[0].as_str(),
-            "CLIENT" | "HELLO" | "SELECT" | "AUTH"
-        ) {
+        if self.framing == Framing::Resp
+            && matches!(
+                arguments[0].as_str(),
+                "CLIENT" | "HELLO" | "SELECT" | "AUTH"
+            )
+        {
             return Request {
                 bytes,
                 sequence: None,
@@ -206,6 +249,7 @@ impl Shared {
         }
         match request.action {
             Action::Pass | Action::Pause => Fate::Forward,
+            Action::LoseReply => Fate::ForwardLosingReply,
             Action::Cut => Fate::Cut,
             Action::Stall => match request.sequence {
                 Some(sequence) if state.data_requests > sequence + 1 => Fate::Forward,
@@ -222,8 +266,10 @@ struct Request {
     action: Action,
 }
 
+#[derive(PartialEq, Eq)]
 enum Fate {
     Forward,
+    ForwardLosingReply,
     Hold,
     Cut,
 }
@@ -244,43 +290,74 @@ async fn serve(listener: TcpListener, upstream: SocketAddr, shared: Arc<Shared>)
 }
 
 /// Relays one connection until either side closes it or a request cuts it;
-/// then closes both.
+/// then closes both. A client that closes its side while requests are held
+/// (having given up on them) still has them delivered, as a server would read
+/// them from its socket: the server's replies then go nowhere.
 async fn relay(client: TcpStream, server: TcpStream, shared: &Shared) {
     let (from_client, to_client) = client.into_split();
     let (from_server, to_server) = server.into_split();
+    let lose_reply = AtomicBool::new(false);
+    let requests = requests(from_client, to_server, shared, &lose_reply);
+    let replies = replies(from_server, to_client, shared, &lose_reply);
+    tokio::pin!(requests, replies);
     tokio::select! {
-        () = requests(from_client, to_server, shared) => {}
-        () = replies(from_server, to_client, shared) => {}
+        ended = &mut requests => {
+            if ended == Ended::ClientClosed {
+                // The server answers what it was sent, then closes (its side
+                // of the connection was shut down after the last request).
+                let _ = tokio::time::timeout(Duration::from_secs(10), &mut replies).await;
+            }
+        }
+        () = &mut replies => {}
     }
 }
 
+#[derive(Debug, PartialEq, Eq)]
+enum Ended {
+    ClientClosed,
+    Cut,
+}
+
 /// Client to server, request by request, as the script and the pause allow.
-async fn requests(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, shared: &Shared) {
+async fn requests(
+    mut from: OwnedReadHalf,
+    mut to: OwnedWriteHalf,
+    shared: &Shared,
+    lose_reply: &AtomicBool,
+) -> Ended {
     let mut changed = shared.changed.subscribe();
     let mut unread = Vec::new();
     let mut waiting: VecDeque<Request> = VecDeque::new();
     let mut chunk = vec![0; 16 * 1024];
+    let mut client_open = true;
     loop {
         changed.borrow_and_update();
-        while let Some((len, arguments)) = parse_request(&unread) {
+        while let Some((len, arguments)) = parse_request(shared.framing, &unread) {
             let bytes: Vec<u8> = unread.drain(..len).collect();
             waiting.push_back(shared.admit(bytes, arguments));
         }
         while let Some(request) = waiting.front() {
             match shared.fate(request) {
-                Fate::Forward => {
+                fate @ (Fate::Forward | Fate::ForwardLosingReply) => {
+                    if fate == Fate::ForwardLosingReply {
+                        lose_reply.store(true, Ordering::SeqCst);
+                    }
                     if to.write_all(&request.bytes).await.is_err() {
-                        return;
+                        return Ended::Cut;
                     }
                     waiting.pop_front();
                 }
                 Fate::Hold => break,
-                Fate::Cut => return,
+                Fate::Cut => return Ended::Cut,
             }
         }
+        if !client_open && waiting.is_empty() {
+            let _ = to.shutdown().await;
+            return Ended::ClientClosed;
+        }
         tokio::select! {
-            read = from.read(&mut chunk) => match read {
-                Ok(0) | Err(_) => return,
+            read = from.read(&mut chunk), if client_open => match read {
+                Ok(0) | Err(_) => client_open = false,
                 Ok(n) => unread.extend_from_slice(&chunk[..n]),
             },
             _ = changed.changed() => {}
@@ -288,22 +365,31 @@ async fn requests(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, shared: &Shar
     }
 }
 
-/// Server to client, held while the proxy is paused.
-async fn replies(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, shared: &Shared) {
+/// Server to client, held while the proxy is paused; a reply to be lost
+/// closes the connection instead. Replies the client no longer takes are
+/// dropped.
+async fn replies(
+    mut from: OwnedReadHalf,
+    mut to: OwnedWriteHalf,
+    shared: &Shared,
+    lose_reply: &AtomicBool,
+) {
     let mut changed = shared.changed.subscribe();
     let mut unsent = Vec::new();
     let mut chunk = vec![0; 16 * 1024];
+    let mut client_open = true;
     loop {
         changed.borrow_and_update();
         if !unsent.is_empty() && !shared.lock().paused {
-            if to.write_all(&unsent).await.is_err() {
-                return;
+            if client_open && to.write_all(&unsent).await.is_err() {
+                client_open = false;
             }
             unsent.clear();
         }
         tokio::select! {
             read = from.read(&mut chunk) => match read {
                 Ok(0) | Err(_) => return,
+                Ok(_) if lose_reply.load(Ordering::SeqCst) => return,
                 Ok(n) => unsent.extend_from_slice(&chunk[..n]),
             },
             _ = changed.changed() => {}
@@ -314,7 +400,46 @@ async fn replies(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, shared: &Share
 /// The length of the first complete request in `buffer` and its arguments
 /// (at least one: the command name, in upper case); `None` while it is
 /// incomplete.
-fn parse_request(buffer: &[u8]) -> Option<(usize, Vec<String>)> {
+fn parse_request(framing: Framing, buffer: &[u8]) -> Option<(usize, Vec<String>)> {
+    match framing {
+        Framing::Resp => parse_resp_request(buffer),
+        Framing::Http => parse_http_request(buffer),
+    }
+}
+
+/// An HTTP/1.1 request with a `Content-Length` (as AWS SDKs send them): its
+/// length, and its `X-Amz-Target` operation (upper case) and body.
+fn parse_http_request(buffer: &[u8]) -> Option<(usize, Vec<String>)> {
+    let head_end = buffer.windows(4).position(|four| four == b"\r\n\r\n")? + 4;
+    let head = String::from_utf8_lossy(&buffer[..head_end]);
+    let header = |name: &str| {
+        head.lines().find_map(|line| {
+            let (key, value) = line.split_once(':')?;
+            key.trim()
+                .eq_ignore_ascii_case(name)
+                .then(|| value.trim().to_owned())
+        })
+    };
+    let length: usize = header("content-length")
+        .map(|value| value.parse().expect("a Content-Length"))
+        .unwrap_or(0);
+    assert!(
+        header("transfer-encoding").is_none(),
+        "the fault proxy reads requests with a Content-Length only"
+    );
+    let end = head_end + length;
+    if buffer.len() < end {
+        return None;
+    }
+    let operation = header("x-amz-target")
+        .and_then(|target| target.rsplit('.').next().map(str::to_ascii_uppercase))
+        .unwrap_or_else(|| "HTTP".to_owned());
+    let body = String::from_utf8_lossy(&buffer[head_end..end]).into_owned();
+    Some((end, vec![operation, body]))
+}
+
+/// A RESP array of bulk strings: its length and its arguments.
+fn parse_resp_request(buffer: &[u8]) -> Option<(usize, Vec<String>)> {
     let (count, mut at) = parse_header(buffer, 0, b'*')?;
     assert!(
         count > 0,

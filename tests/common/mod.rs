@@ -2,6 +2,8 @@
 //! service and a harness that sends requests through a layer to it.
 #![allow(dead_code, unreachable_pub)]
 
+#[cfg(feature = "dynamodb")]
+pub mod dynamodb_server;
 pub mod fault_proxy;
 #[cfg(feature = "redis")]
 pub mod redis_server;

@@ -1,0 +1,675 @@
+//! [`DynamoDbStore`]: a [`ResolutionStore`] on one DynamoDB table (feature
+//! `dynamodb`).
+//!
+//! Two items per token, named by the token's digest (never the token) under
+//! the table's string partition key:
+//!
+//! - `<prefix>answer#<digest>`: the published answer ([`StoredAnswer::encode`])
+//!   and its exact expiry in epoch milliseconds, which every read checks;
+//! - `<prefix>lease#<digest>`: the lease holder's id and the lease's expiry,
+//!   and who first took the lease and until when that is remembered.
+//!
+//! Every item also carries a TTL attribute (epoch seconds) past its last
+//! useful moment, so that a table with DynamoDB's TTL enabled cleans itself;
+//! TTL deletion is lazy (often days late), so correctness never depends on it.
+//!
+//! Every write is one conditional write, made so that repeating it (the SDK
+//! retrying an attempt whose reply was lost) gives the same result: a lease is
+//! taken if it is free, lapsed *or already this holder's*, and extended only
+//! while it is this holder's. Releasing is the one write that a repeat would
+//! find already done: each release leaves a mark unique to the call, and a
+//! repeat that finds its own mark knows the first attempt released the lease.
+
+mod table;
+
+use std::error::Error;
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::config::retry::RetryConfig;
+use aws_sdk_dynamodb::config::timeout::TimeoutConfig;
+use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
+
+use super::{
+    LeaseGrant, LeaseHolder, LeaseTerms, ResolutionStore, STORED_CUSTOMER_PREFIX, StoredAnswer,
+    TokenDigest,
+};
+
+/// Default for [`DynamoDbStore::key_prefix`].
+pub const DEFAULT_DYNAMODB_KEY_PREFIX: &str = "tower-resolve-customer#";
+/// Default for [`DynamoDbStore::partition_key`].
+pub const DEFAULT_DYNAMODB_PARTITION_KEY: &str = "pk";
+/// Default for [`DynamoDbStore::ttl_attribute`].
+pub const DEFAULT_DYNAMODB_TTL_ATTRIBUTE: &str = "expires_at";
+/// Default for [`DynamoDbStore::attempt_timeout`].
+pub const DEFAULT_DYNAMODB_ATTEMPT_TIMEOUT: Duration = Duration::from_millis(300);
+/// Default for [`DynamoDbStore::call_timeout`].
+pub const DEFAULT_DYNAMODB_CALL_TIMEOUT: Duration = Duration::from_secs(1);
+/// Default for [`DynamoDbStore::max_attempts`].
+pub const DEFAULT_DYNAMODB_MAX_ATTEMPTS: u32 = 3;
+
+/// How long past its last useful moment an item's TTL attribute points: a
+/// margin for the replicas' clocks and for leases extended after they were
+/// taken, so that TTL never deletes an item the protocol may still read.
+const TTL_GRACE: Duration = Duration::from_secs(24 * 60 * 60);
+
+// Attribute names. Short, but readable in the console.
+const ANSWER: &str = "answer";
+const ANSWER_UNTIL: &str = "answer_until_ms";
+const HOLDER: &str = "holder";
+const LEASE_UNTIL: &str = "lease_until_ms";
+const TAKER: &str = "taker";
+const TAKER_UNTIL: &str = "taker_until_ms";
+const RELEASED_BY: &str = "released_by";
+
+/// A DynamoDB call failed: the connection, a timeout, the service's refusal
+/// (throttling, a missing table, missing permissions), or its reply.
+#[derive(Debug)]
+pub struct DynamoDbStoreError {
+    operation: &'static str,
+    message: String,
+    source: Option<Box<dyn Error + Send + Sync>>,
+}
+
+impl DynamoDbStoreError {
+    fn sdk<E, R>(operation: &'static str, error: SdkError<E, R>) -> Self
+    where
+        E: Error + Send + Sync + 'static,
+        R: fmt::Debug + Send + Sync + 'static,
+    {
+        Self {
+            operation,
+            message: DisplayErrorContext(&error).to_string(),
+            source: Some(Box::new(error)),
+        }
+    }
+
+    fn invalid(operation: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            operation,
+            message: message.into(),
+            source: None,
+        }
+    }
+}
+
+impl fmt::Display for DynamoDbStoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "DynamoDB {}: {}", self.operation, self.message)
+    }
+}
+
+impl Error for DynamoDbStoreError {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        self.source.as_deref().map(|e| e as &(dyn Error + 'static))
+    }
+}
+
+/// A [`ResolutionStore`] on one DynamoDB table, shared by the replicas of a
+/// deployment (AWS Lambda execution environments, containers, hosts), for
+/// [`ResolutionsBuilder::store`](crate::ResolutionsBuilder::store).
+///
+/// The table needs a string partition key (named `pk` unless
+/// [`partition_key`](Self::partition_key) says otherwise) and no sort key;
+/// it may be a table the application already uses, as long as the
+/// [`key_prefix`](Self::key_prefix) keeps this store's items apart. Enable
+/// DynamoDB's TTL on [`ttl_attribute`](Self::ttl_attribute) so the table
+/// cleans itself; [`create_table`](Self::create_table) does all of that for
+/// development.
+///
+/// Reads are strongly consistent. Every call is bounded by
+/// [`call_timeout`](Self::call_timeout), each attempt by
+/// [`attempt_timeout`](Self::attempt_timeout), and a call makes at most
+/// [`max_attempts`](Self::max_attempts) attempts (the SDK's standard retries
+/// with a short backoff); the resolutions'
+/// [`store_timeout`](crate::ResolutionsBuilder::store_timeout) bounds the
+/// whole call again.
+///
+/// # Clocks
+///
+/// DynamoDB has no clock of its own to compare with: lease and answer
+/// expiries are written and checked with the replicas' clocks. A replica
+/// whose clock runs ahead by *d* sees the others' leases lapse *d* early. The
+/// holder renews its lease every quarter of its length, so a lease stays
+/// exclusive while the replicas' clocks differ by less than about half the
+/// lease, less the store timeout. With the defaults (a 2 s lease, a 500 ms
+/// store timeout), up to about 500 ms; AWS Lambda and EC2 keep their clocks
+/// within a millisecond or so of each other (Amazon Time Sync). Give the
+/// [`lease`](crate::ResolutionsBuilder::lease) more room if yours do not.
+///
+/// ```no_run
+/// use tower_resolve_customer::{DynamoDbStore, RegistrationToken, Resolutions, ResolvedCustomer};
+///
+/// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+/// let config = aws_config::load_from_env().await;
+/// let store = DynamoDbStore::new(aws_sdk_dynamodb::Client::new(&config), "registrations");
+/// let resolutions = Resolutions::builder(|_: RegistrationToken| async {
+///     Ok(ResolvedCustomer::new("123456789012", "prod-abc123"))
+/// })
+/// .store(store)
+/// .build();
+/// # let _ = resolutions;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct DynamoDbStore {
+    client: Client,
+    table: Arc<str>,
+    partition_key: Arc<str>,
+    ttl_attribute: Arc<str>,
+    prefix: Arc<str>,
+    call_timeout: Duration,
+    attempt_timeout: Duration,
+    max_attempts: u32,
+}
+
+impl fmt::Debug for DynamoDbStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DynamoDbStore")
+            .field("table", &self.table)
+            .field("partition_key", &self.partition_key)
+            .field("ttl_attribute", &self.ttl_attribute)
+            .field("prefix", &self.prefix)
+            .field("call_timeout", &self.call_timeout)
+            .field("attempt_timeout", &self.attempt_timeout)
+            .field("max_attempts", &self.max_attempts)
+            .finish_non_exhaustive()
+    }
+}
+
+impl DynamoDbStore {
+    /// A store on `table`, reached with `client` (its region, credentials and
+    /// endpoint are the application's; its retry and timeout settings are
+    /// replaced per call by this store's).
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self {
+            client,
+            table: Arc::from(table.into()),
+            partition_key: Arc::from(DEFAULT_DYNAMODB_PARTITION_KEY),
+            ttl_attribute: Arc::from(DEFAULT_DYNAMODB_TTL_ATTRIBUTE),
+            prefix: Arc::from(DEFAULT_DYNAMODB_KEY_PREFIX),
+            call_timeout: DEFAULT_DYNAMODB_CALL_TIMEOUT,
+            attempt_timeout: DEFAULT_DYNAMODB_ATTEMPT_TIMEOUT,
+            max_attempts: DEFAULT_DYNAMODB_MAX_ATTEMPTS,
+        }
+    }
+
+    /// The name of the table's partition key, a string attribute (default
+    /// `pk`).
+    pub fn partition_key(mut self, name: impl Into<String>) -> Self {
+        self.partition_key = Arc::from(name.into());
+        self
+    }
+
+    /// The attribute that holds each item's expiry in epoch seconds, for
+    /// DynamoDB's TTL (default `expires_at`).
+    pub fn ttl_attribute(mut self, name: impl Into<String>) -> Self {
+        self.ttl_attribute = Arc::from(name.into());
+        self
+    }
+
+    /// Prefix of every partition key this store writes (default
+    /// `tower-resolve-customer#`); replicas of one deployment must agree on it.
+    pub fn key_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = Arc::from(prefix.into());
+        self
+    }
+
+    /// How long one call may take, its retries included (default 1 s).
+    pub fn call_timeout(mut self, timeout: Duration) -> Self {
+        self.call_timeout = timeout.max(Duration::from_millis(1));
+        self
+    }
+
+    /// How long one attempt of a call may take before it is abandoned and,
+    /// if attempts remain, retried (default 300 ms).
+    pub fn attempt_timeout(mut self, timeout: Duration) -> Self {
+        self.attempt_timeout = timeout.max(Duration::from_millis(1));
+        self
+    }
+
+    /// How many attempts a call makes at most, the first included (default 3;
+    /// at least 1). Throttling, server errors, timeouts and lost connections
+    /// are retried; every write is safe to repeat.
+    pub fn max_attempts(mut self, attempts: u32) -> Self {
+        self.max_attempts = attempts.max(1);
+        self
+    }
+
+    /// The table's name.
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    fn answer_key(&self, token: TokenDigest) -> AttributeValue {
+        AttributeValue::S(format!("{}answer#{token}", self.prefix))
+    }
+
+    fn lease_key(&self, token: TokenDigest) -> AttributeValue {
+        AttributeValue::S(format!("{}lease#{token}", self.prefix))
+    }
+
+    /// This store's retry and timeout settings, for one call.
+    fn call_settings(&self) -> aws_sdk_dynamodb::config::Builder {
+        aws_sdk_dynamodb::config::Builder::default()
+            .retry_config(
+                RetryConfig::standard()
+                    .with_max_attempts(self.max_attempts)
+                    .with_initial_backoff(Duration::from_millis(10))
+                    .with_max_backoff(Duration::from_millis(100)),
+            )
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .operation_timeout(self.call_timeout)
+                    .operation_attempt_timeout(self.attempt_timeout)
+                    .build(),
+            )
+    }
+
+    /// The lease item, read consistently (for a conditional write refused
+    /// without the item in its reply).
+    async fn lease_item(&self, token: TokenDigest) -> Result<Item, DynamoDbStoreError> {
+        let read = self
+            .client
+            .get_item()
+            .table_name(&*self.table)
+            .key(&*self.partition_key, self.lease_key(token))
+            .consistent_read(true)
+            .customize()
+            .config_override(self.call_settings())
+            .send()
+            .await
+            .map_err(|e| DynamoDbStoreError::sdk("GetItem", e))?;
+        Ok(Item(read.item.unwrap_or_default()))
+    }
+
+    /// Takes, renews or re-takes the lease for `holder`; `taker` says whether
+    /// the write also makes `holder` the remembered first taker.
+    async fn write_lease(
+        &self,
+        token: TokenDigest,
+        holder: &LeaseHolder,
+        terms: LeaseTerms,
+        now: u64,
+        taker: bool,
+    ) -> Result<Written, DynamoDbStoreError> {
+        let remember = terms.remember.max(terms.lease);
+        let mut condition =
+            String::from("(attribute_not_exists(#holder) OR #lease <= :now OR #holder = :me)");
+        let mut update =
+            String::from("SET #holder = :me, #lease = :lease, #ttl = :ttl REMOVE #released");
+        let mut request = self
+            .client
+            .update_item()
+            .table_name(&*self.table)
+            .key(&*self.partition_key, self.lease_key(token))
+            .expression_attribute_names("#holder", HOLDER)
+            .expression_attribute_names("#lease", LEASE_UNTIL)
+            .expression_attribute_names("#released", RELEASED_BY)
+            .expression_attribute_names("#ttl", &*self.ttl_attribute)
+            .expression_attribute_values(":me", AttributeValue::S(holder.as_str().to_owned()))
+            .expression_attribute_values(":now", number(now))
+            .expression_attribute_values(":lease", number(until(now, terms.lease)))
+            .expression_attribute_values(":ttl", number(ttl_seconds(now, remember)));
+        if taker {
+            condition.push_str(
+                " AND (attribute_not_exists(#taker) OR #taker_until <= :now OR #taker = :me)",
+            );
+            update = String::from(
+                "SET #holder = :me, #lease = :lease, #taker = :me, #taker_until = :taker_until, \
+                 #ttl = :ttl REMOVE #released",
+            );
+            request = request
+                .expression_attribute_names("#taker", TAKER)
+                .expression_attribute_names("#taker_until", TAKER_UNTIL)
+                .expression_attribute_values(":taker_until", number(until(now, remember)));
+        }
+        let written = request
+            .condition_expression(condition)
+            .update_expression(update)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .customize()
+            .config_override(self.call_settings())
+            .send()
+            .await;
+        self.written("UpdateItem", token, written).await
+    }
+
+    /// A conditional write's outcome: done, or refused with the item as it
+    /// stood (from the refusal, or read again if the refusal lacks it).
+    async fn written<T, R>(
+        &self,
+        operation: &'static str,
+        token: TokenDigest,
+        written: Result<T, SdkError<impl RefusedWrite, R>>,
+    ) -> Result<Written, DynamoDbStoreError>
+    where
+        R: fmt::Debug + Send + Sync + 'static,
+    {
+        match written {
+            Ok(_) => Ok(Written::Done),
+            Err(error) => match error.as_service_error().map(RefusedWrite::refused) {
+                Some(Some(Some(item))) => Ok(Written::Refused(Item(item))),
+                Some(Some(None)) => Ok(Written::Refused(self.lease_item(token).await?)),
+                _ => Err(DynamoDbStoreError::sdk(operation, error)),
+            },
+        }
+    }
+}
+
+/// What a conditional write came to.
+enum Written {
+    Done,
+    /// Its condition did not hold; the item as it stood.
+    Refused(Item),
+}
+
+/// An item's attributes.
+#[derive(Default)]
+struct Item(std::collections::HashMap<String, AttributeValue>);
+
+impl Item {
+    fn string(&self, name: &str) -> Option<&str> {
+        self.0.get(name)?.as_s().ok().map(String::as_str)
+    }
+
+    fn number(&self, name: &str) -> Option<u64> {
+        self.0.get(name)?.as_n().ok()?.parse().ok()
+    }
+
+    /// Whether someone other than `holder` holds an unexpired lease.
+    fn held_by_another(&self, holder: &LeaseHolder, now: u64) -> bool {
+        self.string(HOLDER)
+            .is_some_and(|current| current != holder.as_str())
+            && self.number(LEASE_UNTIL).is_some_and(|until| until > now)
+    }
+}
+
+/// The error of an operation that writes conditionally.
+trait RefusedWrite: Error + Send + Sync + 'static {
+    /// `Some` if the write's condition did not hold, with the item as it
+    /// stood if the reply had it.
+    fn refused(&self) -> Option<Option<std::collections::HashMap<String, AttributeValue>>>;
+}
+
+impl RefusedWrite for aws_sdk_dynamodb::operation::update_item::UpdateItemError {
+    fn refused(&self) -> Option<Option<std::collections::HashMap<String, AttributeValue>>> {
+        match self {
+            Self::ConditionalCheckFailedException(refused) => Some(refused.item.clone()),
+            _ => None,
+        }
+    }
+}
+
+impl RefusedWrite for aws_sdk_dynamodb::operation::put_item::PutItemError {
+    fn refused(&self) -> Option<Option<std::collections::HashMap<String, AttributeValue>>> {
+        match self {
+            Self::ConditionalCheckFailedException(refused) => Some(refused.item.clone()),
+            _ => None,
+        }
+    }
+}
+
+impl ResolutionStore for DynamoDbStore {
+    type Error = DynamoDbStoreError;
+
+    async fn read(&self, token: TokenDigest) -> Result<Option<StoredAnswer>, DynamoDbStoreError> {
+        let read = self
+            .client
+            .get_item()
+            .table_name(&*self.table)
+            .key(&*self.partition_key, self.answer_key(token))
+            .consistent_read(true)
+            .projection_expression("#answer, #until")
+            .expression_attribute_names("#answer", ANSWER)
+            .expression_attribute_names("#until", ANSWER_UNTIL)
+            .customize()
+            .config_override(self.call_settings())
+            .send()
+            .await
+            .map_err(|e| DynamoDbStoreError::sdk("GetItem", e))?;
+        let Some(item) = read.item else {
+            return Ok(None);
+        };
+        let item = Item(item);
+        let (Some(text), Some(until)) = (item.string(ANSWER), item.number(ANSWER_UNTIL)) else {
+            tracing::warn!("ignoring an unreadable resolution in DynamoDB");
+            return Ok(None);
+        };
+        let now = now_millis();
+        if until <= now {
+            return Ok(None);
+        }
+        let answer = StoredAnswer::decode(text, Duration::from_millis(until - now));
+        if answer.is_none() {
+            tracing::warn!("ignoring an unreadable resolution in DynamoDB");
+        }
+        Ok(answer)
+    }
+
+    async fn try_lease(
+        &self,
+        token: TokenDigest,
+        holder: &LeaseHolder,
+        terms: LeaseTerms,
+    ) -> Result<LeaseGrant, DynamoDbStoreError> {
+        let now = now_millis();
+        // Free, lapsed or ours, and no one else first took it: one write.
+        let stood = match self.write_lease(token, holder, terms, now, true).await? {
+            Written::Done => return Ok(LeaseGrant::Taken),
+            Written::Refused(stood) => stood,
+        };
+        if stood.held_by_another(holder, now) {
+            return Ok(LeaseGrant::HeldElsewhere);
+        }
+        // Free, lapsed or ours, but another holder first took it: take it and
+        // keep the first taker remembered.
+        Ok(
+            match self.write_lease(token, holder, terms, now, false).await? {
+                Written::Done => LeaseGrant::TakenAfterAnother,
+                Written::Refused(_) => LeaseGrant::HeldElsewhere,
+            },
+        )
+    }
+
+    async fn extend_lease(
+        &self,
+        token: TokenDigest,
+        holder: &LeaseHolder,
+        duration: Duration,
+    ) -> Result<bool, DynamoDbStoreError> {
+        let now = now_millis();
+        let written = self
+            .client
+            .update_item()
+            .table_name(&*self.table)
+            .key(&*self.partition_key, self.lease_key(token))
+            .condition_expression("#holder = :me AND #lease > :now")
+            .update_expression("SET #lease = :lease, #ttl = :ttl")
+            .expression_attribute_names("#holder", HOLDER)
+            .expression_attribute_names("#lease", LEASE_UNTIL)
+            .expression_attribute_names("#ttl", &*self.ttl_attribute)
+            .expression_attribute_values(":me", AttributeValue::S(holder.as_str().to_owned()))
+            .expression_attribute_values(":now", number(now))
+            .expression_attribute_values(":lease", number(until(now, duration)))
+            .expression_attribute_values(":ttl", number(ttl_seconds(now, duration)))
+            .customize()
+            .config_override(self.call_settings())
+            .send()
+            .await;
+        match written {
+            Ok(_) => Ok(true),
+            Err(error) => match error.as_service_error().and_then(RefusedWrite::refused) {
+                Some(_) => Ok(false),
+                None => Err(DynamoDbStoreError::sdk("UpdateItem", error)),
+            },
+        }
+    }
+
+    async fn publish(
+        &self,
+        token: TokenDigest,
+        answer: &StoredAnswer,
+    ) -> Result<(), DynamoDbStoreError> {
+        let now = now_millis();
+        let written = self
+            .client
+            .put_item()
+            .table_name(&*self.table)
+            .item(&*self.partition_key, self.answer_key(token))
+            .item(ANSWER, AttributeValue::S(answer.encode()))
+            .item(ANSWER_UNTIL, number(until(now, answer.lifetime())))
+            .item(
+                &*self.ttl_attribute,
+                number(ttl_seconds(now, answer.lifetime())),
+            )
+            // Never over a stored customer.
+            .condition_expression(
+                "attribute_not_exists(#answer) OR #until <= :now OR NOT begins_with(#answer, :customer)",
+            )
+            .expression_attribute_names("#answer", ANSWER)
+            .expression_attribute_names("#until", ANSWER_UNTIL)
+            .expression_attribute_values(":now", number(now))
+            .expression_attribute_values(
+                ":customer",
+                AttributeValue::S(STORED_CUSTOMER_PREFIX.to_owned()),
+            )
+            .customize()
+            .config_override(self.call_settings())
+            .send()
+            .await;
+        match written {
+            Ok(_) => Ok(()),
+            Err(error) => match error.as_service_error().and_then(RefusedWrite::refused) {
+                // A customer is stored (perhaps by this very call, whose
+                // first attempt's reply was lost): nothing to do.
+                Some(_) => Ok(()),
+                None => Err(DynamoDbStoreError::sdk("PutItem", error)),
+            },
+        }
+    }
+
+    async fn release_lease(
+        &self,
+        token: TokenDigest,
+        holder: &LeaseHolder,
+    ) -> Result<bool, DynamoDbStoreError> {
+        let now = now_millis();
+        let mark = release_mark(holder);
+        let written = self
+            .client
+            .update_item()
+            .table_name(&*self.table)
+            .key(&*self.partition_key, self.lease_key(token))
+            .condition_expression("#holder = :me AND #lease > :now")
+            .update_expression("REMOVE #holder, #lease SET #released = :mark")
+            .expression_attribute_names("#holder", HOLDER)
+            .expression_attribute_names("#lease", LEASE_UNTIL)
+            .expression_attribute_names("#released", RELEASED_BY)
+            .expression_attribute_values(":me", AttributeValue::S(holder.as_str().to_owned()))
+            .expression_attribute_values(":now", number(now))
+            .expression_attribute_values(":mark", AttributeValue::S(mark.clone()))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .customize()
+            .config_override(self.call_settings())
+            .send()
+            .await;
+        Ok(match self.written("UpdateItem", token, written).await? {
+            Written::Done => true,
+            // Released by an earlier attempt of this very call, whose reply
+            // was lost; otherwise not (or no longer) this holder's.
+            Written::Refused(stood) => stood.string(RELEASED_BY) == Some(mark.as_str()),
+        })
+    }
+}
+
+/// A mark no other release call leaves.
+fn release_mark(holder: &LeaseHolder) -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "{}/{}",
+        holder.as_str(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+fn number(value: u64) -> AttributeValue {
+    AttributeValue::N(value.to_string())
+}
+
+/// The replica's clock, in epoch milliseconds.
+fn now_millis() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| {
+            u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+        })
+}
+
+/// `now` plus `duration` (at least 1 ms), in epoch milliseconds.
+fn until(now: u64, duration: Duration) -> u64 {
+    let millis = u64::try_from(duration.as_millis()).unwrap_or(u64::MAX);
+    now.saturating_add(millis.max(1))
+}
+
+/// The TTL attribute for an item useful until `now` plus `duration`: whole
+/// epoch seconds, past that by [`TTL_GRACE`].
+fn ttl_seconds(now: u64, duration: Duration) -> u64 {
+    until(now, duration.saturating_add(TTL_GRACE)).div_ceil(1000)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store() -> DynamoDbStore {
+        let config = aws_sdk_dynamodb::Config::builder()
+            .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
+            .build();
+        DynamoDbStore::new(Client::from_conf(config), "t").key_prefix("p#")
+    }
+
+    #[test]
+    fn keys_hold_the_digest_not_the_token() {
+        let digest = TokenDigest::new(0x0123_4567_89ab_cdef_0011_2233_4455_6677);
+        let hex = "0123456789abcdef0011223344556677";
+        let store = store();
+        assert_eq!(
+            store.answer_key(digest),
+            AttributeValue::S(format!("p#answer#{hex}"))
+        );
+        assert_eq!(
+            store.lease_key(digest),
+            AttributeValue::S(format!("p#lease#{hex}"))
+        );
+    }
+
+    #[test]
+    fn expiries_are_exact_and_ttls_are_whole_seconds_past_them() {
+        assert_eq!(until(1_000, Duration::ZERO), 1_001);
+        assert_eq!(until(1_000, Duration::from_micros(2_500)), 1_002);
+        assert_eq!(until(u64::MAX - 1, Duration::MAX), u64::MAX);
+        let ttl = ttl_seconds(1_500, Duration::from_millis(1));
+        assert_eq!(ttl, (1_501 + TTL_GRACE.as_millis() as u64).div_ceil(1000));
+        assert!(ttl * 1000 >= 1_501 + TTL_GRACE.as_millis() as u64);
+    }
+
+    #[test]
+    fn release_marks_are_unique() {
+        let holder = LeaseHolder::unique();
+        assert_ne!(release_mark(&holder), release_mark(&holder));
+    }
+
+    #[test]
+    fn debug_shows_the_table_and_settings() {
+        let shown = format!("{:?}", store().max_attempts(0).call_timeout(Duration::ZERO));
+        assert!(shown.contains("table: \"t\""), "{shown}");
+        assert!(shown.contains("max_attempts: 1"), "{shown}");
+        assert!(shown.contains("call_timeout: 1ms"), "{shown}");
+    }
+}

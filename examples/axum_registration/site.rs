@@ -1,6 +1,7 @@
 //! The registration site: routes, pages and the in-memory account store.
 //!
-//! Shared by `main.rs` and the browser test (`tests/registration_site.rs`).
+//! Shared by `main.rs`, the browser test (`tests/registration_site.rs`) and
+//! the AWS Lambda example (its pages).
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
@@ -25,7 +26,7 @@ use tower_resolve_customer::{
 pub const OFFER_TYPE_FIELD: &str = "x-amzn-marketplace-offer-type";
 
 /// The session cookie: an opaque random id, never the token.
-const SESSION_COOKIE: &str = "registration_session";
+pub const SESSION_COOKIE: &str = "registration_session";
 
 /// A registered buyer.
 #[derive(Debug, Clone)]
@@ -70,7 +71,7 @@ impl Store {
 }
 
 /// 128 random bits, hex: an opaque session id.
-fn new_session_id() -> String {
+pub fn new_session_id() -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     let state = RandomState::new();
@@ -127,7 +128,7 @@ async fn register(
     (StatusCode::SEE_OTHER, headers)
 }
 
-fn session_of(headers: &HeaderMap) -> Option<String> {
+pub fn session_of(headers: &HeaderMap) -> Option<String> {
     headers
         .get_all(COOKIE)
         .iter()
@@ -193,7 +194,7 @@ fn simulator_page(token: String) -> Html<String> {
 }
 
 /// The layer's rejection: a page for the buyer, with the right status.
-fn error_page(error: &Rejection) -> Response<String> {
+pub fn error_page(error: &Rejection) -> Response<String> {
     let (title, advice) = match error {
         Rejection::Resolve(ResolveError::ExpiredToken) => (
             "Registration link expired",
@@ -232,7 +233,7 @@ fn error_page(error: &Rejection) -> Response<String> {
     response
 }
 
-fn page(title: &str, body: &str) -> Html<String> {
+pub fn page(title: &str, body: &str) -> Html<String> {
     Html(format!(
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>{title}</title></head>\
          <body><h1>{title}</h1>{body}</body></html>"
@@ -240,7 +241,7 @@ fn page(title: &str, body: &str) -> Html<String> {
 }
 
 /// Escapes text for HTML.
-fn escape(text: &str) -> String {
+pub fn escape(text: &str) -> String {
     text.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")

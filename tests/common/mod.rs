@@ -5,6 +5,10 @@
 #[cfg(feature = "dynamodb")]
 pub mod dynamodb_server;
 pub mod fault_proxy;
+#[cfg(feature = "dynamodb")]
+pub mod lambda_event;
+#[cfg(feature = "dynamodb")]
+pub mod lambda_runtime_api;
 #[cfg(feature = "redis")]
 pub mod redis_server;
 

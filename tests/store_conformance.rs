@@ -2023,6 +2023,76 @@ mod dynamodb_store {
         assert_eq!(proxy.faults_met(), 2);
     }
 
+    /// A lease write that lands after a later one (a stalled attempt of a
+    /// call the protocol gave up on, or an earlier renewal) never moves the
+    /// lease's expiry earlier, and still tells its holder that it holds the
+    /// lease.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn dynamodb_a_stale_lease_write_never_moves_the_lease_earlier() {
+        let Some(table) = start().await else {
+            return;
+        };
+        let store = store(&table);
+        let token = digest_of(&MeteringEmulator::mint_token());
+        let (a, b) = (LeaseHolder::unique(), LeaseHolder::unique());
+        let long = LeaseTerms {
+            lease: Duration::from_secs(60),
+            remember: Duration::from_secs(120),
+        };
+        let short = LeaseTerms {
+            lease: Duration::from_millis(1),
+            remember: Duration::from_secs(120),
+        };
+        let lease_until = || async {
+            let item = table
+                .server
+                .client()
+                .get_item()
+                .table_name(&table.name)
+                .key(
+                    "pk",
+                    aws_sdk_dynamodb::types::AttributeValue::S(format!(
+                        "tower-resolve-customer#lease#{token}"
+                    )),
+                )
+                .consistent_read(true)
+                .send()
+                .await
+                .unwrap()
+                .item
+                .expect("the lease item");
+            item["lease_until_ms"]
+                .as_n()
+                .unwrap()
+                .parse::<u64>()
+                .unwrap()
+        };
+        assert_eq!(
+            store.try_lease(token, &a, long).await.unwrap(),
+            LeaseGrant::Taken
+        );
+        let taken_until = lease_until().await;
+        assert_eq!(
+            store.try_lease(token, &a, short).await.unwrap(),
+            LeaseGrant::Taken,
+            "a stale take still finds the lease its holder's"
+        );
+        assert!(
+            store
+                .extend_lease(token, &a, Duration::from_millis(1))
+                .await
+                .unwrap(),
+            "a stale renewal still finds the lease its holder's"
+        );
+        assert_eq!(lease_until().await, taken_until, "moved earlier");
+        assert_eq!(
+            store.try_lease(token, &b, long).await.unwrap(),
+            LeaseGrant::HeldElsewhere
+        );
+        assert!(store.extend_lease(token, &a, long.lease).await.unwrap());
+        assert!(lease_until().await >= taken_until);
+    }
+
     /// Each write, its reply lost and retried by the SDK, answers as if the
     /// first attempt's reply had arrived: the lease taken, extended and
     /// released by its holder (a release retried finds its own mark), the

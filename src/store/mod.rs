@@ -60,7 +60,10 @@ pub(crate) mod redis;
 ///
 /// Leases and lifetimes are measured on the store's clock. The protocol
 /// assumes the clocks of the store and the replicas run at nearly the same
-/// *rate* (their offsets do not matter).
+/// *rate* (their offsets do not matter). A store without a clock of its own
+/// (such as [`DynamoDbStore`](crate::DynamoDbStore)) measures them on the
+/// replicas' clocks, and then needs their offsets bounded too, well under a
+/// lease.
 ///
 /// # Example
 ///

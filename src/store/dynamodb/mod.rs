@@ -140,6 +140,11 @@ impl Error for DynamoDbStoreError {
 /// store timeout), up to about 500 ms; AWS Lambda and EC2 keep their clocks
 /// within a millisecond or so of each other (Amazon Time Sync). Give the
 /// [`lease`](crate::ResolutionsBuilder::lease) more room if yours do not.
+/// Past that bound (or after a step in a replica's wall clock) a second
+/// replica may take a live lease and redeem the token again.
+///
+/// Use a table in one region: a global table written from several regions
+/// does not serialize conditional writes across them.
 ///
 /// ```no_run
 /// use tower_resolve_customer::{DynamoDbStore, RegistrationToken, Resolutions, ResolvedCustomer};
@@ -299,8 +304,13 @@ impl DynamoDbStore {
         taker: bool,
     ) -> Result<Written, DynamoDbStoreError> {
         let remember = terms.remember.max(terms.lease);
-        let mut condition =
-            String::from("(attribute_not_exists(#holder) OR #lease <= :now OR #holder = :me)");
+        // Ours already: only ever moved later, so an attempt that lands after
+        // a later one (a stalled attempt of an abandoned call) changes
+        // nothing.
+        let mut condition = String::from(
+            "(attribute_not_exists(#holder) OR #lease <= :now \
+             OR (#holder = :me AND #lease <= :lease))",
+        );
         let mut update =
             String::from("SET #holder = :me, #lease = :lease, #ttl = :ttl REMOVE #released");
         let mut request = self
@@ -382,11 +392,34 @@ impl Item {
         self.0.get(name)?.as_n().ok()?.parse().ok()
     }
 
-    /// Whether someone other than `holder` holds an unexpired lease.
-    fn held_by_another(&self, holder: &LeaseHolder, now: u64) -> bool {
-        self.string(HOLDER)
-            .is_some_and(|current| current != holder.as_str())
+    /// Whether `holder` holds the lease, unexpired.
+    fn held_by(&self, holder: &LeaseHolder, now: u64) -> bool {
+        self.string(HOLDER) == Some(holder.as_str())
             && self.number(LEASE_UNTIL).is_some_and(|until| until > now)
+    }
+
+    /// What a lease item that refused `holder`'s write (asking for the lease
+    /// until `lease`) grants it as it stands, if no other write can change
+    /// that: held by another holder; or already `holder`'s until `lease` or
+    /// later (a later attempt landed first).
+    fn grant_as_it_stands(&self, holder: &LeaseHolder, now: u64, lease: u64) -> Option<LeaseGrant> {
+        let current = self.string(HOLDER)?;
+        let until = self.number(LEASE_UNTIL).filter(|until| *until > now)?;
+        if current != holder.as_str() {
+            return Some(LeaseGrant::HeldElsewhere);
+        }
+        if until < lease {
+            return None;
+        }
+        let another_first = self
+            .string(TAKER)
+            .is_some_and(|taker| taker != holder.as_str())
+            && self.number(TAKER_UNTIL).is_some_and(|until| until > now);
+        Some(if another_first {
+            LeaseGrant::TakenAfterAnother
+        } else {
+            LeaseGrant::Taken
+        })
     }
 }
 
@@ -459,19 +492,23 @@ impl ResolutionStore for DynamoDbStore {
         terms: LeaseTerms,
     ) -> Result<LeaseGrant, DynamoDbStoreError> {
         let now = now_millis();
+        let lease = until(now, terms.lease);
         // Free, lapsed or ours, and no one else first took it: one write.
         let stood = match self.write_lease(token, holder, terms, now, true).await? {
             Written::Done => return Ok(LeaseGrant::Taken),
             Written::Refused(stood) => stood,
         };
-        if stood.held_by_another(holder, now) {
-            return Ok(LeaseGrant::HeldElsewhere);
+        if let Some(grant) = stood.grant_as_it_stands(holder, now, lease) {
+            return Ok(grant);
         }
         // Free, lapsed or ours, but another holder first took it: take it and
         // keep the first taker remembered.
         Ok(
             match self.write_lease(token, holder, terms, now, false).await? {
                 Written::Done => LeaseGrant::TakenAfterAnother,
+                Written::Refused(stood) if stood.held_by(holder, now) => {
+                    LeaseGrant::TakenAfterAnother
+                }
                 Written::Refused(_) => LeaseGrant::HeldElsewhere,
             },
         )
@@ -484,31 +521,31 @@ impl ResolutionStore for DynamoDbStore {
         duration: Duration,
     ) -> Result<bool, DynamoDbStoreError> {
         let now = now_millis();
+        let lease = until(now, duration);
+        // Only ever later (see `write_lease`). The TTL set when the lease was
+        // taken already covers every renewal.
         let written = self
             .client
             .update_item()
             .table_name(&*self.table)
             .key(&*self.partition_key, self.lease_key(token))
-            .condition_expression("#holder = :me AND #lease > :now")
-            .update_expression("SET #lease = :lease, #ttl = :ttl")
+            .condition_expression("#holder = :me AND #lease > :now AND #lease <= :lease")
+            .update_expression("SET #lease = :lease")
             .expression_attribute_names("#holder", HOLDER)
             .expression_attribute_names("#lease", LEASE_UNTIL)
-            .expression_attribute_names("#ttl", &*self.ttl_attribute)
             .expression_attribute_values(":me", AttributeValue::S(holder.as_str().to_owned()))
             .expression_attribute_values(":now", number(now))
-            .expression_attribute_values(":lease", number(until(now, duration)))
-            .expression_attribute_values(":ttl", number(ttl_seconds(now, duration)))
+            .expression_attribute_values(":lease", number(lease))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .customize()
             .config_override(self.call_settings())
             .send()
             .await;
-        match written {
-            Ok(_) => Ok(true),
-            Err(error) => match error.as_service_error().and_then(RefusedWrite::refused) {
-                Some(_) => Ok(false),
-                None => Err(DynamoDbStoreError::sdk("UpdateItem", error)),
-            },
-        }
+        Ok(match self.written("UpdateItem", token, written).await? {
+            Written::Done => true,
+            // Still ours, already until later than asked.
+            Written::Refused(stood) => stood.held_by(holder, now),
+        })
     }
 
     async fn publish(

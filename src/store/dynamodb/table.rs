@@ -19,6 +19,9 @@ impl DynamoDbStore {
     /// waits until it is active, and enables DynamoDB's TTL on the
     /// [`ttl_attribute`](Self::ttl_attribute) unless it is already enabled.
     ///
+    /// Each call is bounded like the store's own; waiting for the table takes
+    /// two minutes at most.
+    ///
     /// Meant for development and tests: in production, declare the table
     /// with your infrastructure (the README has a CloudFormation / SAM
     /// resource), so the application needs no permission to create tables.
@@ -47,6 +50,8 @@ impl DynamoDbStore {
                     .build()
                     .map_err(definition("CreateTable"))?,
             )
+            .customize()
+            .config_override(self.call_settings())
             .send()
             .await;
         if let Err(error) = created {
@@ -63,6 +68,8 @@ impl DynamoDbStore {
             .client
             .describe_time_to_live()
             .table_name(&*self.table)
+            .customize()
+            .config_override(self.call_settings())
             .send()
             .await
             .map_err(|e| DynamoDbStoreError::sdk("DescribeTimeToLive", e))?;
@@ -83,6 +90,8 @@ impl DynamoDbStore {
                         .build()
                         .map_err(definition("UpdateTimeToLive"))?,
                 )
+                .customize()
+                .config_override(self.call_settings())
                 .send()
                 .await
                 .map_err(|e| DynamoDbStoreError::sdk("UpdateTimeToLive", e))?;
@@ -98,6 +107,8 @@ impl DynamoDbStore {
                 .client
                 .describe_table()
                 .table_name(&*self.table)
+                .customize()
+                .config_override(self.call_settings())
                 .send()
                 .await
                 .map_err(|e| DynamoDbStoreError::sdk("DescribeTable", e))?;

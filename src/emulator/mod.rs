@@ -30,6 +30,7 @@
 //! # }
 //! ```
 
+mod admin;
 mod registry;
 mod server;
 
@@ -87,7 +88,13 @@ pub struct MeteringEmulator {
 impl MeteringEmulator {
     /// Starts a server on `127.0.0.1` on a free port. Needs a tokio runtime.
     pub async fn start() -> std::io::Result<Self> {
-        let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
+        Self::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await
+    }
+
+    /// Starts a server on `addr` (port 0 for a free one). Needs a tokio
+    /// runtime.
+    pub async fn bind(addr: SocketAddr) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let registry = Arc::new(Registry::default());
         let server = tokio::spawn(serve(listener, Arc::clone(&registry)));
@@ -143,6 +150,31 @@ impl MeteringEmulator {
     pub fn register_for(&self, token: &str, customer: ResolvedCustomer, valid_for: Duration) {
         self.registry
             .register(token.to_owned(), customer, valid_for);
+    }
+
+    /// Registers every token in `json`: a JSON array of objects with the
+    /// fields of the admin API's `POST /_emulator/tokens`
+    /// (`RegistrationToken`, `CustomerAWSAccountId`, `ProductCode`, and
+    /// optionally `CustomerIdentifier`, `LicenseArn`, `AgreementId`,
+    /// `ValidForSeconds`). Nothing is registered unless all of them are
+    /// valid; the error says which one is not, and why.
+    pub fn preload(&self, json: &str) -> Result<usize, PreloadError> {
+        let value: serde_json::Value =
+            serde_json::from_str(json).map_err(|e| PreloadError(format!("not JSON: {e}")))?;
+        let serde_json::Value::Array(entries) = value else {
+            return Err(PreloadError("expected a JSON array of tokens".into()));
+        };
+        let mut registrations = Vec::with_capacity(entries.len());
+        for (index, entry) in entries.iter().enumerate() {
+            let registration = admin::registration(entry)
+                .map_err(|message| PreloadError(format!("token {index}: {message}")))?;
+            registrations.push(registration);
+        }
+        let count = registrations.len();
+        for (token, customer, valid_for) in registrations {
+            self.registry.register(token, customer, valid_for);
+        }
+        Ok(count)
     }
 
     /// Chooses how often a token may be redeemed.
@@ -236,6 +268,18 @@ impl MeteringEmulator {
     }
 }
 
+/// Tokens given to [`MeteringEmulator::preload`] that cannot be registered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PreloadError(String);
+
+impl std::fmt::Display for PreloadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for PreloadError {}
+
 /// Redeems tokens in a [`MeteringEmulator`]'s registry without the wire; made
 /// by [`MeteringEmulator::in_process_resolver`].
 #[derive(Clone)]
@@ -256,7 +300,7 @@ impl crate::Resolver for InProcessResolver {
     ) -> Result<ResolvedCustomer, crate::ResolveError> {
         use crate::ResolveError;
         self.registry.record_request(None);
-        self.registry.record_call(token.expose());
+        self.registry.record_call(token.expose(), None);
         while let Some(fault) = self.registry.next_fault() {
             let error = match fault {
                 Fault::Latency(delay) => {

@@ -63,8 +63,17 @@ struct Inner {
     faults: VecDeque<Fault>,
     calls: HashMap<String, usize>,
     redemptions: HashMap<String, usize>,
+    token_attempts: HashMap<String, Vec<u32>>,
     attempts: Vec<u32>,
     requests: usize,
+}
+
+/// What the emulator counted for one token.
+pub(crate) struct TokenCounters {
+    pub(crate) registered: bool,
+    pub(crate) calls: usize,
+    pub(crate) redemptions: usize,
+    pub(crate) attempts: Vec<u32>,
 }
 
 impl Registry {
@@ -89,6 +98,30 @@ impl Registry {
         self.lock().policy = policy;
     }
 
+    pub(crate) fn policy(&self) -> RedemptionPolicy {
+        self.lock().policy
+    }
+
+    /// Forgets every token, fault and counter, and restores the default
+    /// policy.
+    pub(crate) fn reset(&self) {
+        *self.lock() = Inner::default();
+    }
+
+    pub(crate) fn pending_faults(&self) -> Vec<Fault> {
+        self.lock().faults.iter().cloned().collect()
+    }
+
+    pub(crate) fn counters_for(&self, token: &str) -> TokenCounters {
+        let inner = self.lock();
+        TokenCounters {
+            registered: inner.tokens.contains_key(token),
+            calls: inner.calls.get(token).copied().unwrap_or(0),
+            redemptions: inner.redemptions.get(token).copied().unwrap_or(0),
+            attempts: inner.token_attempts.get(token).cloned().unwrap_or_default(),
+        }
+    }
+
     pub(crate) fn push_faults(&self, fault: Fault, times: usize) {
         let mut inner = self.lock();
         inner.faults.extend(std::iter::repeat_n(fault, times));
@@ -107,9 +140,18 @@ impl Registry {
         }
     }
 
-    /// Counts a well-formed `ResolveCustomer` call for `token`, faulted or not.
-    pub(crate) fn record_call(&self, token: &str) {
-        *self.lock().calls.entry(token.to_owned()).or_default() += 1;
+    /// Counts a well-formed `ResolveCustomer` call for `token`, faulted or not,
+    /// and its `amz-sdk-request` attempt number.
+    pub(crate) fn record_call(&self, token: &str, attempt: Option<u32>) {
+        let mut inner = self.lock();
+        *inner.calls.entry(token.to_owned()).or_default() += 1;
+        if let Some(attempt) = attempt {
+            inner
+                .token_attempts
+                .entry(token.to_owned())
+                .or_default()
+                .push(attempt);
+        }
     }
 
     pub(crate) fn next_fault(&self) -> Option<Fault> {

@@ -9,6 +9,7 @@ use http::{HeaderValue, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use serde_json::{Map, Value, json};
 
+use super::admin;
 use super::registry::{Fault, Registry, Verdict};
 
 const JSON_1_1: &str = "application/x-amz-json-1.1";
@@ -67,7 +68,11 @@ where
     B: http_body::Body,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    registry.record_request(attempt_number(&request));
+    if request.uri().path().starts_with(admin::PREFIX) {
+        return Ok(admin::handle(&registry, request).await);
+    }
+    let attempt = attempt_number(&request);
+    registry.record_request(attempt);
 
     let target = request
         .headers()
@@ -133,7 +138,7 @@ where
             ));
         }
     };
-    registry.record_call(&token);
+    registry.record_call(&token, attempt);
 
     while let Some(fault) = registry.next_fault() {
         match fault {

@@ -1,0 +1,117 @@
+//! `marketplace-emulator`: the crate's AWS Marketplace Metering emulator as a
+//! standalone server, for sellers testing in any language (feature
+//! `emulator-server`).
+//!
+//! ```sh
+//! cargo install tower-resolve-customer --features emulator-server --bin marketplace-emulator
+//! marketplace-emulator --policy single-use
+//! ```
+//!
+//! Point an SDK or the AWS CLI at the printed endpoint
+//! (`AWS_ENDPOINT_URL_MARKETPLACE_METERING`), with any credentials and
+//! region; register tokens with the admin API (`POST /_emulator/tokens`) or
+//! `--tokens FILE`. See the README's "Testing without AWS".
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, ValueEnum};
+use tower_resolve_customer::ResolvedCustomer;
+use tower_resolve_customer::emulator::{MeteringEmulator, RedemptionPolicy};
+
+/// The default port: fixed, so that configuration written once keeps working.
+const DEFAULT_PORT: u16 = 4599;
+
+#[derive(Parser)]
+#[command(
+    name = "marketplace-emulator",
+    version,
+    about = "A local AWS Marketplace Metering API (ResolveCustomer) for testing SaaS registration in any language"
+)]
+struct Args {
+    /// The address to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    host: IpAddr,
+    /// The port to listen on (0 picks a free one).
+    #[arg(long, default_value_t = DEFAULT_PORT)]
+    port: u16,
+    /// How often a token may be redeemed.
+    #[arg(long, value_enum, default_value_t = Policy::Reusable)]
+    policy: Policy,
+    /// A JSON file of tokens to register at start: an array of objects with
+    /// the fields of `POST /_emulator/tokens`.
+    #[arg(long, value_name = "FILE")]
+    tokens: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Policy {
+    /// Every redemption until the token expires succeeds (the seller guide).
+    Reusable,
+    /// The first redemption succeeds, later ones get ExpiredTokenException
+    /// (the API reference).
+    SingleUse,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(args).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("marketplace-emulator: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
+    let emulator = MeteringEmulator::bind(SocketAddr::new(args.host, args.port))
+        .await
+        .map_err(|e| format!("cannot listen on {}:{}: {e}", args.host, args.port))?;
+    emulator.set_policy(match args.policy {
+        Policy::Reusable => RedemptionPolicy::ReusableUntilExpiry,
+        Policy::SingleUse => RedemptionPolicy::SingleUse,
+    });
+    if let Some(path) = &args.tokens {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let count = emulator
+            .preload(&text)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        println!("Registered {count} tokens from {}", path.display());
+    }
+    let demo = MeteringEmulator::mint_token();
+    emulator.register(
+        &demo,
+        ResolvedCustomer::new("123456789012", "prod-demo123")
+            .with_customer_identifier("cust-demo")
+            .with_license_arn("arn:aws:license-manager::123456789012:license:l-demo")
+            .with_agreement_id("agmt-demo"),
+    );
+    println!("Endpoint: {}", emulator.endpoint_url());
+    println!("Demo token (account 123456789012, product prod-demo123): {demo}");
+    println!("Admin API: {}/_emulator/", emulator.endpoint_url());
+
+    shutdown_signal().await?;
+    println!("Stopped.");
+    Ok(())
+}
+
+/// SIGINT (Ctrl-C) or SIGTERM.
+async fn shutdown_signal() -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        let mut terminate =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            interrupted = tokio::signal::ctrl_c() => interrupted,
+            _ = terminate.recv() => Ok(()),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        tokio::signal::ctrl_c().await
+    }
+}

@@ -170,6 +170,37 @@ fn header_cache_hit(c: &mut Criterion) {
     assert_eq!(resolver.calls.load(Ordering::Relaxed), 1);
 }
 
+/// A browser's `Cookie` header: five unrelated cookies, then the token.
+fn cookie_request(token: &str) -> Request<Full<Bytes>> {
+    Request::post("/register")
+        .header(
+            http::header::COOKIE,
+            format!(
+                "_ga=GA1.2.1234567890.1700000000; session=0f3c9a7e5b2d4c1a8e6f; \
+                 theme=dark; consent=\"analytics=1&ads=0\"; _gid=GA1.2.987654321.1700000000; \
+                 registration={token}"
+            ),
+        )
+        .body(Full::new(Bytes::new()))
+        .expect("request")
+}
+
+fn cookie_cache_hit(c: &mut Criterion) {
+    let rt = runtime();
+    let mut group = c.benchmark_group("2b_cache_hit_cookie");
+    let make = || cookie_request(TOKEN);
+    bench_service(&mut group, &rt, "bare", handler(), make);
+    let resolver = CountingResolver::new(Duration::ZERO);
+    let layered = ResolveCustomerLayer::new(resolver.clone())
+        .token_source(TokenSource::cookie("registration"))
+        .layer(handler());
+    rt.block_on(layered.clone().oneshot(make()))
+        .expect("warm up");
+    bench_service(&mut group, &rt, "layered", layered, make);
+    group.finish();
+    assert_eq!(resolver.calls.load(Ordering::Relaxed), 1);
+}
+
 fn form_cache_hit(c: &mut Criterion) {
     let rt = runtime();
     let mut group = c.benchmark_group("3_cache_hit_form_1kib");
@@ -335,6 +366,7 @@ criterion_group!(
     benches,
     pass_through,
     header_cache_hit,
+    cookie_cache_hit,
     form_cache_hit,
     cache_miss,
     burst,

@@ -247,6 +247,12 @@ fn urlencoded_values<'a>(
 
 /// The values of every `name=value` pair called `name` in one `Cookie` header
 /// (RFC 6265 §4.2.1), with surrounding double quotes removed.
+///
+/// A scanner of its own rather than the `cookie` crate's parser, which builds
+/// and validates every cookie of the header: on a cache hit with the token in
+/// the sixth cookie of a browser's header, the crate made the layer add
+/// 915 ns to the bare service instead of 569 ns (`cargo bench --bench layer --
+/// '^2b'`, 2-vCPU machine).
 fn cookie_values<'a>(header: &'a [u8], name: &'a [u8]) -> impl Iterator<Item = &'a [u8]> + 'a {
     header.split(|&b| b == b';').filter_map(move |pair| {
         let pair = pair.trim_ascii();

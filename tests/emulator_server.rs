@@ -68,18 +68,18 @@ impl Emulator {
         )
     }
 
-    /// One Marketplace Metering request, unsigned.
+    /// One Marketplace Metering request, signed as an SDK signs it.
     fn metering(&self, target: &str, body: &str) -> (u16, Value) {
-        http(
-            &self.endpoint,
-            "POST",
-            "/",
-            &[
-                ("X-Amz-Target", target),
-                ("Content-Type", "application/x-amz-json-1.1"),
-            ],
-            body,
-        )
+        let host = self.endpoint.trim_start_matches("http://");
+        let headers = [
+            ("host", host),
+            ("x-amz-target", target),
+            ("content-type", "application/x-amz-json-1.1"),
+        ];
+        let signature = common::signing::Signer::default().headers(host, &headers, body.as_bytes());
+        let mut all: Vec<(&str, &str)> = headers[1..].to_vec();
+        all.extend(signature.iter().map(|(n, v)| (n.as_str(), v.as_str())));
+        http(&self.endpoint, "POST", "/", &all, body)
     }
 }
 
@@ -576,4 +576,40 @@ fn the_aws_cli_resolves_a_token_in_every_output_format() {
     );
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("(InvalidTokenException)"), "{stderr}");
+}
+
+/// Started with `--credentials`, the emulator verifies signatures: the AWS
+/// CLI's (botocore's) signature with the right secret passes, a wrong secret
+/// gets `SignatureDoesNotMatch` and an unknown key `InvalidClientTokenId`.
+#[test]
+fn the_aws_cli_signature_verifies_against_given_credentials() {
+    let Some(aws) = venv_tool("aws") else {
+        return;
+    };
+    let emulator = Emulator::start(&["--credentials", "AKIDCLIEXAMPLE:cli-example-secret"]);
+    let resolve = |key: &str, secret: &str| {
+        aws_client(aws.clone())
+            .env("AWS_ACCESS_KEY_ID", key)
+            .env("AWS_SECRET_ACCESS_KEY", secret)
+            .args([
+                "meteringmarketplace",
+                "resolve-customer",
+                "--output",
+                "text",
+            ])
+            .args(["--registration-token", &emulator.demo_token])
+            .args(["--endpoint-url", &emulator.endpoint])
+            .output()
+            .unwrap()
+    };
+    let right = resolve("AKIDCLIEXAMPLE", "cli-example-secret");
+    assert!(
+        right.status.success(),
+        "{}",
+        String::from_utf8_lossy(&right.stderr)
+    );
+    let wrong = resolve("AKIDCLIEXAMPLE", "not-the-secret");
+    assert!(String::from_utf8_lossy(&wrong.stderr).contains("(SignatureDoesNotMatch)"));
+    let unknown = resolve("AKIDUNKNOWN", "cli-example-secret");
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("(InvalidClientTokenId)"));
 }

@@ -43,6 +43,20 @@ struct Args {
     /// the fields of `POST /_emulator/tokens`.
     #[arg(long, value_name = "FILE")]
     tokens: Option<PathBuf>,
+    /// An access key and its secret to accept (repeatable). Once given, other
+    /// keys get InvalidClientTokenId and signatures are verified; without,
+    /// any well-formed signature is accepted.
+    #[arg(long, value_name = "ACCESS_KEY:SECRET", value_parser = credentials)]
+    credentials: Vec<(String, String)>,
+}
+
+fn credentials(text: &str) -> Result<(String, String), String> {
+    match text.split_once(':') {
+        Some((key, secret)) if !key.is_empty() && !secret.is_empty() => {
+            Ok((key.to_owned(), secret.to_owned()))
+        }
+        _ => Err("expected ACCESS_KEY:SECRET".to_owned()),
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -67,6 +81,7 @@ async fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
+    let shutdown = shutdown_signal()?;
     let emulator = MeteringEmulator::bind(SocketAddr::new(args.host, args.port))
         .await
         .map_err(|e| format!("cannot listen on {}:{}: {e}", args.host, args.port))?;
@@ -74,6 +89,9 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         Policy::Reusable => RedemptionPolicy::ReusableUntilExpiry,
         Policy::SingleUse => RedemptionPolicy::SingleUse,
     });
+    for (access_key, secret) in &args.credentials {
+        emulator.accept_credentials(access_key, secret);
+    }
     if let Some(path) = &args.tokens {
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
@@ -94,24 +112,30 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     println!("Demo token (account 123456789012, product prod-demo123): {demo}");
     println!("Admin API: {}/_emulator/", emulator.endpoint_url());
 
-    shutdown_signal().await?;
+    shutdown.await;
     println!("Stopped.");
     Ok(())
 }
 
-/// SIGINT (Ctrl-C) or SIGTERM.
-async fn shutdown_signal() -> std::io::Result<()> {
+/// Waits for SIGINT (Ctrl-C) or SIGTERM; the handlers are installed at once,
+/// so a signal that arrives before the wait begins is not missed.
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
     #[cfg(unix)]
     {
-        let mut terminate =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-        tokio::select! {
-            interrupted = tokio::signal::ctrl_c() => interrupted,
-            _ = terminate.recv() => Ok(()),
-        }
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut terminate = signal(SignalKind::terminate())?;
+        let mut interrupt = signal(SignalKind::interrupt())?;
+        Ok(async move {
+            tokio::select! {
+                _ = terminate.recv() => {}
+                _ = interrupt.recv() => {}
+            }
+        })
     }
     #[cfg(not(unix))]
     {
-        tokio::signal::ctrl_c().await
+        Ok(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
     }
 }

@@ -33,6 +33,7 @@
 mod admin;
 mod registry;
 mod server;
+mod signature;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -176,6 +177,19 @@ impl MeteringEmulator {
             self.registry.register(token, customer, valid_for);
         }
         Ok(count)
+    }
+
+    /// Knows `access_key` from now on, with `secret`: once any access key is
+    /// given, requests signed with another get `InvalidClientTokenId` (403),
+    /// and a signature that does not match its secret `SignatureDoesNotMatch`
+    /// (403). Until then any well-formed signature is accepted. Either way a
+    /// request without a signature gets `MissingAuthenticationToken` (403), a
+    /// malformed one or one scoped to another service than `aws-marketplace`
+    /// `IncompleteSignature` (400), and one dated more than 15 minutes from
+    /// now `RequestExpired` (400).
+    pub fn accept_credentials(&self, access_key: impl Into<String>, secret: impl Into<String>) {
+        self.registry
+            .accept_credentials(access_key.into(), secret.into());
     }
 
     /// Chooses how often a token may be redeemed.

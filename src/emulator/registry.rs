@@ -54,6 +54,8 @@ pub(crate) enum Verdict {
 #[derive(Default)]
 pub(crate) struct Registry {
     inner: Mutex<Inner>,
+    /// Access keys and their secrets; empty: any well-formed signature.
+    credentials: Mutex<HashMap<String, String>>,
 }
 
 #[derive(Default)]
@@ -96,6 +98,20 @@ impl Registry {
 
     pub(crate) fn set_policy(&self, policy: RedemptionPolicy) {
         self.lock().policy = policy;
+    }
+
+    pub(crate) fn accept_credentials(&self, access_key: String, secret: String) {
+        self.credentials
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(access_key, secret);
+    }
+
+    pub(crate) fn credentials(&self) -> HashMap<String, String> {
+        self.credentials
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     pub(crate) fn policy(&self) -> RedemptionPolicy {

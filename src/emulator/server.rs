@@ -9,8 +9,8 @@ use http::{HeaderValue, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use serde_json::{Map, Value, json};
 
-use super::admin;
 use super::registry::{Fault, Registry, Verdict};
+use super::{admin, signature};
 
 const JSON_1_1: &str = "application/x-amz-json-1.1";
 const TARGET: &str = "AWSMPMeteringService.ResolveCustomer";
@@ -74,20 +74,42 @@ where
     let attempt = attempt_number(&request);
     registry.record_request(attempt);
 
-    let target = request
-        .headers()
+    let (parts, body) = request.into_parts();
+    let body = match Limited::new(body, MAX_REQUEST_BYTES).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(_) => {
+            return Ok(error(
+                StatusCode::BAD_REQUEST,
+                "SerializationException",
+                "The request body could not be read.",
+            ));
+        }
+    };
+    // Authentication comes first, as at AWS: an unsigned request learns
+    // nothing about operations.
+    if let Err(refused) = signature::check(
+        &parts,
+        &body,
+        &registry.credentials(),
+        std::time::SystemTime::now(),
+    ) {
+        return Ok(error(refused.status, refused.kind, &refused.message));
+    }
+
+    let target = parts
+        .headers
         .get("x-amz-target")
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
-    if request.method() != http::Method::POST || request.uri().path() != "/" || target != TARGET {
+    if parts.method != http::Method::POST || parts.uri.path() != "/" || target != TARGET {
         return Ok(error(
             StatusCode::BAD_REQUEST,
             "UnknownOperationException",
             "The requested operation is not supported.",
         ));
     }
-    let content_type = request
-        .headers()
+    let content_type = parts
+        .headers
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
@@ -99,19 +121,6 @@ where
         ));
     }
 
-    let body = match Limited::new(request.into_body(), MAX_REQUEST_BYTES)
-        .collect()
-        .await
-    {
-        Ok(collected) => collected.to_bytes(),
-        Err(_) => {
-            return Ok(error(
-                StatusCode::BAD_REQUEST,
-                "SerializationException",
-                "The request body could not be read.",
-            ));
-        }
-    };
     let token = match serde_json::from_slice::<Value>(&body) {
         Ok(Value::Object(fields)) => match fields.get("RegistrationToken") {
             Some(Value::String(token)) if !token.is_empty() => token.clone(),

@@ -11,6 +11,8 @@ pub mod lambda_event;
 pub mod lambda_runtime_api;
 #[cfg(feature = "redis")]
 pub mod redis_server;
+#[cfg(feature = "test-util")]
+pub mod signing;
 
 use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;

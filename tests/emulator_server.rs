@@ -227,9 +227,9 @@ fn the_admin_api_registers_tokens_and_scripts_the_emulator() {
     assert_eq!(
         pending,
         json!({"PendingFaults": [
-            {"Fault": "ThrottlingException"},
-            {"Fault": "ThrottlingException"},
-            {"Fault": "Latency", "LatencyMillis": 5}
+            {"Operation": "ResolveCustomer", "Fault": "ThrottlingException"},
+            {"Operation": "ResolveCustomer", "Fault": "ThrottlingException"},
+            {"Operation": "ResolveCustomer", "Fault": "Latency", "LatencyMillis": 5}
         ]})
     );
     let (status, throttled) = emulator.metering(
@@ -612,4 +612,78 @@ fn the_aws_cli_signature_verifies_against_given_credentials() {
     assert!(String::from_utf8_lossy(&wrong.stderr).contains("(SignatureDoesNotMatch)"));
     let unknown = resolve("AKIDUNKNOWN", "cli-example-secret");
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("(InvalidClientTokenId)"));
+}
+
+/// boto3's `marketplace-entitlement` client lists entitlements: filters
+/// (values of a key united, keys intersected), every value type, the
+/// expiration, `MaxResults` and `NextToken` paging (by hand and with boto3's
+/// paginator), and each modeled error as botocore's exception class.
+#[test]
+fn boto3_lists_entitlements_with_filters_paging_and_modeled_errors() {
+    let Some(python) = venv_tool("python") else {
+        return;
+    };
+    let emulator = Emulator::start(&[]);
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/clients/boto3_get_entitlements.py"
+    );
+    let output = aws_client(python)
+        .arg(script)
+        .arg(&emulator.endpoint)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let results: Value = serde_json::from_slice(&output.stdout).expect("JSON from the script");
+    let account = "210987654321";
+    let license_a = "arn:aws:license-manager::210987654321:license:l-a";
+    let license_b = "arn:aws:license-manager::210987654321:license:l-b";
+    assert_eq!(
+        results["by_account"],
+        json!([
+            {"ProductCode": "prod-ent", "Dimension": "Users", "CustomerAWSAccountId": account,
+             "LicenseArn": license_a, "Value": {"IntegerValue": 25},
+             "ExpirationDate": "2030-01-01T00:00:00+00:00"},
+            {"ProductCode": "prod-ent", "Dimension": "Storage", "CustomerAWSAccountId": account,
+             "LicenseArn": license_a, "Value": {"DoubleValue": 1.5}},
+            {"ProductCode": "prod-ent", "Dimension": "Premium", "CustomerAWSAccountId": account,
+             "LicenseArn": license_b, "Value": {"BooleanValue": true}},
+            {"ProductCode": "prod-ent", "Dimension": "Tier", "CustomerAWSAccountId": account,
+             "LicenseArn": license_b, "Value": {"StringValue": "gold"}}
+        ])
+    );
+    assert_eq!(results["by_license"], json!(["Premium", "Tier"]));
+    assert_eq!(
+        results["union_and_intersection"],
+        json!([
+            ["Tier", account],
+            ["Users", "111122223333"],
+            ["Users", account]
+        ])
+    );
+    let pages: Vec<Vec<String>> = serde_json::from_value(results["pages"].clone()).unwrap();
+    assert_eq!(
+        pages.iter().map(Vec::len).collect::<Vec<_>>(),
+        [7, 7, 7, 7, 2]
+    );
+    let all: Vec<String> = pages.concat();
+    let expected: Vec<String> = (0..30).map(|i| format!("D{i:02}")).collect();
+    assert_eq!(all, expected, "every entitlement once, in order");
+    assert_eq!(results["paginator"], 30);
+    for (step, exception, status) in [
+        ("both_customer_filters", "InvalidParameterException", 400),
+        ("foreign_next_token", "InvalidParameterException", 400),
+        ("throttled", "ThrottlingException", 400),
+        ("internal", "InternalServiceErrorException", 500),
+    ] {
+        assert_eq!(
+            results[step],
+            json!({"Exception": exception, "Code": exception, "Status": status, "Modeled": true}),
+            "{step}"
+        );
+    }
 }

@@ -6,6 +6,7 @@
 //! | `POST /_emulator/tokens` | registers a token (`201`) |
 //! | `GET /_emulator/policy`, `PUT /_emulator/policy` | the redemption policy |
 //! | `POST /_emulator/faults`, `GET`, `DELETE` | scripted faults |
+//! | `POST /_emulator/entitlements`, `GET`, `DELETE` | what `GetEntitlements` answers |
 //! | `GET /_emulator/counters[?RegistrationToken=...]` | counters, overall or per token |
 //! | `POST /_emulator/reset` | forgets everything (`204`) |
 //!
@@ -20,6 +21,7 @@ use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use serde_json::{Map, Value, json};
 
+use super::entitlements::Entitlement;
 use super::registry::{Fault, RedemptionPolicy, Registry};
 use crate::customer::ResolvedCustomer;
 
@@ -77,7 +79,7 @@ where
     let allowed: &[Method] = match route {
         "tokens" | "reset" => &[Method::POST],
         "policy" => &[Method::GET, Method::PUT],
-        "faults" => &[Method::GET, Method::POST, Method::DELETE],
+        "faults" | "entitlements" => &[Method::GET, Method::POST, Method::DELETE],
         "counters" => &[Method::GET],
         _ => {
             return Refusal(
@@ -125,6 +127,12 @@ where
             Ok(empty(StatusCode::NO_CONTENT))
         }
         ("faults", _) => push_faults(registry, &body),
+        ("entitlements", Method::GET) => Ok(entitlements(registry)),
+        ("entitlements", Method::DELETE) => {
+            registry.clear_entitlements();
+            Ok(empty(StatusCode::NO_CONTENT))
+        }
+        ("entitlements", _) => add_entitlements(registry, &body),
         _ => counters(registry, query.as_deref()),
     };
     answered.unwrap_or_else(Refusal::into_answer)
@@ -281,7 +289,16 @@ fn fault_name(fault: &Fault) -> (&'static str, Option<Duration>) {
 const FAULT_NAMES: &str = "ThrottlingException, InternalServiceErrorException, DisabledApiException, Latency, CloseConnection, GarbageBody";
 
 fn push_faults(registry: &Registry, body: &[u8]) -> Result<Answer, Refusal> {
-    let fields = object(body, &["Fault", "Count", "LatencyMillis"])?;
+    let fields = object(body, &["Fault", "Count", "LatencyMillis", "Operation"])?;
+    let entitlements = match string_field(&fields, "Operation")?.as_deref() {
+        None | Some("ResolveCustomer") => false,
+        Some("GetEntitlements") => true,
+        Some(other) => {
+            return Err(Refusal::bad(format!(
+                "Operation {other:?} is not one of ResolveCustomer, GetEntitlements"
+            )));
+        }
+    };
     let name = required_string(&fields, "Fault")?;
     let latency = count_field(&fields, "LatencyMillis", MAX_LATENCY_MILLIS)?;
     let fault = match (name.as_str(), latency) {
@@ -299,8 +316,18 @@ fn push_faults(registry: &Registry, body: &[u8]) -> Result<Answer, Refusal> {
             )));
         }
     };
-    let count = count_field(&fields, "Count", MAX_FAULT_COUNT)?.unwrap_or(1);
-    registry.push_faults(fault, usize::try_from(count).unwrap_or(usize::MAX));
+    if entitlements && fault == Fault::DisabledApi {
+        return Err(Refusal::bad(
+            "DisabledApiException is not an error of GetEntitlements",
+        ));
+    }
+    let count = usize::try_from(count_field(&fields, "Count", MAX_FAULT_COUNT)?.unwrap_or(1))
+        .unwrap_or(usize::MAX);
+    if entitlements {
+        registry.push_entitlement_faults(fault, count);
+    } else {
+        registry.push_faults(fault, count);
+    }
     Ok(faults_answer(registry, StatusCode::CREATED))
 }
 
@@ -308,17 +335,58 @@ fn faults(registry: &Registry) -> Answer {
     faults_answer(registry, StatusCode::OK)
 }
 
-/// The faults still to come, in order.
+/// The faults still to come, in order, for each operation.
 fn faults_answer(registry: &Registry, status: StatusCode) -> Answer {
-    let pending: Vec<Value> = registry
-        .pending_faults()
-        .iter()
-        .map(|fault| match fault_name(fault) {
-            (name, Some(delay)) => json!({ "Fault": name, "LatencyMillis": delay.as_millis() }),
-            (name, None) => json!({ "Fault": name }),
-        })
-        .collect();
+    let listed = |faults: Vec<Fault>, operation: &str| -> Vec<Value> {
+        faults
+            .iter()
+            .map(|fault| match fault_name(fault) {
+                (name, Some(delay)) => json!({
+                    "Operation": operation,
+                    "Fault": name,
+                    "LatencyMillis": delay.as_millis(),
+                }),
+                (name, None) => json!({ "Operation": operation, "Fault": name }),
+            })
+            .collect()
+    };
+    let mut pending = listed(registry.pending_faults(), "ResolveCustomer");
+    pending.extend(listed(
+        registry.pending_entitlement_faults(),
+        "GetEntitlements",
+    ));
     json_answer(status, &json!({ "PendingFaults": pending }))
+}
+
+/// Adds one entitlement (an object) or several (an array of them), all or
+/// none.
+fn add_entitlements(registry: &Registry, body: &[u8]) -> Result<Answer, Refusal> {
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|e| Refusal::bad(format!("the body is not JSON: {e}")))?;
+    let entries = match value {
+        Value::Array(entries) => entries,
+        single => vec![single],
+    };
+    let added = entries
+        .iter()
+        .enumerate()
+        .map(|(index, entry)| {
+            Entitlement::from_json(entry)
+                .map_err(|message| Refusal::bad(format!("entitlement {index}: {message}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let count = added.len();
+    registry.add_entitlements(added);
+    Ok(json_answer(StatusCode::CREATED, &json!({ "Added": count })))
+}
+
+fn entitlements(registry: &Registry) -> Answer {
+    let listed: Vec<Value> = registry
+        .entitlements()
+        .iter()
+        .map(Entitlement::to_json)
+        .collect();
+    json_answer(StatusCode::OK, &json!({ "Entitlements": listed }))
 }
 
 fn counters(registry: &Registry, query: Option<&str>) -> Result<Answer, Refusal> {

@@ -31,6 +31,7 @@
 //! ```
 
 mod admin;
+mod entitlements;
 mod registry;
 mod server;
 mod signature;
@@ -51,6 +52,7 @@ use sha2::{Digest, Sha256};
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 
+pub use self::entitlements::{Entitlement, EntitlementValue};
 pub use self::registry::{Fault, RedemptionPolicy};
 use self::registry::{Registry, Verdict};
 use crate::aws::AwsMarketplaceResolver;
@@ -190,6 +192,25 @@ impl MeteringEmulator {
     pub fn accept_credentials(&self, access_key: impl Into<String>, secret: impl Into<String>) {
         self.registry
             .accept_credentials(access_key.into(), secret.into());
+    }
+
+    /// Adds `entitlement` to those `GetEntitlements` answers with (the
+    /// Entitlement Service's API on the same endpoint).
+    pub fn add_entitlement(&self, entitlement: Entitlement) {
+        self.registry.add_entitlements([entitlement]);
+    }
+
+    /// Makes each of the next `times` `GetEntitlements` calls fail with
+    /// `fault` (a [`Fault::Latency`] delays them instead;
+    /// [`Fault::DisabledApi`] is not an Entitlement Service error and answers
+    /// `DisabledApiException` all the same).
+    pub fn inject_entitlement_faults(&self, fault: Fault, times: usize) {
+        self.registry.push_entitlement_faults(fault, times);
+    }
+
+    /// Well-formed `GetEntitlements` calls, faulted or not.
+    pub fn entitlement_calls(&self) -> usize {
+        self.registry.entitlement_calls()
     }
 
     /// Chooses how often a token may be redeemed.

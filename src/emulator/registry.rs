@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use super::entitlements::Entitlement;
 use crate::customer::ResolvedCustomer;
 
 /// How often a registered token may be redeemed.
@@ -68,6 +69,9 @@ struct Inner {
     token_attempts: HashMap<String, Vec<u32>>,
     attempts: Vec<u32>,
     requests: usize,
+    entitlements: Vec<Entitlement>,
+    entitlement_faults: VecDeque<Fault>,
+    entitlement_calls: usize,
 }
 
 /// What the emulator counted for one token.
@@ -144,7 +148,45 @@ impl Registry {
     }
 
     pub(crate) fn clear_faults(&self) {
-        self.lock().faults.clear();
+        let mut inner = self.lock();
+        inner.faults.clear();
+        inner.entitlement_faults.clear();
+    }
+
+    pub(crate) fn push_entitlement_faults(&self, fault: Fault, times: usize) {
+        let mut inner = self.lock();
+        inner
+            .entitlement_faults
+            .extend(std::iter::repeat_n(fault, times));
+    }
+
+    pub(crate) fn pending_entitlement_faults(&self) -> Vec<Fault> {
+        self.lock().entitlement_faults.iter().cloned().collect()
+    }
+
+    pub(crate) fn add_entitlements(&self, entitlements: impl IntoIterator<Item = Entitlement>) {
+        self.lock().entitlements.extend(entitlements);
+    }
+
+    pub(crate) fn entitlements(&self) -> Vec<Entitlement> {
+        self.lock().entitlements.clone()
+    }
+
+    pub(crate) fn clear_entitlements(&self) {
+        self.lock().entitlements.clear();
+    }
+
+    /// Counts a well-formed `GetEntitlements` call, faulted or not.
+    pub(crate) fn record_entitlement_call(&self) {
+        self.lock().entitlement_calls += 1;
+    }
+
+    pub(crate) fn next_entitlement_fault(&self) -> Option<Fault> {
+        self.lock().entitlement_faults.pop_front()
+    }
+
+    pub(crate) fn entitlement_calls(&self) -> usize {
+        self.lock().entitlement_calls
     }
 
     /// Counts an HTTP request and its `amz-sdk-request` attempt number.

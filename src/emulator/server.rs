@@ -10,10 +10,11 @@ use http_body_util::{BodyExt, Full, Limited};
 use serde_json::{Map, Value, json};
 
 use super::registry::{Fault, Registry, Verdict};
-use super::{admin, signature};
+use super::{admin, entitlements, signature};
 
 const JSON_1_1: &str = "application/x-amz-json-1.1";
 const TARGET: &str = "AWSMPMeteringService.ResolveCustomer";
+const ENTITLEMENTS_TARGET: &str = "AWSMPEntitlementService.GetEntitlements";
 const MAX_REQUEST_BYTES: usize = 64 * 1024;
 
 /// Returned by the handler to make hyper drop the connection unanswered.
@@ -59,6 +60,70 @@ fn attempt_number<B>(request: &Request<B>) -> Option<u32> {
         .and_then(|n| n.trim().parse().ok())
 }
 
+/// What a scripted fault answers, or `None` once a latency has passed.
+async fn faulted(fault: Fault) -> Option<Result<Response<Full<Bytes>>, CloseConnection>> {
+    Some(match fault {
+        Fault::Latency(delay) => {
+            tokio::time::sleep(delay).await;
+            return None;
+        }
+        Fault::Throttle => Ok(error(
+            StatusCode::BAD_REQUEST,
+            "ThrottlingException",
+            "Rate exceeded",
+        )),
+        Fault::InternalError => Ok(error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "InternalServiceErrorException",
+            "An internal error has occurred.",
+        )),
+        Fault::DisabledApi => Ok(error(
+            StatusCode::BAD_REQUEST,
+            "DisabledApiException",
+            "The API is disabled in the Region.",
+        )),
+        Fault::CloseConnection => Err(CloseConnection),
+        Fault::GarbageBody => {
+            let mut response =
+                Response::new(Full::new(Bytes::from_static(b"<html>upstream gone</html>")));
+            response
+                .headers_mut()
+                .insert(CONTENT_TYPE, HeaderValue::from_static(JSON_1_1));
+            Ok(response)
+        }
+    })
+}
+
+/// Answers a well-formed `GetEntitlements` request.
+async fn get_entitlements(
+    registry: &Registry,
+    body: &[u8],
+) -> Result<Response<Full<Bytes>>, CloseConnection> {
+    let Ok(request) = serde_json::from_slice::<Value>(body) else {
+        return Ok(error(
+            StatusCode::BAD_REQUEST,
+            "SerializationException",
+            "The request body is not JSON.",
+        ));
+    };
+    registry.record_entitlement_call();
+    while let Some(fault) = registry.next_entitlement_fault() {
+        if let Some(faulted) = faulted(fault).await {
+            return faulted;
+        }
+    }
+    Ok(
+        match entitlements::get_entitlements(&registry.entitlements(), &request) {
+            Ok(answer) => json_response(StatusCode::OK, answer),
+            Err(entitlements::InvalidParameter(message)) => error(
+                StatusCode::BAD_REQUEST,
+                "InvalidParameterException",
+                &message,
+            ),
+        },
+    )
+}
+
 /// Answers one HTTP request as the Marketplace Metering service would.
 pub(crate) async fn handle<B>(
     registry: Arc<Registry>,
@@ -101,7 +166,8 @@ where
         .get("x-amz-target")
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
-    if parts.method != http::Method::POST || parts.uri.path() != "/" || target != TARGET {
+    let known = [TARGET, ENTITLEMENTS_TARGET].contains(&target);
+    if parts.method != http::Method::POST || parts.uri.path() != "/" || !known {
         return Ok(error(
             StatusCode::BAD_REQUEST,
             "UnknownOperationException",
@@ -119,6 +185,10 @@ where
             "SerializationException",
             "Content-Type must be application/x-amz-json-1.1.",
         ));
+    }
+
+    if target == ENTITLEMENTS_TARGET {
+        return get_entitlements(&registry, &body).await;
     }
 
     let token = match serde_json::from_slice::<Value>(&body) {
@@ -150,41 +220,8 @@ where
     registry.record_call(&token, attempt);
 
     while let Some(fault) = registry.next_fault() {
-        match fault {
-            Fault::Latency(delay) => {
-                tokio::time::sleep(delay).await;
-                continue;
-            }
-            Fault::Throttle => {
-                return Ok(error(
-                    StatusCode::BAD_REQUEST,
-                    "ThrottlingException",
-                    "Rate exceeded",
-                ));
-            }
-            Fault::InternalError => {
-                return Ok(error(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "InternalServiceErrorException",
-                    "An internal error has occurred.",
-                ));
-            }
-            Fault::DisabledApi => {
-                return Ok(error(
-                    StatusCode::BAD_REQUEST,
-                    "DisabledApiException",
-                    "The API is disabled in the Region.",
-                ));
-            }
-            Fault::CloseConnection => return Err(CloseConnection),
-            Fault::GarbageBody => {
-                let mut response =
-                    Response::new(Full::new(Bytes::from_static(b"<html>upstream gone</html>")));
-                response
-                    .headers_mut()
-                    .insert(CONTENT_TYPE, HeaderValue::from_static(JSON_1_1));
-                return Ok(response);
-            }
+        if let Some(faulted) = faulted(fault).await {
+            return faulted;
         }
     }
 

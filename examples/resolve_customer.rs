@@ -24,6 +24,8 @@
 //! cargo run --example resolve_customer --features test-util -- \
 //!     --aws --cli-input-json file://input.json --output text
 //! cargo run --example resolve_customer --features test-util -- --generate-cli-skeleton
+//! cargo run --example resolve_customer --features test-util -- \
+//!     --emulator --query '{Account: CustomerAWSAccountId, Agreement: Metadata.AgreementId}' --output table
 //! ```
 
 use std::fmt;
@@ -68,9 +70,23 @@ struct Cli {
     /// --registration-token overrides it.
     #[arg(long, value_name = "value")]
     cli_input_json: Option<String>,
-    /// Prints a sample input (the default) or output JSON without calling AWS.
+    /// `RegistrationToken: ...` as YAML, inline or as `file://path`;
+    /// --registration-token overrides it.
+    #[arg(long, value_name = "value", conflicts_with = "cli_input_json")]
+    cli_input_yaml: Option<String>,
+    /// Prints a sample input (JSON, the default, or YAML) or output without
+    /// calling AWS.
     #[arg(long, value_name = "value", value_enum, num_args = 0..=1, default_missing_value = "input")]
     generate_cli_skeleton: Option<Skeleton>,
+    /// A JMESPath query to filter the response data.
+    #[arg(long, value_name = "value")]
+    query: Option<String>,
+    /// Does not sign requests: no credentials are loaded.
+    #[arg(long)]
+    no_sign_request: bool,
+    /// Turns on/off color output (table row values and nesting bars).
+    #[arg(long, value_name = "value", value_enum, default_value_t = Color::Auto)]
+    color: Color,
     /// Logs what is happening to stderr (the token is always redacted).
     #[arg(long)]
     debug: bool,
@@ -105,7 +121,15 @@ struct Cli {
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Skeleton {
     Input,
+    YamlInput,
     Output,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Color {
+    On,
+    Off,
+    Auto,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -146,13 +170,39 @@ async fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> Result<(), Failure> {
     let log = Log(cli.debug);
-    if cli.generate_cli_skeleton == Some(Skeleton::Input) {
-        let skeleton = Node::Map(vec![("RegistrationToken", Node::Str(String::new()))]);
-        emit(&render(&skeleton, Output::Json));
-        return Ok(());
+    let color = match cli.color {
+        Color::On => true,
+        Color::Off => false,
+        Color::Auto => io::stdout().is_terminal(),
+    };
+    match cli.generate_cli_skeleton {
+        Some(Skeleton::Input) => {
+            let skeleton = Node::Map(vec![("RegistrationToken".into(), Node::Str(String::new()))]);
+            emit(&render(&skeleton, Output::Json, false));
+            return Ok(());
+        }
+        Some(Skeleton::YamlInput) => {
+            emit(YAML_INPUT_SKELETON);
+            return Ok(());
+        }
+        _ => {}
     }
+    let query = match cli.query.as_deref() {
+        Some(expression) => Some(jmespath::compile(expression).map_err(|e| {
+            fail(
+                PARAM_ERROR,
+                format_args!("Bad value for --query {expression}: {e}"),
+            )
+        })?),
+        None => None,
+    };
 
-    if cli.registration_token.is_none() && cli.cli_input_json.is_none() && !cli.emulator {
+    let input = match (&cli.cli_input_json, &cli.cli_input_yaml) {
+        (Some(json), _) => Some((json.as_str(), InputFormat::Json)),
+        (None, Some(yaml)) => Some((yaml.as_str(), InputFormat::Yaml)),
+        (None, None) => None,
+    };
+    if cli.registration_token.is_none() && input.is_none() && !cli.emulator {
         return Err(Failure(
             PARAM_ERROR,
             "usage: resolve_customer --registration-token <value> [options]\n\
@@ -161,9 +211,9 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 .into(),
         ));
     }
-    let token = match cli.cli_input_json.as_deref() {
-        Some(input) => {
-            token_from_cli_input_json(input, cli.registration_token.clone(), cli.emulator)?
+    let token = match input {
+        Some((input, format)) => {
+            token_from_cli_input(input, format, cli.registration_token.clone(), cli.emulator)?
         }
         None => cli.registration_token.clone(),
     };
@@ -176,7 +226,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             .license_arn("LicenseArn")
             .metadata(Metadata::builder().agreement_id("AgreementId").build())
             .build();
-        emit(&render(&output_tree(&skeleton), cli.output));
+        emit(&render(&output_tree(&skeleton), cli.output, color));
         return Ok(());
     }
 
@@ -206,6 +256,9 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         let mut builder = emulator.config_builder();
         if let Some(region) = &cli.region {
             builder = builder.region(Region::new(region.clone()));
+        }
+        if cli.no_sign_request {
+            builder = unsigned(builder);
         }
         (builder, token.unwrap_or(demo_token), Some(emulator))
     } else {
@@ -248,7 +301,17 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         .await;
     match result {
         Ok(output) => {
-            emit(&render(&output_tree(&output), cli.output));
+            let tree = output_tree(&output);
+            let shown = match &query {
+                Some(query) => {
+                    let found = query
+                        .search(tree.to_json())
+                        .map_err(|e| fail(GENERAL_ERROR, e))?;
+                    Node::from_query(&found)
+                }
+                None => tree,
+            };
+            emit(&render(&shown, cli.output, color));
             Ok(())
         }
         Err(error) => Err(describe(&error, &observer, max_attempts)),
@@ -267,12 +330,19 @@ async fn aws_builder(cli: &Cli, log: &Log) -> Result<Builder, Failure> {
     if let Some(url) = &cli.endpoint_url {
         loader = loader.endpoint_url(url);
     }
+    if cli.no_sign_request {
+        loader = loader.no_credentials();
+    }
     let sdk_config = loader.load().await;
     if sdk_config.region().is_none() {
         return Err(fail(
             CONFIG_ERROR,
             "You must specify a region. You can also configure your region by running \"aws configure\".",
         ));
+    }
+    if cli.no_sign_request {
+        log.line(format_args!("Not signing the request (--no-sign-request)"));
+        return Ok(unsigned(Builder::from(&sdk_config)));
     }
     // Resolve the credentials once, up front, as the AWS CLI does: a missing
     // credential is a configuration error, not a failed call.
@@ -293,10 +363,41 @@ async fn aws_builder(cli: &Cli, log: &Log) -> Result<Builder, Failure> {
     Ok(Builder::from(&sdk_config).credentials_provider(credentials))
 }
 
-/// Reads `--cli-input-json` (inline JSON or `file://path`) and validates the
-/// parameters as botocore does; `explicit` (`--registration-token`) wins.
-fn token_from_cli_input_json(
+/// How `--cli-input-json` / `--cli-input-yaml` is written.
+#[derive(Clone, Copy)]
+enum InputFormat {
+    Json,
+    Yaml,
+}
+
+impl InputFormat {
+    fn option(self) -> &'static str {
+        match self {
+            Self::Json => "cli-input-json",
+            Self::Yaml => "cli-input-yaml",
+        }
+    }
+}
+
+/// What `--generate-cli-skeleton yaml-input` prints: the input, with the
+/// member's documentation as the AWS CLI v2 writes it.
+const YAML_INPUT_SKELETON: &str = "RegistrationToken: '' # [REQUIRED] When a buyer visits your website during the registration process, the buyer submits a registration token through the browser.\n";
+
+/// `builder`, sending requests without a signature (`--no-sign-request`),
+/// whatever credentials it has.
+fn unsigned(builder: Builder) -> Builder {
+    use aws_smithy_runtime_api::client::auth::AuthSchemeId;
+    builder
+        .allow_no_auth()
+        .auth_scheme_preference([AuthSchemeId::new("noAuth")])
+}
+
+/// Reads `--cli-input-json` or `--cli-input-yaml` (inline or `file://path`)
+/// and validates the parameters as botocore does; `explicit`
+/// (`--registration-token`) wins.
+fn token_from_cli_input(
     input: &str,
+    format: InputFormat,
     explicit: Option<String>,
     emulator: bool,
 ) -> Result<Option<String>, Failure> {
@@ -316,7 +417,7 @@ fn token_from_cli_input_json(
                 None => e.to_string(),
             };
             parse_error(
-                "--cli-input-json",
+                &format!("--{}", format.option()),
                 &format!("Unable to load paramfile {input}: {detail}"),
             )
         })?,
@@ -324,10 +425,18 @@ fn token_from_cli_input_json(
     };
     // Unlike the AWS CLI, never quote the input back: it holds the token.
     let invalid = |detail: &dyn fmt::Display| {
-        parse_error("cli-input-json", &format!("Invalid JSON: {detail}"))
+        let kind = match format {
+            InputFormat::Json => "Invalid JSON",
+            InputFormat::Yaml => "Invalid YAML",
+        };
+        parse_error(format.option(), &format!("{kind}: {detail}"))
     };
-    let Value::Object(mut fields) = serde_json::from_str(&text).map_err(|e| invalid(&e))? else {
-        return Err(invalid(&"expected a JSON object"));
+    let parsed: Value = match format {
+        InputFormat::Json => serde_json::from_str(&text).map_err(|e| invalid(&e))?,
+        InputFormat::Yaml => serde_yaml_ng::from_str(&text).map_err(|e| invalid(&e))?,
+    };
+    let Value::Object(mut fields) = parsed else {
+        return Err(invalid(&"expected a mapping of parameters"));
     };
     let mut errors = Vec::new();
     let token = match (explicit, fields.remove("RegistrationToken")) {
@@ -556,15 +665,71 @@ impl Intercept for Observer {
     }
 }
 
-/// A response as the AWS CLI sees it: strings and structures, members in model
-/// order.
+/// A response as the AWS CLI sees it, members in model order; or what a
+/// `--query` made of it.
 enum Node {
     Str(String),
-    Map(Vec<(&'static str, Node)>),
+    /// A number, as JSON writes it.
+    Num(String),
+    Bool(bool),
+    Null,
+    List(Vec<Node>),
+    Map(Vec<(String, Node)>),
+}
+
+impl Node {
+    fn to_json(&self) -> Value {
+        match self {
+            Node::Str(s) => Value::from(s.as_str()),
+            Node::Num(n) => serde_json::from_str(n).unwrap_or(Value::Null),
+            Node::Bool(b) => Value::Bool(*b),
+            Node::Null => Value::Null,
+            Node::List(items) => Value::Array(items.iter().map(Node::to_json).collect()),
+            Node::Map(fields) => Value::Object(
+                fields
+                    .iter()
+                    .map(|(key, value)| (key.clone(), value.to_json()))
+                    .collect(),
+            ),
+        }
+    }
+
+    /// What a JMESPath search found (objects with their keys sorted).
+    fn from_query(found: &jmespath::Variable) -> Node {
+        use jmespath::Variable;
+        match found {
+            Variable::String(s) => Node::Str(s.clone()),
+            Variable::Number(n) => Node::Num(n.to_string()),
+            Variable::Bool(b) => Node::Bool(*b),
+            Variable::Null | Variable::Expref(_) => Node::Null,
+            Variable::Array(items) => {
+                Node::List(items.iter().map(|i| Node::from_query(i)).collect())
+            }
+            Variable::Object(fields) => Node::Map(
+                fields
+                    .iter()
+                    .map(|(key, value)| (key.clone(), Node::from_query(value)))
+                    .collect(),
+            ),
+        }
+    }
+
+    /// A scalar as Python's `str()` writes it.
+    fn scalar_text(&self) -> Option<String> {
+        match self {
+            Node::Str(s) => Some(s.clone()),
+            Node::Num(n) => Some(n.clone()),
+            Node::Bool(true) => Some("True".into()),
+            Node::Bool(false) => Some("False".into()),
+            Node::Null => Some("None".into()),
+            Node::List(_) | Node::Map(_) => None,
+        }
+    }
 }
 
 fn output_tree(output: &ResolveCustomerOutput) -> Node {
-    let member = |name, value: Option<&str>| value.map(|v| (name, Node::Str(v.to_owned())));
+    let member =
+        |name: &str, value: Option<&str>| value.map(|v| (name.to_owned(), Node::Str(v.to_owned())));
     let mut fields: Vec<_> = [
         member("CustomerIdentifier", output.customer_identifier()),
         member("ProductCode", output.product_code()),
@@ -576,24 +741,27 @@ fn output_tree(output: &ResolveCustomerOutput) -> Node {
     .collect();
     if let Some(metadata) = output.metadata() {
         let agreement = member("AgreementId", metadata.agreement_id());
-        fields.push(("Metadata", Node::Map(agreement.into_iter().collect())));
+        fields.push((
+            "Metadata".into(),
+            Node::Map(agreement.into_iter().collect()),
+        ));
     }
     Node::Map(fields)
 }
 
-fn render(node: &Node, output: Output) -> String {
+fn render(node: &Node, output: Output, color: bool) -> String {
     let mut out = String::new();
     match output {
         Output::Json => {
             write_json(&mut out, node, 0);
             out.push('\n');
         }
-        Output::Text => write_text(&mut out, node, None),
+        Output::Text => write_text(&mut out, node, None, None),
         Output::Table => {
             let mut sections = Vec::new();
             table_sections(&mut sections, OPERATION, node, 0);
             if !sections.is_empty() {
-                out = render_table(sections, terminal_width());
+                out = render_table(sections, terminal_width(), color);
             }
         }
     }
@@ -604,6 +772,19 @@ fn render(node: &Node, output: Output) -> String {
 fn write_json(out: &mut String, node: &Node, indent: usize) {
     match node {
         Node::Str(s) => out.push_str(&Value::from(s.as_str()).to_string()),
+        Node::Num(n) => out.push_str(n),
+        Node::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        Node::Null => out.push_str("null"),
+        Node::List(items) if items.is_empty() => out.push_str("[]"),
+        Node::List(items) => {
+            out.push_str("[\n");
+            for (i, item) in items.iter().enumerate() {
+                out.push_str(&format!("{:1$}", "", indent + 4));
+                write_json(out, item, indent + 4);
+                out.push_str(if i + 1 < items.len() { ",\n" } else { "\n" });
+            }
+            out.push_str(&format!("{:indent$}]", ""));
+        }
         Node::Map(fields) if fields.is_empty() => out.push_str("{}"),
         Node::Map(fields) => {
             out.push_str("{\n");
@@ -618,39 +799,104 @@ fn write_json(out: &mut String, node: &Node, indent: usize) {
 }
 
 /// Members by name, borrowed from a [`Node::Map`].
-type Members<'a, T> = Vec<(&'static str, &'a T)>;
+type Members<'a, T> = Vec<(&'a str, T)>;
 
-/// A structure's scalar members and nested structures, each sorted by name.
-fn partition<'a>(fields: &'a [(&'static str, Node)]) -> (Members<'a, str>, Members<'a, Node>) {
+/// A structure's scalar members (as text) and the others, each sorted by
+/// name.
+fn partition(fields: &[(String, Node)]) -> (Members<'_, String>, Members<'_, &Node>) {
     let mut sorted: Vec<_> = fields.iter().collect();
-    sorted.sort_by_key(|(key, _)| *key);
+    sorted.sort_by(|a, b| a.0.cmp(&b.0));
     let (mut scalars, mut nested) = (Vec::new(), Vec::new());
     for (key, value) in sorted {
-        match value {
-            Node::Str(s) => scalars.push((*key, s.as_str())),
-            Node::Map(_) => nested.push((*key, value)),
+        match value.scalar_text() {
+            Some(text) => scalars.push((key.as_str(), text)),
+            None => nested.push((key.as_str(), value)),
         }
     }
     (scalars, nested)
 }
 
-/// The AWS CLI's text format: a structure's scalars on one tab-separated line
-/// (prefixed by its upper-cased member name when nested), then its structures.
-fn write_text(out: &mut String, node: &Node, identifier: Option<&str>) {
-    let Node::Map(fields) = node else { return };
-    let (scalars, nested) = partition(fields);
-    if !scalars.is_empty() {
-        let upper = identifier.map(str::to_uppercase);
-        let line: Vec<&str> = upper
-            .as_deref()
-            .into_iter()
-            .chain(scalars.iter().map(|(_, v)| *v))
-            .collect();
-        out.push_str(&line.join("\t"));
-        out.push('\n');
-    }
-    for (key, value) in nested {
-        write_text(out, value, Some(key));
+/// The AWS CLI's text format (`awscli/text.py`): a structure's scalars on one
+/// tab-separated line (prefixed by its upper-cased member name when nested),
+/// then its other members; a list of scalars on one line; a scalar alone.
+fn write_text(out: &mut String, node: &Node, identifier: Option<&str>, keys: Option<&[String]>) {
+    match node {
+        Node::Map(fields) => {
+            let (scalars, nested): (Vec<String>, Vec<(&str, &Node)>) = match keys {
+                None => {
+                    let (scalars, nested) = partition(fields);
+                    (scalars.into_iter().map(|(_, v)| v).collect(), nested)
+                }
+                Some(keys) => {
+                    let get = |key: &str| fields.iter().find(|(k, _)| k == key).map(|(_, v)| v);
+                    let scalars = keys
+                        .iter()
+                        .map(|key| get(key).and_then(Node::scalar_text).unwrap_or_default())
+                        .collect();
+                    let mut rest: Vec<&(String, Node)> =
+                        fields.iter().filter(|(k, _)| !keys.contains(k)).collect();
+                    rest.sort_by(|a, b| a.0.cmp(&b.0));
+                    (
+                        scalars,
+                        rest.into_iter().map(|(k, v)| (k.as_str(), v)).collect(),
+                    )
+                }
+            };
+            if !scalars.is_empty() {
+                let upper = identifier.map(str::to_uppercase);
+                let line: Vec<&str> = upper
+                    .as_deref()
+                    .into_iter()
+                    .chain(scalars.iter().map(String::as_str))
+                    .collect();
+                out.push_str(&line.join("\t"));
+                out.push('\n');
+            }
+            for (key, value) in nested {
+                write_text(out, value, Some(key), None);
+            }
+        }
+        Node::List(items) if items.is_empty() => {}
+        Node::List(items) if items.iter().any(|i| matches!(i, Node::Map(_))) => {
+            let mut keys: Vec<String> = items
+                .iter()
+                .filter_map(|i| match i {
+                    Node::Map(fields) => Some(fields),
+                    _ => None,
+                })
+                .flatten()
+                .filter(|(_, v)| v.scalar_text().is_some())
+                .map(|(k, _)| k.clone())
+                .collect();
+            keys.sort();
+            keys.dedup();
+            for item in items {
+                write_text(out, item, identifier, Some(&keys));
+            }
+        }
+        Node::List(items) => {
+            let scalars: Vec<String> = items.iter().filter_map(Node::scalar_text).collect();
+            if !scalars.is_empty() {
+                match identifier {
+                    Some(identifier) => {
+                        for scalar in &scalars {
+                            out.push_str(&format!("{}\t{scalar}\n", identifier.to_uppercase()));
+                        }
+                    }
+                    None => {
+                        out.push_str(&scalars.join("\t"));
+                        out.push('\n');
+                    }
+                }
+            }
+            for item in items.iter().filter(|i| i.scalar_text().is_none()) {
+                write_text(out, item, identifier, None);
+            }
+        }
+        scalar => {
+            out.push_str(&scalar.scalar_text().unwrap_or_default());
+            out.push('\n');
+        }
     }
 }
 
@@ -684,34 +930,56 @@ impl Section {
 /// header row and one value row, one scalar is a `key | value` row, nested
 /// structures are indented sub-tables.
 fn table_sections(sections: &mut Vec<Section>, title: &str, node: &Node, indent: usize) {
-    let Node::Map(fields) = node else { return };
-    if fields.is_empty() {
-        return;
-    }
-    let (scalars, nested) = partition(fields);
     let mut section = Section {
         title: title.into(),
         indent,
         headers: vec![],
         rows: vec![],
     };
-    match scalars.as_slice() {
-        [] => {}
-        [(key, value)] => section.rows.push(vec![(*key).into(), (*value).into()]),
-        many => {
-            section.headers = many.iter().map(|(k, _)| (*k).into()).collect();
-            section
-                .rows
-                .push(many.iter().map(|(_, v)| (*v).into()).collect());
+    match node {
+        Node::Null => return,
+        Node::Map(fields) if fields.is_empty() => return,
+        Node::List(items) if items.is_empty() => return,
+        // Like the AWS CLI: a list of scalars is a column, a scalar a title.
+        Node::List(items) => {
+            section.rows = items
+                .iter()
+                .filter_map(Node::scalar_text)
+                .map(|text| vec![text])
+                .collect();
+            sections.push(section);
+            return;
         }
+        Node::Map(fields) => {
+            let (scalars, nested) = partition(fields);
+            match scalars.as_slice() {
+                [] => {}
+                [(key, value)] => section.rows.push(vec![(*key).into(), value.clone()]),
+                many => {
+                    section.headers = many.iter().map(|(k, _)| (*k).into()).collect();
+                    section
+                        .rows
+                        .push(many.iter().map(|(_, v)| v.clone()).collect());
+                }
+            }
+            sections.push(section);
+            for (key, value) in nested {
+                table_sections(sections, key, value, indent + 1);
+            }
+            return;
+        }
+        _scalar => {}
     }
     sections.push(section);
-    for (key, value) in nested {
-        table_sections(sections, key, value, indent + 1);
-    }
 }
 
-fn render_table(mut sections: Vec<Section>, terminal_width: usize) -> String {
+/// What `--color on` adds (colorama's codes, as the AWS CLI's table styler
+/// uses them): bright blue values, dim yellow nesting bars.
+const VALUE_STYLE: &str = "\x1b[1m\x1b[34m";
+const BAR_STYLE: &str = "\x1b[2m\x1b[33m";
+const RESET: &str = "\x1b[0m";
+
+fn render_table(mut sections: Vec<Section>, terminal_width: usize, color: bool) -> String {
     let max_width =
         |sections: &[Section]| sections.iter().map(Section::total_width).max().unwrap_or(0);
     if max_width(&sections) > terminal_width {
@@ -733,7 +1001,11 @@ fn render_table(mut sections: Vec<Section>, terminal_width: usize) -> String {
     let mut out = format!("{}\n", "-".repeat(width));
     for section in &sections {
         let inner = width - 2 * section.indent;
-        let bar = "|".repeat(section.indent);
+        let bar = if color {
+            format!("{BAR_STYLE}|{RESET}").repeat(section.indent)
+        } else {
+            "|".repeat(section.indent)
+        };
         let mut line = |text: String| out.push_str(&format!("{bar}{text}{bar}\n"));
         if !section.title.is_empty() {
             line(center(&section.title, inner, "|"));
@@ -754,7 +1026,7 @@ fn render_table(mut sections: Vec<Section>, terminal_width: usize) -> String {
                 let cells = row.iter().zip(&widths).enumerate();
                 line(
                     cells
-                        .map(|(i, (c, &w))| align_left(c, w, edge(i)))
+                        .map(|(i, (c, &w))| align_left(c, w, edge(i), color))
                         .collect(),
                 );
             }
@@ -816,8 +1088,9 @@ fn center(text: &str, length: usize, left: &str) -> String {
     format!("{left}{}{text}{}|", spaces(start), spaces(right))
 }
 
-/// `|  text      |`, `length` wide including the edges.
-fn align_left(text: &str, length: usize, left: &str) -> String {
+/// `|  text      |`, `length` wide including the edges; the text styled as a
+/// value under `--color on`.
+fn align_left(text: &str, length: usize, left: &str, color: bool) -> String {
     let text_len = text.chars().count();
     let padding = if length > text_len + 2 + left.len() {
         2
@@ -825,6 +1098,11 @@ fn align_left(text: &str, length: usize, left: &str) -> String {
         0
     };
     let right = length as i64 - (left.len() + padding + text_len + 1) as i64;
+    let text = if color {
+        format!("{VALUE_STYLE}{text}{RESET}")
+    } else {
+        text.to_owned()
+    };
     format!("{left}{}{text}{}|", spaces(padding as i64), spaces(right))
 }
 

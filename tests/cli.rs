@@ -301,3 +301,234 @@ async fn emulator_mode_needs_nothing_else() {
     );
     assert!(debug.stderr.contains("<redacted, 184 bytes>"));
 }
+
+/// The AWS CLI (v1, from PyPI) that `.ci/run` installs into
+/// `target/aws-clients-venv`, to compare outputs with; `None` where it is not
+/// installed (the expectations below were taken from it).
+fn aws_cli() -> Option<PathBuf> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/aws-clients-venv/bin/aws");
+    path.is_file().then_some(path)
+}
+
+/// The AWS CLI's stdout and stderr for `resolve-customer` at `url`.
+async fn aws(cli: &PathBuf, url: &str, token: &str, extra: &[&str]) -> (String, String) {
+    let output = tokio::process::Command::new(cli)
+        .args([
+            "meteringmarketplace",
+            "resolve-customer",
+            "--endpoint-url",
+            url,
+        ])
+        .args(["--registration-token", token])
+        .args(extra)
+        .env_clear()
+        .envs(ENV)
+        .env("AWS_DEFAULT_REGION", "us-east-1")
+        .output()
+        .await
+        .unwrap();
+    let text = |bytes| String::from_utf8(bytes).unwrap();
+    (text(output.stdout), text(output.stderr))
+}
+
+#[tokio::test]
+async fn query_results_print_as_the_aws_cli_prints_them() {
+    let (_emulator, token, url) = emulator_with_customer().await;
+    let cases: [(&str, &str, &str); 12] = [
+        ("CustomerAWSAccountId", "json", "\"123456789012\"\n"),
+        ("CustomerAWSAccountId", "text", "123456789012\n"),
+        (
+            "CustomerAWSAccountId",
+            "table",
+            "-----------------\n|ResolveCustomer|\n+---------------+\n",
+        ),
+        (
+            "[ProductCode,CustomerAWSAccountId]",
+            "json",
+            "[\n    \"prod-cli\",\n    \"123456789012\"\n]\n",
+        ),
+        (
+            "[ProductCode,CustomerAWSAccountId]",
+            "text",
+            "prod-cli\t123456789012\n",
+        ),
+        (
+            "[ProductCode,CustomerAWSAccountId]",
+            "table",
+            "------------------\n| ResolveCustomer|\n+----------------+\n|  prod-cli      |\n|  123456789012  |\n+----------------+\n",
+        ),
+        (
+            "{a:ProductCode,b:CustomerAWSAccountId}",
+            "json",
+            "{\n    \"a\": \"prod-cli\",\n    \"b\": \"123456789012\"\n}\n",
+        ),
+        (
+            "{a:ProductCode,b:CustomerAWSAccountId}",
+            "text",
+            "prod-cli\t123456789012\n",
+        ),
+        ("Nope", "json", "null\n"),
+        ("Nope", "text", "None\n"),
+        ("Nope", "table", ""),
+        ("length(ProductCode)", "text", "8\n"),
+    ];
+    let cli = aws_cli();
+    for (query, output, expected) in cases {
+        let args = ["--query", query, "--output", output];
+        let twin = resolve(&url, &token, &args, &[]).await;
+        assert_eq!(
+            (twin.code, twin.stdout.as_str()),
+            (Some(0), expected),
+            "{query} {output}"
+        );
+        if let Some(cli) = &cli {
+            let (stdout, stderr) = aws(cli, &url, &token, &args).await;
+            assert_eq!(stdout, expected, "the AWS CLI, {query} {output}: {stderr}");
+        }
+    }
+    // Metadata is in the twin's output model (the AWS CLI v1 1.46 model
+    // lacks it).
+    let agreement = resolve(&url, &token, &["--query", "Metadata.AgreementId"], &[]).await;
+    assert_eq!(agreement.stdout, "\"agmt-cli\"\n");
+
+    let bad = resolve(&url, &token, &["--query", "["], &[]).await;
+    assert_eq!(bad.code, Some(252));
+    assert!(
+        bad.stderr.contains("Bad value for --query ["),
+        "{}",
+        bad.stderr
+    );
+}
+
+#[tokio::test]
+async fn no_sign_request_sends_no_signature() {
+    let (emulator, token, url) = emulator_with_customer().await;
+    let line = "An error occurred (MissingAuthenticationToken) when calling the ResolveCustomer operation: Missing Authentication Token\n";
+    let unsigned = resolve(&url, &token, &["--no-sign-request"], &[]).await;
+    expect(&unsigned, 254, line);
+    if let Some(cli) = aws_cli() {
+        let (_, stderr) = aws(&cli, &url, &token, &["--no-sign-request"]).await;
+        assert!(stderr.ends_with(line), "the AWS CLI: {stderr}");
+    }
+    assert_eq!(
+        emulator.calls_for(&token),
+        0,
+        "refused before the operation"
+    );
+}
+
+#[tokio::test]
+async fn color_on_styles_table_values_as_the_aws_cli_does() {
+    let (_emulator, token, url) = emulator_with_customer().await;
+    let styled = |out: &str| -> Vec<String> {
+        regex::Regex::new("\x1b\\[1m\x1b\\[34m([^\x1b]*)\x1b\\[0m")
+            .unwrap()
+            .captures_iter(out)
+            .map(|c| c[1].to_owned())
+            .collect()
+    };
+    let args = [
+        "--output",
+        "table",
+        "--query",
+        "{a:ProductCode,b:CustomerAWSAccountId}",
+    ];
+    let on = resolve(&url, &token, &[&args[..], &["--color", "on"]].concat(), &[]).await;
+    assert_eq!(styled(&on.stdout), ["prod-cli", "123456789012"]);
+    if let Some(cli) = aws_cli() {
+        let (stdout, _) = aws(
+            &cli,
+            &url,
+            &token,
+            &[&args[..], &["--color", "on"]].concat(),
+        )
+        .await;
+        assert_eq!(
+            styled(&stdout),
+            styled(&on.stdout),
+            "the AWS CLI:\n{stdout}"
+        );
+    }
+    let nested = resolve(&url, &token, &["--output", "table", "--color", "on"], &[]).await;
+    assert!(
+        nested.stdout.contains("\x1b[2m\x1b[33m|\x1b[0m"),
+        "{}",
+        nested.stdout
+    );
+    for color in ["off", "auto"] {
+        let plain = resolve(
+            &url,
+            &token,
+            &[&args[..], &["--color", color]].concat(),
+            &[],
+        )
+        .await;
+        assert!(!plain.stdout.contains('\x1b'), "{color}: {}", plain.stdout);
+    }
+}
+
+#[tokio::test]
+async fn cli_input_yaml_inline_from_a_file_and_refused() {
+    let (_emulator, token, url) = emulator_with_customer().await;
+    let input = format!("RegistrationToken: '{token}'\n");
+    let args = ["--endpoint-url", &url, "--cli-input-yaml"];
+    let inline = run(&[&args[..], &[&input]].concat(), &[], &[&token]).await;
+    expect(&inline, 0, "");
+    assert_eq!(inline.stdout, JSON);
+
+    let name = format!("resolve-customer-cli-{}.yaml", std::process::id());
+    let path = std::env::temp_dir().join(name);
+    std::fs::write(&path, &input).unwrap();
+    let file = format!("file://{}", path.display());
+    let from_file = run(&[&args[..], &[&file]].concat(), &[], &[&token]).await;
+    std::fs::remove_file(&path).unwrap();
+    assert_eq!(
+        (from_file.code, from_file.stdout),
+        (Some(0), JSON.to_owned())
+    );
+
+    let unknown = run(
+        &[&args[..], &["Colour: red\nRegistrationToken: x"]].concat(),
+        &[],
+        &[],
+    )
+    .await;
+    expect(
+        &unknown,
+        252,
+        "Unknown parameter in input: \"Colour\", must be one of: RegistrationToken\n",
+    );
+    let garbage = run(&[&args[..], &["[unclosed"]].concat(), &[], &[]).await;
+    assert_eq!(garbage.code, Some(252));
+    assert!(
+        garbage
+            .stderr
+            .contains("Error parsing parameter 'cli-input-yaml': Invalid YAML")
+    );
+    let both = run(
+        &[
+            "--cli-input-json",
+            "{}",
+            "--cli-input-yaml",
+            "{}",
+            "--endpoint-url",
+            &url,
+        ],
+        &[],
+        &[],
+    )
+    .await;
+    assert_eq!(both.code, Some(252), "{}", both.stderr);
+
+    let skeleton = run(&["--generate-cli-skeleton", "yaml-input"], &[], &[]).await;
+    assert_eq!(skeleton.code, Some(0));
+    assert!(
+        skeleton
+            .stdout
+            .starts_with("RegistrationToken: '' # [REQUIRED] "),
+        "{}",
+        skeleton.stdout
+    );
+    let parsed: Value = serde_yaml_ng::from_str(&skeleton.stdout).unwrap();
+    assert_eq!(parsed, serde_json::json!({"RegistrationToken": ""}));
+}

@@ -26,7 +26,10 @@ use tower_resolve_customer::{
     ResolvedCustomer, Resolver,
 };
 
-/// The tests' own `redis-server` fixture.
+#[allow(dead_code)]
+#[path = "../tests/common/certificates.rs"]
+mod certificates;
+/// The tests' own `redis-server` fixture, and the certificates it makes.
 #[allow(dead_code)]
 #[path = "../tests/common/redis_server.rs"]
 mod redis_server;

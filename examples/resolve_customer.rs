@@ -42,7 +42,7 @@ use aws_sdk_marketplacemetering::config::interceptors::{
 };
 use aws_sdk_marketplacemetering::config::timeout::TimeoutConfig;
 use aws_sdk_marketplacemetering::config::{
-    Builder, ConfigBag, Intercept, ProvideCredentials, Region, RuntimeComponents,
+    Builder, ConfigBag, Intercept, ProvideCredentials, Region, RuntimeComponents, SharedHttpClient,
 };
 use aws_sdk_marketplacemetering::error::{BoxError, ProvideErrorMetadata, SdkError};
 use aws_sdk_marketplacemetering::operation::resolve_customer::{
@@ -84,6 +84,13 @@ struct Cli {
     /// Does not sign requests: no credentials are loaded.
     #[arg(long)]
     no_sign_request: bool,
+    /// The CA certificate bundle (PEM) to verify TLS certificates with
+    /// instead of the system's roots; also `AWS_CA_BUNDLE`.
+    #[arg(long, value_name = "value")]
+    ca_bundle: Option<String>,
+    /// Does not verify TLS certificates (a warning says so on each request).
+    #[arg(long)]
+    no_verify_ssl: bool,
     /// Turns on/off color output (table row values and nesting bars).
     #[arg(long, value_name = "value", value_enum, default_value_t = Color::Auto)]
     color: Color,
@@ -271,10 +278,11 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     timeouts
         .set_connect_timeout(seconds(cli.cli_connect_timeout))
         .set_read_timeout(seconds(cli.cli_read_timeout));
-    let config = builder
-        .timeout_config(timeouts.build())
-        .interceptor(observer.clone())
-        .build();
+    let mut builder = builder.timeout_config(timeouts.build());
+    if let Some(client) = tls_client(&cli)? {
+        builder = builder.http_client(client);
+    }
+    let config = builder.interceptor(observer.clone()).build();
     let endpoint = match (&emulator, &cli.endpoint_url) {
         (Some(emulator), _) => emulator.endpoint_url(),
         (None, url) => url
@@ -382,6 +390,173 @@ impl InputFormat {
 /// What `--generate-cli-skeleton yaml-input` prints: the input, with the
 /// member's documentation as the AWS CLI v2 writes it.
 const YAML_INPUT_SKELETON: &str = "RegistrationToken: '' # [REQUIRED] When a buyer visits your website during the registration process, the buyer submits a registration token through the browser.\n";
+
+/// The HTTP client for `--no-verify-ssl` or `--ca-bundle` (or
+/// `AWS_CA_BUNDLE`); `None` for the SDK's default.
+fn tls_client(cli: &Cli) -> Result<Option<SharedHttpClient>, Failure> {
+    if cli.no_verify_ssl {
+        return Ok(Some(insecure::client()));
+    }
+    let bundle = cli.ca_bundle.clone().or_else(|| {
+        std::env::var("AWS_CA_BUNDLE")
+            .ok()
+            .filter(|b| !b.is_empty())
+    });
+    let Some(bundle) = bundle else {
+        return Ok(None);
+    };
+    let pem = std::fs::read(&bundle).map_err(|e| {
+        fail(
+            CONFIG_ERROR,
+            format_args!("Could not read the CA bundle {bundle}: {e}"),
+        )
+    })?;
+    use aws_smithy_http_client::tls;
+    let context = tls::TlsContext::builder()
+        .with_trust_store(tls::TrustStore::empty().with_pem_certificate(pem))
+        .build()
+        .map_err(|e| {
+            fail(
+                CONFIG_ERROR,
+                format_args!("Invalid CA bundle {bundle}: {e}"),
+            )
+        })?;
+    let client = aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(
+            tls::rustls_provider::CryptoMode::AwsLc,
+        ))
+        .tls_context(context)
+        .build_https();
+    Ok(Some(client))
+}
+
+/// `--no-verify-ssl`: an HTTP client that accepts any server certificate,
+/// and says so on stderr at every request, as the AWS CLI does.
+mod insecure {
+    use std::sync::Arc;
+
+    use aws_sdk_marketplacemetering::config::{RuntimeComponents, SharedHttpClient};
+    use aws_smithy_runtime_api::client::http::{
+        HttpClient, HttpConnector, HttpConnectorFuture, HttpConnectorSettings, SharedHttpConnector,
+    };
+    use aws_smithy_runtime_api::client::orchestrator::HttpRequest;
+    use aws_smithy_runtime_api::client::result::ConnectorError;
+    use aws_smithy_types::body::SdkBody;
+    use hyper_util::client::legacy::Client;
+    use hyper_util::client::legacy::connect::HttpConnector as TcpConnector;
+    use hyper_util::rt::TokioExecutor;
+    use rustls::DigitallySignedStruct;
+    use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+    use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+
+    type Https = hyper_rustls::HttpsConnector<TcpConnector>;
+
+    pub(super) fn client() -> SharedHttpClient {
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
+            .with_safe_default_protocol_versions()
+            .expect("the provider's protocol versions")
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
+            .with_no_client_auth();
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(config)
+            .https_or_http()
+            .enable_http1()
+            .build();
+        SharedHttpClient::new(Insecure(Client::builder(TokioExecutor::new()).build(https)))
+    }
+
+    #[derive(Debug, Clone)]
+    struct Insecure(Client<Https, SdkBody>);
+
+    impl HttpConnector for Insecure {
+        fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
+            let client = self.0.clone();
+            HttpConnectorFuture::new(async move {
+                let request = request
+                    .try_into_http1x()
+                    .map_err(|e| ConnectorError::other(e.into(), None))?;
+                if let Some(host) = request.uri().host() {
+                    eprintln!(
+                        "InsecureRequestWarning: Unverified HTTPS request is being made to host '{host}'. \
+                         Adding certificate verification is strongly advised."
+                    );
+                }
+                let response = client
+                    .request(request)
+                    .await
+                    .map_err(|e| ConnectorError::io(e.into()))?;
+                let (parts, body) = response.into_parts();
+                let response = http::Response::from_parts(parts, SdkBody::from_body_1_x(body));
+                response
+                    .try_into()
+                    .map_err(|e: aws_smithy_runtime_api::http::HttpError| {
+                        ConnectorError::other(e.into(), None)
+                    })
+            })
+        }
+    }
+
+    impl HttpClient for Insecure {
+        fn http_connector(
+            &self,
+            _: &HttpConnectorSettings,
+            _: &RuntimeComponents,
+        ) -> SharedHttpConnector {
+            SharedHttpConnector::new(self.clone())
+        }
+    }
+
+    /// Accepts every certificate; checks only that signatures are well formed.
+    #[derive(Debug)]
+    struct AnyCertificate(Arc<rustls::crypto::CryptoProvider>);
+
+    impl ServerCertVerifier for AnyCertificate {
+        fn verify_server_cert(
+            &self,
+            _: &CertificateDer<'_>,
+            _: &[CertificateDer<'_>],
+            _: &ServerName<'_>,
+            _: &[u8],
+            _: UnixTime,
+        ) -> Result<ServerCertVerified, rustls::Error> {
+            Ok(ServerCertVerified::assertion())
+        }
+
+        fn verify_tls12_signature(
+            &self,
+            message: &[u8],
+            certificate: &CertificateDer<'_>,
+            signature: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            rustls::crypto::verify_tls12_signature(
+                message,
+                certificate,
+                signature,
+                &self.0.signature_verification_algorithms,
+            )
+        }
+
+        fn verify_tls13_signature(
+            &self,
+            message: &[u8],
+            certificate: &CertificateDer<'_>,
+            signature: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            rustls::crypto::verify_tls13_signature(
+                message,
+                certificate,
+                signature,
+                &self.0.signature_verification_algorithms,
+            )
+        }
+
+        fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+            self.0.signature_verification_algorithms.supported_schemes()
+        }
+    }
+}
 
 /// `builder`, sending requests without a signature (`--no-sign-request`),
 /// whatever credentials it has.
@@ -515,6 +690,13 @@ fn describe(
             GENERAL_ERROR,
             format_args!("Read timeout on endpoint URL: \"{url}\""),
         ),
+        SdkError::DispatchFailure(_) if tls_refused(error) => fail(
+            GENERAL_ERROR,
+            format_args!(
+                "SSL validation failed for {url} [SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed: {}",
+                tls_cause(error)
+            ),
+        ),
         SdkError::DispatchFailure(failure) if failure.is_io() && !connection_dropped(error) => {
             fail(
                 GENERAL_ERROR,
@@ -540,6 +722,30 @@ fn chain(error: &(dyn std::error::Error + 'static)) -> String {
         source = cause.source();
     }
     text
+}
+
+/// Whether the server's TLS certificate was refused.
+fn tls_refused(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source = error.source();
+    while let Some(cause) = source {
+        if cause.downcast_ref::<rustls::Error>().is_some() {
+            return true;
+        }
+        source = cause.source();
+    }
+    chain(error).contains("invalid peer certificate")
+}
+
+/// What rustls said about the certificate.
+fn tls_cause(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut source = error.source();
+    while let Some(cause) = source {
+        if let Some(tls) = cause.downcast_ref::<rustls::Error>() {
+            return tls.to_string();
+        }
+        source = cause.source();
+    }
+    "invalid peer certificate".into()
 }
 
 /// Whether an I/O failure happened on an established connection.

@@ -2,6 +2,8 @@
 //! formats, AWS CLI error lines and exit codes, and no token in any output.
 #![cfg(feature = "test-util")]
 
+mod common;
+
 use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -531,4 +533,101 @@ async fn cli_input_yaml_inline_from_a_file_and_refused() {
     );
     let parsed: Value = serde_yaml_ng::from_str(&skeleton.stdout).unwrap();
     assert_eq!(parsed, serde_json::json!({"RegistrationToken": ""}));
+}
+
+/// Over HTTPS with a certificate from a CA of the test's own: refused as
+/// the AWS CLI refuses it, accepted with `--ca-bundle` or `AWS_CA_BUNDLE`,
+/// and with `--no-verify-ssl` (and its warning); the AWS CLI agrees.
+#[tokio::test]
+async fn tls_certificates_are_verified_against_the_ca_bundle() {
+    use common::certificates::{certificates, installed, scratch_dir};
+    if !installed("openssl", "version") {
+        return;
+    }
+    let dir = scratch_dir("cli-tls");
+    let (ca, certificate, key) =
+        tokio::task::spawn_blocking(move || certificates(&dir, "localhost"))
+            .await
+            .unwrap();
+    let emulator = MeteringEmulator::bind_tls(
+        "127.0.0.1:0".parse().unwrap(),
+        &std::fs::read(&certificate).unwrap(),
+        &std::fs::read(&key).unwrap(),
+    )
+    .await
+    .unwrap();
+    let token = MeteringEmulator::mint_token();
+    emulator.register(&token, ResolvedCustomer::new("123456789012", "prod-tls"));
+    let url = emulator.endpoint_url();
+    assert!(url.starts_with("https://127.0.0.1:"), "{url}");
+    let ca = ca.to_str().unwrap().to_owned();
+    let query = ["--query", "CustomerAWSAccountId"];
+
+    let refused = resolve(&url, &token, &query, &[]).await;
+    assert_eq!(refused.code, Some(255), "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains(&format!(
+            "SSL validation failed for {url}/ [SSL: CERTIFICATE_VERIFY_FAILED]"
+        )),
+        "{}",
+        refused.stderr
+    );
+    let bundled = resolve(
+        &url,
+        &token,
+        &[&query[..], &["--ca-bundle", &ca]].concat(),
+        &[],
+    )
+    .await;
+    assert_eq!(
+        (bundled.code, bundled.stdout.as_str()),
+        (Some(0), "\"123456789012\"\n"),
+        "{}",
+        bundled.stderr
+    );
+    let from_env = resolve(&url, &token, &query, &[("AWS_CA_BUNDLE", &ca)]).await;
+    assert_eq!(from_env.stdout, bundled.stdout, "{}", from_env.stderr);
+    let unverified = resolve(
+        &url,
+        &token,
+        &[&query[..], &["--no-verify-ssl"]].concat(),
+        &[],
+    )
+    .await;
+    assert_eq!(unverified.stdout, bundled.stdout, "{}", unverified.stderr);
+    assert!(
+        unverified.stderr.contains(
+            "InsecureRequestWarning: Unverified HTTPS request is being made to host '127.0.0.1'"
+        ),
+        "{}",
+        unverified.stderr
+    );
+
+    if let Some(cli) = aws_cli() {
+        let (stdout, stderr) = aws(
+            &cli,
+            &url,
+            &token,
+            &[&query[..], &["--ca-bundle", &ca]].concat(),
+        )
+        .await;
+        assert_eq!(stdout, bundled.stdout, "the AWS CLI: {stderr}");
+        let (stdout, stderr) = aws(
+            &cli,
+            &url,
+            &token,
+            &[&query[..], &["--no-verify-ssl"]].concat(),
+        )
+        .await;
+        assert_eq!(stdout, bundled.stdout, "the AWS CLI: {stderr}");
+        assert!(
+            stderr.contains("InsecureRequestWarning"),
+            "the AWS CLI: {stderr}"
+        );
+        let (_, stderr) = aws(&cli, &url, &token, &query).await;
+        assert!(
+            stderr.contains(&format!("SSL validation failed for {url}/")),
+            "the AWS CLI: {stderr}"
+        );
+    }
 }

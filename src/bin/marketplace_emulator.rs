@@ -48,6 +48,12 @@ struct Args {
     /// any well-formed signature is accepted.
     #[arg(long, value_name = "ACCESS_KEY:SECRET", value_parser = credentials)]
     credentials: Vec<(String, String)>,
+    /// Serves HTTPS with this certificate chain (PEM); needs --tls-key.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_certificate: Option<PathBuf>,
+    /// The private key (PEM) of --tls-certificate.
+    #[arg(long, value_name = "FILE", requires = "tls_certificate")]
+    tls_key: Option<PathBuf>,
 }
 
 fn credentials(text: &str) -> Result<(String, String), String> {
@@ -82,9 +88,17 @@ async fn main() -> ExitCode {
 
 async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let shutdown = shutdown_signal()?;
-    let emulator = MeteringEmulator::bind(SocketAddr::new(args.host, args.port))
-        .await
-        .map_err(|e| format!("cannot listen on {}:{}: {e}", args.host, args.port))?;
+    let addr = SocketAddr::new(args.host, args.port);
+    let emulator = match (&args.tls_certificate, &args.tls_key) {
+        (Some(certificate), Some(key)) => {
+            let read = |path: &PathBuf| {
+                std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+            };
+            MeteringEmulator::bind_tls(addr, &read(certificate)?, &read(key)?).await
+        }
+        _ => MeteringEmulator::bind(addr).await,
+    }
+    .map_err(|e| format!("cannot serve on {addr}: {e}"))?;
     emulator.set_policy(match args.policy {
         Policy::Reusable => RedemptionPolicy::ReusableUntilExpiry,
         Policy::SingleUse => RedemptionPolicy::SingleUse,

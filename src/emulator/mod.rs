@@ -35,6 +35,7 @@ mod entitlements;
 mod registry;
 mod server;
 mod signature;
+mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -85,6 +86,7 @@ pub const EMULATOR_REGION: &str = "us-east-1";
 /// The server stops when the emulator is dropped.
 pub struct MeteringEmulator {
     addr: SocketAddr,
+    tls: bool,
     registry: Arc<Registry>,
     server: tokio::task::JoinHandle<()>,
 }
@@ -98,20 +100,43 @@ impl MeteringEmulator {
     /// Starts a server on `addr` (port 0 for a free one). Needs a tokio
     /// runtime.
     pub async fn bind(addr: SocketAddr) -> std::io::Result<Self> {
+        Self::serve_on(addr, None).await
+    }
+
+    /// Starts an HTTPS server on `addr` (port 0 for a free one) with
+    /// `certificate_chain` and `private_key` (PEM), for clients that must be
+    /// shown a certificate: a custom CA bundle, or checks turned off.
+    pub async fn bind_tls(
+        addr: SocketAddr,
+        certificate_chain: &[u8],
+        private_key: &[u8],
+    ) -> std::io::Result<Self> {
+        let acceptor = tls::acceptor(certificate_chain, private_key)?;
+        Self::serve_on(addr, Some(acceptor)).await
+    }
+
+    async fn serve_on(
+        addr: SocketAddr,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+    ) -> std::io::Result<Self> {
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
+        let is_tls = tls.is_some();
         let registry = Arc::new(Registry::default());
-        let server = tokio::spawn(serve(listener, Arc::clone(&registry)));
+        let server = tokio::spawn(serve(listener, tls, Arc::clone(&registry)));
         Ok(Self {
             addr,
+            tls: is_tls,
             registry,
             server,
         })
     }
 
-    /// The base URL to configure an SDK client with: `http://127.0.0.1:<port>`.
+    /// The base URL to configure an SDK client with: `http://127.0.0.1:<port>`
+    /// (`https://` for a server started with [`bind_tls`](Self::bind_tls)).
     pub fn endpoint_url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
     }
 
     /// The server's socket address.
@@ -374,22 +399,38 @@ impl std::fmt::Debug for MeteringEmulator {
 }
 
 /// Accepts connections until aborted; dropping the set closes them all.
-async fn serve(listener: TcpListener, registry: Arc<Registry>) {
+async fn serve(
+    listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    registry: Arc<Registry>,
+) {
     let mut connections = JoinSet::new();
     loop {
         tokio::select! {
             accepted = listener.accept() => {
                 let Ok((stream, _)) = accepted else { continue };
                 let registry = Arc::clone(&registry);
+                let tls = tls.clone();
                 connections.spawn(async move {
                     let service = service_fn(move |request| {
                         server::handle(Arc::clone(&registry), request)
                     });
-                    // Errors here are the client's going away or an injected
-                    // close: nothing to report.
-                    let _ = http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
+                    // Errors here are the client's going away, a failed
+                    // handshake or an injected close: nothing to report.
+                    match tls {
+                        None => {
+                            let _ = http1::Builder::new()
+                                .serve_connection(TokioIo::new(stream), service)
+                                .await;
+                        }
+                        Some(tls) => {
+                            if let Ok(stream) = tls.accept(stream).await {
+                                let _ = http1::Builder::new()
+                                    .serve_connection(TokioIo::new(stream), service)
+                                    .await;
+                            }
+                        }
+                    }
                 });
             }
             Some(_) = connections.join_next(), if !connections.is_empty() => {}

@@ -2,6 +2,7 @@
 //! service and a harness that sends requests through a layer to it.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod certificates;
 #[cfg(feature = "dynamodb")]
 pub mod dynamodb_server;
 pub mod fault_proxy;

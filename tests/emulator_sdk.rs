@@ -256,7 +256,6 @@ async fn emulator_answers_bad_requests_like_aws() {
     let http = |target: &'static str, content_type: &'static str, body: &'static str| {
         let addr = emulator.local_addr();
         async move {
-            use tokio::io::{AsyncReadExt, AsyncWriteExt};
             let host = addr.to_string();
             let headers = [
                 ("host", host.as_str()),
@@ -265,23 +264,11 @@ async fn emulator_answers_bad_requests_like_aws() {
             ];
             let signature =
                 common::signing::Signer::default().headers(&host, &headers, body.as_bytes());
-            let mut request = String::from("POST / HTTP/1.1\r\n");
-            for (name, value) in headers
+            let headers = headers
                 .iter()
                 .map(|(n, v)| (n.to_string(), v.to_string()))
-                .chain(signature)
-            {
-                request.push_str(&format!("{name}: {value}\r\n"));
-            }
-            request.push_str(&format!(
-                "content-length: {}\r\nconnection: close\r\n\r\n{body}",
-                body.len()
-            ));
-            let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-            stream.write_all(request.as_bytes()).await.unwrap();
-            let mut response = String::new();
-            stream.read_to_string(&mut response).await.unwrap();
-            response
+                .chain(signature);
+            common::signing::raw_post(addr, headers, body).await
         }
     };
     let json = "application/x-amz-json-1.1";

@@ -143,6 +143,26 @@ fn venv_tool(name: &str) -> Option<PathBuf> {
     }
 }
 
+/// Runs `tests/clients/<script>` with the venv's Python against `emulator`,
+/// and gives the JSON it prints; `None` when the venv is missing.
+fn python_client(script: &str, emulator: &Emulator) -> Option<Value> {
+    let python = venv_tool("python")?;
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/clients")
+        .join(script);
+    let output = aws_client(python)
+        .arg(script)
+        .arg(&emulator.endpoint)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Some(serde_json::from_slice(&output.stdout).expect("JSON from the script"))
+}
+
 /// A command for an AWS client: static credentials and region, no
 /// configuration files, no instance metadata.
 fn aws_client(program: PathBuf) -> Command {
@@ -451,25 +471,10 @@ fn it_stops_cleanly_on_sigterm() {
 /// modeled exception class.
 #[test]
 fn boto3_resolves_customers_and_gets_modeled_errors() {
-    let Some(python) = venv_tool("python") else {
+    let emulator = Emulator::start(&[]);
+    let Some(results) = python_client("boto3_resolve_customer.py", &emulator) else {
         return;
     };
-    let emulator = Emulator::start(&[]);
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/clients/boto3_resolve_customer.py"
-    );
-    let output = aws_client(python)
-        .arg(script)
-        .arg(&emulator.endpoint)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let results: Value = serde_json::from_slice(&output.stdout).expect("JSON from the script");
     assert_eq!(
         results["full"],
         json!({"Result": {
@@ -620,25 +625,10 @@ fn the_aws_cli_signature_verifies_against_given_credentials() {
 /// paginator), and each modeled error as botocore's exception class.
 #[test]
 fn boto3_lists_entitlements_with_filters_paging_and_modeled_errors() {
-    let Some(python) = venv_tool("python") else {
+    let emulator = Emulator::start(&[]);
+    let Some(results) = python_client("boto3_get_entitlements.py", &emulator) else {
         return;
     };
-    let emulator = Emulator::start(&[]);
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/clients/boto3_get_entitlements.py"
-    );
-    let output = aws_client(python)
-        .arg(script)
-        .arg(&emulator.endpoint)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let results: Value = serde_json::from_slice(&output.stdout).expect("JSON from the script");
     let account = "210987654321";
     let license_a = "arn:aws:license-manager::210987654321:license:l-a";
     let license_b = "arn:aws:license-manager::210987654321:license:l-b";

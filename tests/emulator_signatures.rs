@@ -134,26 +134,14 @@ async fn missing_malformed_and_misscoped_signatures_are_refused() {
         ("x-amz-target", "AWSMPMeteringService.ResolveCustomer"),
     ];
     let send = |extra: Vec<(String, String)>| {
-        let addr = emulator.local_addr();
-        let body = body.clone();
-        let mut request = String::from("POST / HTTP/1.1\r\n");
-        for (name, value) in base
+        let headers: Vec<(String, String)> = base
             .iter()
             .map(|(n, v)| (n.to_string(), v.to_string()))
             .chain(extra)
-        {
-            request.push_str(&format!("{name}: {value}\r\n"));
-        }
-        request.push_str(&format!(
-            "content-length: {}\r\nconnection: close\r\n\r\n{body}",
-            body.len()
-        ));
+            .collect();
+        let (addr, body) = (emulator.local_addr(), body.clone());
         async move {
-            use tokio::io::{AsyncReadExt, AsyncWriteExt};
-            let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-            stream.write_all(request.as_bytes()).await.unwrap();
-            let mut response = String::new();
-            stream.read_to_string(&mut response).await.unwrap();
+            let response = common::signing::raw_post(addr, headers, &body).await;
             let status: u16 = response[9..12].parse().unwrap();
             let json: serde_json::Value =
                 serde_json::from_str(response.split("\r\n\r\n").nth(1).unwrap()).unwrap();

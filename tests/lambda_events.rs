@@ -37,7 +37,7 @@ use lambda_http::{Adapter, Context, LambdaEvent};
 use serde_json::Value;
 use tower::util::BoxCloneService;
 use tower::{Service, ServiceExt};
-use tower_resolve_customer::emulator::{MeteringEmulator, RedemptionPolicy};
+use tower_resolve_customer::emulator::MeteringEmulator;
 use tower_resolve_customer::{
     DynamoDbStore, RegistrationToken, RequestBody, ResolutionStore, ResolvedCustomer, TOKEN_FIELD,
     TOKEN_HEADER,
@@ -84,22 +84,8 @@ type Function = BoxCloneService<lambda_http::Request, axum::response::Response, 
 /// A server, a table, and the emulator in single-use mode with `tokens`
 /// registered.
 async fn setup(tokens: usize) -> Option<(DynamoDbServer, String, MeteringEmulator, Vec<String>)> {
-    let server = DynamoDbServer::start()?;
-    let table = DynamoDbServer::new_table_name();
-    DynamoDbStore::new(server.client(), &table)
-        .create_table()
-        .await
-        .expect("the table is created");
-    let emulator = MeteringEmulator::start()
-        .await
-        .expect("the emulator starts");
-    emulator.set_policy(RedemptionPolicy::SingleUse);
-    let tokens: Vec<String> = (0..tokens)
-        .map(|_| MeteringEmulator::mint_token())
-        .collect();
-    for token in &tokens {
-        emulator.register(token, customer_for(token));
-    }
+    let (server, table) = DynamoDbServer::start_with_table().await?;
+    let (emulator, tokens) = common::single_use_emulator(tokens).await;
     Some((server, table, emulator, tokens))
 }
 

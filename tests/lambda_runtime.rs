@@ -25,7 +25,7 @@ use common::lambda_event::{Kind, body, event, form_event, header, session_cookie
 use common::lambda_runtime_api::{Answer, RuntimeApi};
 use common::{customer_for, missing_service, within};
 use serde_json::Value;
-use tower_resolve_customer::emulator::{MeteringEmulator, RedemptionPolicy};
+use tower_resolve_customer::emulator::MeteringEmulator;
 use tower_resolve_customer::{DynamoDbStore, RegistrationToken, ResolutionStore};
 
 /// The example's binary: `$LAMBDA_REGISTRATION_BIN` (say, a release build),
@@ -139,22 +139,8 @@ async fn setup(
     Vec<String>,
 )> {
     let binary = binary()?;
-    let server = DynamoDbServer::start()?;
-    let table = DynamoDbServer::new_table_name();
-    DynamoDbStore::new(server.client(), &table)
-        .create_table()
-        .await
-        .expect("the table is created");
-    let emulator = MeteringEmulator::start()
-        .await
-        .expect("the emulator starts");
-    emulator.set_policy(RedemptionPolicy::SingleUse);
-    let tokens: Vec<String> = (0..tokens)
-        .map(|_| MeteringEmulator::mint_token())
-        .collect();
-    for token in &tokens {
-        emulator.register(token, customer_for(token));
-    }
+    let (server, table) = DynamoDbServer::start_with_table().await?;
+    let (emulator, tokens) = common::single_use_emulator(tokens).await;
     Some((binary, server, table, emulator, tokens))
 }
 

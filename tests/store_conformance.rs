@@ -123,19 +123,7 @@ impl Replica {
     }
 }
 
-/// The emulator, in single-use mode, with `tokens` registered to
-/// [`customer_for`] each.
-async fn single_use_emulator(tokens: usize) -> (MeteringEmulator, Vec<String>) {
-    let emulator = MeteringEmulator::start().await.expect("emulator starts");
-    emulator.set_policy(RedemptionPolicy::SingleUse);
-    let tokens: Vec<String> = (0..tokens)
-        .map(|_| MeteringEmulator::mint_token())
-        .collect();
-    for token in &tokens {
-        emulator.register(token, customer_for(token));
-    }
-    (emulator, tokens)
-}
+use common::single_use_emulator;
 
 fn account_of(token: &str) -> Ending {
     Ending::Customer(customer_for(token).customer_aws_account_id().to_owned())
@@ -1228,6 +1216,57 @@ async fn memory_a_junk_flood_is_bounded_before_the_store() {
 // The suite on a store's real server
 // ---------------------------------------------------------------------------
 
+/// Replica A (over `a_link`, behind its faulty proxy) and replica B (over
+/// `b`'s link, behind a proxy that only counts) over one store and one
+/// single-use emulator; A's upstream calls are held until released.
+#[cfg(any(feature = "redis", feature = "dynamodb"))]
+struct Pair {
+    emulator: MeteringEmulator,
+    token: String,
+    a: Replica,
+    b: Replica,
+    b_proxy: common::fault_proxy::FaultProxy,
+    a_upstream: Gated<tower_resolve_customer::emulator::InProcessResolver>,
+}
+
+#[cfg(any(feature = "redis", feature = "dynamodb"))]
+async fn pair<S: ResolutionStore>(a_link: S, b: (common::fault_proxy::FaultProxy, S)) -> Pair {
+    let (emulator, tokens) = single_use_emulator(1).await;
+    let a_upstream = Gated::new(emulator.in_process_resolver());
+    let a = Replica::new(a_link, a_upstream.clone(), |b| b);
+    let (b_proxy, b_link) = b;
+    let b = Replica::new(b_link, emulator.in_process_resolver(), |b| b);
+    Pair {
+        emulator,
+        token: tokens[0].clone(),
+        a,
+        b,
+        b_proxy,
+        a_upstream,
+    }
+}
+
+/// Runs the buyer's submission on A and, once A holds the lease and is
+/// calling upstream, the double submit on B; once B has found A's lease held
+/// twice (requests that `is_lease_attempt` on B's proxy), releases A: both get
+/// the customer, from one upstream call.
+#[cfg(any(feature = "redis", feature = "dynamodb"))]
+async fn buyer_and_double_submit(pair: &Pair, is_lease_attempt: fn(&[String]) -> bool) {
+    let first = spawn_submit(&pair.a, &pair.token, 1);
+    pair.a_upstream.wait_started(1).await;
+    let second = spawn_submit(&pair.b, &pair.token, 1);
+    within(
+        "B to find A's lease",
+        pair.b_proxy.wait_for_where(is_lease_attempt, 2),
+    )
+    .await;
+    pair.a_upstream.release(1);
+    assert_eq!(ending("A", first).await, account_of(&pair.token));
+    assert_eq!(ending("B", second).await, account_of(&pair.token));
+    assert_eq!(pair.emulator.calls_for(&pair.token), 1);
+    assert_eq!(pair.emulator.redemptions_of(&pair.token), 1);
+}
+
 /// The store-generic suite on one server topology. The module that calls it
 /// defines `async fn start()` (the topology, or `None` to skip), `store(&_)`
 /// (a replica's store on it) and `store_calls(&_)` (the store calls it ran).
@@ -1330,51 +1369,12 @@ mod redis_store {
         topology_suite!();
     }
 
-    /// Replica A (behind its faulty proxy) and replica B (behind a proxy
-    /// that only counts) over one Redis and one single-use emulator; A's
-    /// upstream calls are held until released.
-    struct Pair {
-        emulator: MeteringEmulator,
-        token: String,
-        a: Replica,
-        b: Replica,
-        b_proxy: FaultProxy,
-        a_upstream: Gated<tower_resolve_customer::emulator::InProcessResolver>,
-    }
-
     async fn pair(redis: &RedisServer, a_link: RedisStore) -> Pair {
-        let (emulator, tokens) = single_use_emulator(1).await;
-        let a_upstream = Gated::new(emulator.in_process_resolver());
-        let a = Replica::new(a_link, a_upstream.clone(), |b| b);
-        let (b_proxy, b_link) = proxy_to(redis).await;
-        let b = Replica::new(b_link, emulator.in_process_resolver(), |b| b);
-        Pair {
-            emulator,
-            token: tokens[0].clone(),
-            a,
-            b,
-            b_proxy,
-            a_upstream,
-        }
+        super::pair(a_link, proxy_to(redis).await).await
     }
 
-    /// Runs the buyer's submission on A and, once A holds the lease and is
-    /// calling upstream, the double submit on B; once B has found A's lease
-    /// held twice, releases A: both get the customer, from one upstream call.
     async fn buyer_and_double_submit(pair: &Pair) {
-        let first = spawn_submit(&pair.a, &pair.token, 1);
-        pair.a_upstream.wait_started(1).await;
-        let second = spawn_submit(&pair.b, &pair.token, 1);
-        within(
-            "B to find A's lease",
-            pair.b_proxy.wait_for_where(is_lease_attempt, 2),
-        )
-        .await;
-        pair.a_upstream.release(1);
-        assert_eq!(ending("A", first).await, account_of(&pair.token));
-        assert_eq!(ending("B", second).await, account_of(&pair.token));
-        assert_eq!(pair.emulator.calls_for(&pair.token), 1);
-        assert_eq!(pair.emulator.redemptions_of(&pair.token), 1);
+        super::buyer_and_double_submit(pair, is_lease_attempt).await;
     }
 
     /// A's lease attempt reaches Redis, but its reply arrives after the store
@@ -1693,12 +1693,7 @@ mod dynamodb_store {
     }
 
     async fn start() -> Option<Table> {
-        let server = DynamoDbServer::start()?;
-        let name = DynamoDbServer::new_table_name();
-        DynamoDbStore::new(server.client(), &name)
-            .create_table()
-            .await
-            .expect("the table is created");
+        let (server, name) = DynamoDbServer::start_with_table().await?;
         let counter = FaultProxy::start_http(server.addr())
             .await
             .expect("the counting proxy starts");
@@ -1899,51 +1894,12 @@ mod dynamodb_store {
         );
     }
 
-    /// Replica A (behind its faulty proxy) and replica B (behind a proxy
-    /// that only counts) over one table and one single-use emulator; A's
-    /// upstream calls are held until released.
-    struct Pair {
-        emulator: MeteringEmulator,
-        token: String,
-        a: Replica,
-        b: Replica,
-        b_proxy: FaultProxy,
-        a_upstream: Gated<tower_resolve_customer::emulator::InProcessResolver>,
-    }
-
     async fn pair(table: &Table, a_link: DynamoDbStore) -> Pair {
-        let (emulator, tokens) = single_use_emulator(1).await;
-        let a_upstream = Gated::new(emulator.in_process_resolver());
-        let a = Replica::new(a_link, a_upstream.clone(), |b| b);
-        let (b_proxy, b_link) = proxy_to(table).await;
-        let b = Replica::new(b_link, emulator.in_process_resolver(), |b| b);
-        Pair {
-            emulator,
-            token: tokens[0].clone(),
-            a,
-            b,
-            b_proxy,
-            a_upstream,
-        }
+        super::pair(a_link, proxy_to(table).await).await
     }
 
-    /// Runs the buyer's submission on A and, once A holds the lease and is
-    /// calling upstream, the double submit on B; once B has found A's lease
-    /// held twice, releases A: both get the customer, from one upstream call.
     async fn buyer_and_double_submit(pair: &Pair) {
-        let first = spawn_submit(&pair.a, &pair.token, 1);
-        pair.a_upstream.wait_started(1).await;
-        let second = spawn_submit(&pair.b, &pair.token, 1);
-        within(
-            "B to find A's lease",
-            pair.b_proxy.wait_for_where(is_lease_attempt, 2),
-        )
-        .await;
-        pair.a_upstream.release(1);
-        assert_eq!(ending("A", first).await, account_of(&pair.token));
-        assert_eq!(ending("B", second).await, account_of(&pair.token));
-        assert_eq!(pair.emulator.calls_for(&pair.token), 1);
-        assert_eq!(pair.emulator.redemptions_of(&pair.token), 1);
+        super::buyer_and_double_submit(pair, is_lease_attempt).await;
     }
 
     /// A's lease write is applied, but its reply is lost with the connection:

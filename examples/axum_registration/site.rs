@@ -178,7 +178,7 @@ async fn index() -> Html<String> {
 
 /// What AWS Marketplace does: an HTML form posted to the registration URL as
 /// soon as the page loads.
-fn simulator_page(token: String) -> Html<String> {
+pub fn simulator_page(token: String) -> Html<String> {
     page(
         "AWS Marketplace (simulated)",
         &format!(

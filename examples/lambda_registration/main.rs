@@ -42,13 +42,11 @@ use axum::response::Html;
 use axum::routing::get;
 use clap::Parser;
 use tower_resolve_customer::emulator::{MeteringEmulator, RedemptionPolicy};
-use tower_resolve_customer::{
-    AwsMarketplaceResolver, DynamoDbStore, ResolvedCustomer, TOKEN_FIELD,
-};
+use tower_resolve_customer::{AwsMarketplaceResolver, DynamoDbStore, ResolvedCustomer};
 use tracing_subscriber::EnvFilter;
 
 use app::Accounts;
-use site::{DEMO_TOKEN_VALIDITY, OFFER_TYPE_FIELD, escape, page};
+use site::DEMO_TOKEN_VALIDITY;
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
@@ -144,7 +142,8 @@ async fn local(args: Args) -> Result<(), Error> {
     let store = DynamoDbStore::new(dynamodb.clone(), &args.table);
     store.create_table().await?;
     let resolutions = app::resolutions(emulator.resolver(), store);
-    let simulator = Arc::new(simulator_page(&token));
+    let Html(simulator) = site::simulator_page(token);
+    let simulator = Arc::new(simulator);
     let routes = app::routes(&resolutions, Accounts::new(dynamodb, &args.table), None).route(
         "/marketplace-simulator",
         get(move || std::future::ready(Html(simulator.to_string()))),
@@ -161,22 +160,4 @@ async fn local(args: Args) -> Result<(), Error> {
         })
         .await?;
     Ok(())
-}
-
-/// What AWS Marketplace does: a form posted to the registration URL as soon
-/// as the page loads.
-fn simulator_page(token: &str) -> String {
-    let Html(html) = page(
-        "AWS Marketplace (simulated)",
-        &format!(
-            "<p>Redirecting to the seller's registration page&hellip;</p>\
-             <form id=\"marketplace\" method=\"post\" action=\"/register\">\
-             <input type=\"hidden\" name=\"{TOKEN_FIELD}\" value=\"{}\">\
-             <input type=\"hidden\" name=\"{OFFER_TYPE_FIELD}\" value=\"free-trial\">\
-             <noscript><button>Set up your account</button></noscript></form>\
-             <script>document.getElementById('marketplace').submit();</script>",
-            escape(token)
-        ),
-    );
-    html
 }

@@ -11,23 +11,17 @@ prints one JSON object with what it saw.
 import datetime
 import json
 import sys
-import urllib.request
 
 import boto3
 from botocore.config import Config
+
+import emulator_admin
 
 endpoint = sys.argv[1]
 
 
 def admin(method, path, body=None):
-    request = urllib.request.Request(
-        endpoint + "/_emulator/" + path,
-        method=method,
-        data=None if body is None else json.dumps(body).encode(),
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request) as response:
-        return response.status
+    return emulator_admin.admin(endpoint, method, path, body)
 
 
 account = "210987654321"

@@ -105,12 +105,16 @@ impl DynamoDbServer {
         format!("registrations-{}", NEXT.fetch_add(1, Ordering::Relaxed))
     }
 
-    /// A store on a new table, created (with TTL enabled) by the store's own
-    /// helper.
-    pub async fn store(&self) -> DynamoDbStore {
-        let store = DynamoDbStore::new(self.client(), Self::new_table_name());
-        store.create_table().await.expect("the table is created");
-        store
+    /// A server and a new table on it, created (with TTL enabled) by the
+    /// store's own helper; `None` as [`start`](Self::start).
+    pub async fn start_with_table() -> Option<(Self, String)> {
+        let server = Self::start()?;
+        let table = Self::new_table_name();
+        DynamoDbStore::new(server.client(), &table)
+            .create_table()
+            .await
+            .expect("the table is created");
+        Some((server, table))
     }
 }
 

@@ -512,3 +512,26 @@ pub fn missing_service(service: &str) {
     );
     eprintln!("skipping: {service} is not installed (required under CI=true)");
 }
+
+/// The emulator in single-use mode, with `tokens` fresh tokens registered to
+/// [`customer_for`] each.
+#[cfg(feature = "test-util")]
+pub async fn single_use_emulator(
+    tokens: usize,
+) -> (
+    tower_resolve_customer::emulator::MeteringEmulator,
+    Vec<String>,
+) {
+    use tower_resolve_customer::emulator::{MeteringEmulator, RedemptionPolicy};
+    let emulator = MeteringEmulator::start()
+        .await
+        .expect("the emulator starts");
+    emulator.set_policy(RedemptionPolicy::SingleUse);
+    let tokens: Vec<String> = (0..tokens)
+        .map(|_| MeteringEmulator::mint_token())
+        .collect();
+    for token in &tokens {
+        emulator.register(token, customer_for(token));
+    }
+    (emulator, tokens)
+}

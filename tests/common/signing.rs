@@ -61,3 +61,26 @@ impl Signer<'_> {
             .collect()
     }
 }
+
+/// Sends `POST /` with `headers` (each as given, `host` among them) and
+/// `body` over a connection of its own to `addr`, and gives the raw response.
+pub async fn raw_post(
+    addr: std::net::SocketAddr,
+    headers: impl IntoIterator<Item = (String, String)>,
+    body: &str,
+) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut request = String::from("POST / HTTP/1.1\r\n");
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str(&format!(
+        "content-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    ));
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    response
+}

@@ -412,3 +412,18 @@ async fn emulator_stops_when_dropped() {
     }
     assert!(refused, "the emulator still accepts connections after drop");
 }
+
+/// One fault per call: a latency delays its call, which is then answered;
+/// the next fault is the next call's.
+#[tokio::test]
+async fn each_call_meets_one_fault() {
+    let (emulator, token) = emulator_with_token().await;
+    emulator.inject(Fault::Latency(Duration::from_millis(1)));
+    emulator.inject(Fault::Throttle);
+    let resolver = emulator.in_process_resolver();
+    let token = tower_resolve_customer::RegistrationToken::new(token.as_str()).unwrap();
+    let call = || tower_resolve_customer::Resolver::resolve(&resolver, &token);
+    assert!(call().await.is_ok());
+    assert_eq!(call().await, Err(ResolveError::Throttled));
+    assert!(call().await.is_ok());
+}

@@ -276,6 +276,24 @@ fn the_admin_api_registers_tokens_and_scripts_the_emulator() {
     let (_, overall) = emulator.admin("GET", "counters", None);
     assert_eq!(overall["Requests"], 3);
 
+    // A token with `+`, `/` and `=` in it, unencoded in the query; and one
+    // registered already expired.
+    emulator.admin(
+        "POST",
+        "tokens",
+        Some(r#"{"RegistrationToken":"a+b/c==","CustomerAWSAccountId":"1","ProductCode":"p","ValidForSeconds":0}"#),
+    );
+    let (_, counters) = emulator.admin("GET", "counters?RegistrationToken=a+b/c==", None);
+    assert_eq!(counters["Registered"], true, "{counters}");
+    let (status, expired) = emulator.metering(
+        "AWSMPMeteringService.ResolveCustomer",
+        r#"{"RegistrationToken":"a+b/c=="}"#,
+    );
+    assert_eq!(
+        (status, &expired["__type"]),
+        (400, &json!("ExpiredTokenException"))
+    );
+
     // Reset forgets it all.
     assert_eq!(emulator.admin("POST", "reset", None).0, 204);
     let (_, counters) = emulator.admin("GET", "counters?RegistrationToken=tok-1", None);
@@ -339,7 +357,7 @@ fn bad_admin_input_gets_a_400_that_says_what_is_wrong() {
         (
             "POST",
             "tokens",
-            r#"{"RegistrationToken":"t","CustomerAWSAccountId":"1","ProductCode":"p","ValidForSeconds":0}"#,
+            r#"{"RegistrationToken":"t","CustomerAWSAccountId":"1","ProductCode":"p","ValidForSeconds":1e12}"#,
             400,
             "ValidForSeconds must be a whole number",
         ),

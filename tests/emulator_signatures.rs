@@ -179,3 +179,45 @@ async fn missing_malformed_and_misscoped_signatures_are_refused() {
     assert_eq!(send(now).await.0, 200, "signed as the SDK signs: accepted");
     assert_eq!(emulator.calls_for(&token), 1);
 }
+
+/// A signature covers the body it was made for: the same headers with
+/// another body are refused, whatever `x-amz-content-sha256` claims.
+#[tokio::test]
+async fn a_body_other_than_the_signed_one_does_not_match() {
+    let (emulator, token) = emulator().await;
+    emulator.accept_credentials("AKIDEXAMPLE", "example-secret");
+    let host = emulator.local_addr().to_string();
+    let signed_body = format!(r#"{{"RegistrationToken":"{token}"}}"#);
+    let other_body = r#"{"RegistrationToken":"someone-elses-token"}"#;
+    let base = [
+        ("host", host.as_str()),
+        ("content-type", "application/x-amz-json-1.1"),
+        ("x-amz-target", "AWSMPMeteringService.ResolveCustomer"),
+    ];
+    let signature = Signer::default().headers(&host, &base, signed_body.as_bytes());
+    let headers = |claimed: Option<String>| {
+        base.iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .chain(signature.clone())
+            .chain(claimed.map(|c| ("x-amz-content-sha256".to_owned(), c)))
+            .collect::<Vec<_>>()
+    };
+    let status = |response: String| response[9..12].to_owned();
+    let addr = emulator.local_addr();
+    let honest = common::signing::raw_post(addr, headers(None), &signed_body).await;
+    assert_eq!(status(honest), "200");
+    let signed_hash = {
+        use sha2::Digest;
+        sha2::Sha256::digest(signed_body.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    };
+    for claimed in [None, Some(signed_hash), Some("UNSIGNED-PAYLOAD".to_owned())] {
+        let tampered = common::signing::raw_post(addr, headers(claimed.clone()), other_body).await;
+        assert!(
+            tampered.contains("SignatureDoesNotMatch"),
+            "{claimed:?}: {tampered}"
+        );
+    }
+}

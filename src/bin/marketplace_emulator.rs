@@ -112,7 +112,10 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         let count = emulator
             .preload(&text)
             .map_err(|e| format!("{}: {e}", path.display()))?;
-        println!("Registered {count} tokens from {}", path.display());
+        say(format_args!(
+            "Registered {count} tokens from {}",
+            path.display()
+        ));
     }
     let demo = MeteringEmulator::mint_token();
     emulator.register(
@@ -122,13 +125,26 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             .with_license_arn("arn:aws:license-manager::123456789012:license:l-demo")
             .with_agreement_id("agmt-demo"),
     );
-    println!("Endpoint: {}", emulator.endpoint_url());
-    println!("Demo token (account 123456789012, product prod-demo123): {demo}");
-    println!("Admin API: {}/_emulator/", emulator.endpoint_url());
+    say(format_args!("Endpoint: {}", emulator.endpoint_url()));
+    say(format_args!(
+        "Demo token (account 123456789012, product prod-demo123): {demo}"
+    ));
+    say(format_args!(
+        "Admin API: {}/_emulator/",
+        emulator.endpoint_url()
+    ));
 
     shutdown.await;
-    println!("Stopped.");
+    say(format_args!("Stopped."));
     Ok(())
+}
+
+/// A line on stdout; a closed stdout (the test runner went away) is not an
+/// error worth dying for.
+fn say(line: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    let _ = writeln!(stdout, "{line}").and_then(|()| stdout.flush());
 }
 
 /// Waits for SIGINT (Ctrl-C) or SIGTERM; the handlers are installed at once,

@@ -237,8 +237,18 @@ pub(crate) fn registration(value: &Value) -> Result<(String, ResolvedCustomer, D
     if let Some(agreement) = field(string_field(fields, "AgreementId"))? {
         customer = customer.with_agreement_id(agreement);
     }
-    let valid_for = field(count_field(fields, "ValidForSeconds", MAX_VALIDITY_SECONDS))?
-        .map_or(super::DEFAULT_TOKEN_VALIDITY, Duration::from_secs);
+    let valid_for = match fields.get("ValidForSeconds") {
+        None | Some(Value::Null) => super::DEFAULT_TOKEN_VALIDITY,
+        // 0 registers a token that has already expired.
+        Some(seconds) => match seconds.as_u64().filter(|s| *s <= MAX_VALIDITY_SECONDS) {
+            Some(seconds) => Duration::from_secs(seconds),
+            None => {
+                return Err(format!(
+                    "ValidForSeconds must be a whole number from 0 to {MAX_VALIDITY_SECONDS}"
+                ));
+            }
+        },
+    };
     Ok((token, customer, valid_for))
 }
 
@@ -391,7 +401,9 @@ fn entitlements(registry: &Registry) -> Answer {
 
 fn counters(registry: &Registry, query: Option<&str>) -> Result<Answer, Refusal> {
     let mut token = None;
-    for (name, value) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+    // A `+` is a `+` here (tokens have them), not a form's space.
+    let query = query.unwrap_or("").replace('+', "%2B");
+    for (name, value) in form_urlencoded::parse(query.as_bytes()) {
         match &*name {
             "RegistrationToken" if token.is_none() => token = Some(value.into_owned()),
             "RegistrationToken" => return Err(Refusal::bad("RegistrationToken given twice")),

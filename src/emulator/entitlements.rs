@@ -294,7 +294,7 @@ pub(crate) fn get_entitlements(
             }
         },
     };
-    let query = fingerprint(&product, fields.get("Filter"));
+    let query = fingerprint(&product, fields.get("Filter").filter(|f| !f.is_null()));
     let start = match fields.get("NextToken") {
         None | Some(Value::Null) => 0,
         Some(Value::String(token)) => parse_next_token(token, &query)
@@ -305,7 +305,10 @@ pub(crate) fn get_entitlements(
         .iter()
         .filter(|e| e.product_code == product && e.matches(&filter))
         .collect();
-    let end = (start + page).min(matching.len());
+    if start > matching.len() {
+        return Err(invalid("NextToken is not valid for this request.".into()));
+    }
+    let end = start.saturating_add(page).min(matching.len());
     let listed: Vec<Value> = matching
         .get(start..end)
         .unwrap_or_default()
@@ -431,5 +434,21 @@ mod tests {
             json!({"ProductCode": "p", "Filter": {"DIMENSION": ["d0"]}, "NextToken": token}),
         );
         assert!(elsewhere.contains("NextToken"), "{elsewhere}");
+        // A filter of `null` is no filter: the token stays valid.
+        let with_null = get_entitlements(
+            &entitlements,
+            &json!({"ProductCode": "p", "Filter": null, "MaxResults": 2, "NextToken": token}),
+        );
+        assert!(with_null.is_ok());
+        // An offset past the end, forged: refused, never an overflow.
+        let query = fingerprint("p", None);
+        for offset in [4, usize::MAX] {
+            let forged = next_token(offset, &query);
+            let refused = invalid(
+                &entitlements,
+                json!({"ProductCode": "p", "MaxResults": 25, "NextToken": forged}),
+            );
+            assert!(refused.contains("NextToken"), "{offset}: {refused}");
+        }
     }
 }

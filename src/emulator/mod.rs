@@ -33,6 +33,7 @@
 mod admin;
 mod entitlements;
 mod registry;
+mod rpc_v2_cbor;
 mod server;
 mod signature;
 mod tls;
@@ -362,19 +363,24 @@ impl crate::Resolver for InProcessResolver {
         use crate::ResolveError;
         self.registry.record_request(None);
         self.registry.record_call(token.expose(), None);
-        while let Some(fault) = self.registry.next_fault() {
+        // One fault per call; a latency delays the call, then it is answered.
+        if let Some(fault) = self.registry.next_fault() {
             let error = match fault {
                 Fault::Latency(delay) => {
                     tokio::time::sleep(delay).await;
-                    continue;
+                    None
                 }
-                Fault::Throttle => ResolveError::Throttled,
-                Fault::InternalError => ResolveError::unavailable("InternalServiceErrorException"),
-                Fault::DisabledApi => ResolveError::ApiDisabled,
-                Fault::CloseConnection => ResolveError::unavailable("connection closed"),
-                Fault::GarbageBody => ResolveError::unavailable("unparseable response"),
+                Fault::Throttle => Some(ResolveError::Throttled),
+                Fault::InternalError => {
+                    Some(ResolveError::unavailable("InternalServiceErrorException"))
+                }
+                Fault::DisabledApi => Some(ResolveError::ApiDisabled),
+                Fault::CloseConnection => Some(ResolveError::unavailable("connection closed")),
+                Fault::GarbageBody => Some(ResolveError::unavailable("unparseable response")),
             };
-            return Err(error);
+            if let Some(error) = error {
+                return Err(error);
+            }
         }
         match self.registry.redeem(token.expose()) {
             Verdict::Resolved(customer) => Ok(customer),
@@ -408,7 +414,12 @@ async fn serve(
     loop {
         tokio::select! {
             accepted = listener.accept() => {
-                let Ok((stream, _)) = accepted else { continue };
+                let Ok((stream, _)) = accepted else {
+                    // Out of file descriptors, say: let connections close
+                    // rather than spin.
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                };
                 let registry = Arc::clone(&registry);
                 let tls = tls.clone();
                 connections.spawn(async move {

@@ -10,7 +10,7 @@ use http_body_util::{BodyExt, Full, Limited};
 use serde_json::{Map, Value, json};
 
 use super::registry::{Fault, Registry, Verdict};
-use super::{admin, entitlements, signature};
+use super::{admin, entitlements, rpc_v2_cbor, signature};
 
 const JSON_1_1: &str = "application/x-amz-json-1.1";
 const TARGET: &str = "AWSMPMeteringService.ResolveCustomer";
@@ -60,24 +60,61 @@ fn attempt_number<B>(request: &Request<B>) -> Option<u32> {
         .and_then(|n| n.trim().parse().ok())
 }
 
-/// What a scripted fault answers, or `None` once a latency has passed.
-async fn faulted(fault: Fault) -> Option<Result<Response<Full<Bytes>>, CloseConnection>> {
+/// The wire protocol of a request, which its answer speaks too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wire {
+    /// AWS JSON 1.1 (`POST /`, `X-Amz-Target`).
+    Json,
+    /// Smithy RPC v2 CBOR (`POST /service/<service>/operation/<operation>`).
+    Cbor,
+}
+
+impl Wire {
+    fn of(path: &str) -> Self {
+        if path.starts_with(rpc_v2_cbor::PATH_PREFIX) {
+            Self::Cbor
+        } else {
+            Self::Json
+        }
+    }
+
+    fn answer(self, status: StatusCode, body: Value) -> Response<Full<Bytes>> {
+        match self {
+            Self::Json => json_response(status, body),
+            Self::Cbor => rpc_v2_cbor::response(status, &body),
+        }
+    }
+
+    fn error(self, status: StatusCode, kind: &str, message: &str) -> Response<Full<Bytes>> {
+        match self {
+            Self::Json => error(status, kind, message),
+            Self::Cbor => rpc_v2_cbor::error(status, kind, message),
+        }
+    }
+}
+
+/// What a scripted fault answers, or `None` once a latency has passed (the
+/// call is then answered normally: one fault per call).
+async fn faulted(
+    fault: Fault,
+    wire: Wire,
+) -> Option<Result<Response<Full<Bytes>>, CloseConnection>> {
     Some(match fault {
         Fault::Latency(delay) => {
             tokio::time::sleep(delay).await;
             return None;
         }
-        Fault::Throttle => Ok(error(
+        Fault::Throttle => Ok(wire.error(
             StatusCode::BAD_REQUEST,
             "ThrottlingException",
             "Rate exceeded",
         )),
-        Fault::InternalError => Ok(error(
+        Fault::InternalError => Ok(wire.error(
             StatusCode::INTERNAL_SERVER_ERROR,
             "InternalServiceErrorException",
             "An internal error has occurred.",
         )),
-        Fault::DisabledApi => Ok(error(
+        Fault::DisabledApi => Ok(wire.error(
             StatusCode::BAD_REQUEST,
             "DisabledApiException",
             "The API is disabled in the Region.",
@@ -86,36 +123,41 @@ async fn faulted(fault: Fault) -> Option<Result<Response<Full<Bytes>>, CloseConn
         Fault::GarbageBody => {
             let mut response =
                 Response::new(Full::new(Bytes::from_static(b"<html>upstream gone</html>")));
+            let content_type = match wire {
+                Wire::Json => JSON_1_1,
+                Wire::Cbor => "application/cbor",
+            };
             response
                 .headers_mut()
-                .insert(CONTENT_TYPE, HeaderValue::from_static(JSON_1_1));
+                .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
             Ok(response)
         }
     })
 }
 
-/// Answers a well-formed `GetEntitlements` request.
+/// Answers a well-formed `GetEntitlements` request, decoded from `wire`.
 async fn get_entitlements(
     registry: &Registry,
-    body: &[u8],
+    request: Result<Value, String>,
+    wire: Wire,
 ) -> Result<Response<Full<Bytes>>, CloseConnection> {
-    let Ok(request) = serde_json::from_slice::<Value>(body) else {
-        return Ok(error(
+    let Ok(request) = request else {
+        return Ok(wire.error(
             StatusCode::BAD_REQUEST,
             "SerializationException",
-            "The request body is not JSON.",
+            "The request body could not be decoded.",
         ));
     };
     registry.record_entitlement_call();
-    while let Some(fault) = registry.next_entitlement_fault() {
-        if let Some(faulted) = faulted(fault).await {
-            return faulted;
-        }
+    if let Some(fault) = registry.next_entitlement_fault()
+        && let Some(faulted) = faulted(fault, wire).await
+    {
+        return faulted;
     }
     Ok(
         match entitlements::get_entitlements(&registry.entitlements(), &request) {
-            Ok(answer) => json_response(StatusCode::OK, answer),
-            Err(entitlements::InvalidParameter(message)) => error(
+            Ok(answer) => wire.answer(StatusCode::OK, answer),
+            Err(entitlements::InvalidParameter(message)) => wire.error(
                 StatusCode::BAD_REQUEST,
                 "InvalidParameterException",
                 &message,
@@ -158,7 +200,22 @@ where
         &registry.credentials(),
         std::time::SystemTime::now(),
     ) {
-        return Ok(error(refused.status, refused.kind, &refused.message));
+        let wire = Wire::of(parts.uri.path());
+        return Ok(wire.error(refused.status, refused.kind, &refused.message));
+    }
+    if Wire::of(parts.uri.path()) == Wire::Cbor {
+        return match rpc_v2_cbor::operation(parts.uri.path()) {
+            Some(("AWSMPEntitlementService", "GetEntitlements"))
+                if parts.method == http::Method::POST =>
+            {
+                get_entitlements(&registry, rpc_v2_cbor::decode(&body), Wire::Cbor).await
+            }
+            _ => Ok(Wire::Cbor.error(
+                StatusCode::NOT_FOUND,
+                "UnknownOperationException",
+                "The requested operation is not supported.",
+            )),
+        };
     }
 
     let target = parts
@@ -188,7 +245,8 @@ where
     }
 
     if target == ENTITLEMENTS_TARGET {
-        return get_entitlements(&registry, &body).await;
+        let request = serde_json::from_slice::<Value>(&body).map_err(|e| e.to_string());
+        return get_entitlements(&registry, request, Wire::Json).await;
     }
 
     let token = match serde_json::from_slice::<Value>(&body) {
@@ -219,10 +277,10 @@ where
     };
     registry.record_call(&token, attempt);
 
-    while let Some(fault) = registry.next_fault() {
-        if let Some(faulted) = faulted(fault).await {
-            return faulted;
-        }
+    if let Some(fault) = registry.next_fault()
+        && let Some(faulted) = faulted(fault, Wire::Json).await
+    {
+        return faulted;
     }
 
     Ok(match registry.redeem(&token) {

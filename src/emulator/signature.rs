@@ -319,11 +319,9 @@ pub(crate) fn check(
             .collect();
         canonical_headers.push_str(&format!("{name}:{}\n", values.join(",")));
     }
-    let payload_hash = parts
-        .headers
-        .get("x-amz-content-sha256")
-        .and_then(|v| v.to_str().ok())
-        .map_or_else(|| hex(&Sha256::digest(body)), str::to_owned);
+    // The body as received, whatever `x-amz-content-sha256` claims: a
+    // signature covers the body it was made for.
+    let payload_hash = hex(&Sha256::digest(body));
     let canonical_request = format!(
         "{}\n{}\n{}\n{}\n{}\n{}",
         parts.method,

@@ -404,6 +404,10 @@ impl std::fmt::Debug for MeteringEmulator {
     }
 }
 
+/// How long a connection may take to send a request's head (or finish its TLS
+/// handshake).
+const IDLE_CONNECTION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Accepts connections until aborted; dropping the set closes them all.
 async fn serve(
     listener: TcpListener,
@@ -428,15 +432,22 @@ async fn serve(
                     });
                     // Errors here are the client's going away, a failed
                     // handshake or an injected close: nothing to report.
+                    // A client that opens a connection and sends nothing is
+                    // let go after a while.
+                    let mut http = http1::Builder::new();
+                    http.timer(hyper_util::rt::TokioTimer::new())
+                        .header_read_timeout(IDLE_CONNECTION_TIMEOUT);
                     match tls {
                         None => {
-                            let _ = http1::Builder::new()
+                            let _ = http
                                 .serve_connection(TokioIo::new(stream), service)
                                 .await;
                         }
                         Some(tls) => {
-                            if let Ok(stream) = tls.accept(stream).await {
-                                let _ = http1::Builder::new()
+                            let handshake =
+                                tokio::time::timeout(IDLE_CONNECTION_TIMEOUT, tls.accept(stream));
+                            if let Ok(Ok(stream)) = handshake.await {
+                                let _ = http
                                     .serve_connection(TokioIo::new(stream), service)
                                     .await;
                             }

@@ -471,18 +471,20 @@ fn tokens_are_preloaded_from_a_file_and_a_bad_file_is_refused() {
 }
 
 #[test]
-fn it_stops_cleanly_on_sigterm() {
-    let mut emulator = Emulator::start(&[]);
-    let status = Command::new("kill")
-        .args(["-TERM", &emulator.process.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let exit = emulator.process.wait().unwrap();
-    assert!(exit.success(), "{exit:?}");
-    let mut rest = String::new();
-    std::io::Read::read_to_string(&mut emulator.stdout, &mut rest).unwrap();
-    assert!(rest.contains("Stopped."), "{rest}");
+fn it_stops_cleanly_on_sigterm_and_sigint() {
+    for signal in ["-TERM", "-INT"] {
+        let mut emulator = Emulator::start(&[]);
+        let status = Command::new("kill")
+            .args([signal, &emulator.process.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let exit = emulator.process.wait().unwrap();
+        assert!(exit.success(), "{signal}: {exit:?}");
+        let mut rest = String::new();
+        std::io::Read::read_to_string(&mut emulator.stdout, &mut rest).unwrap();
+        assert!(rest.contains("Stopped."), "{signal}: {rest}");
+    }
 }
 
 /// boto3 resolves every field and surfaces every modeled error as botocore's

@@ -221,3 +221,29 @@ async fn a_body_other_than_the_signed_one_does_not_match() {
         );
     }
 }
+
+/// Another service's SDK client (DynamoDB's, signing for `dynamodb`) pointed
+/// at the emulator: its credential scope is refused before anything else.
+#[cfg(feature = "dynamodb")]
+#[tokio::test]
+async fn another_services_sdk_client_is_refused_for_its_scope() {
+    use aws_sdk_dynamodb::config::{BehaviorVersion, Region};
+    let (emulator, _) = emulator().await;
+    let config = aws_sdk_dynamodb::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .endpoint_url(emulator.endpoint_url())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+            ACCESS_KEY, SECRET, None, None, "test",
+        ))
+        .retry_config(aws_sdk_dynamodb::config::retry::RetryConfig::disabled())
+        .build();
+    let error = aws_sdk_dynamodb::Client::from_conf(config)
+        .list_tables()
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), Some("IncompleteSignature"), "{error:?}");
+    let status = error.raw_response().map(|r| r.status().as_u16());
+    assert_eq!(status, Some(400));
+}

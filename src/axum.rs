@@ -1,4 +1,5 @@
-//! axum extractors for [`ResolvedCustomer`] (feature `axum`).
+//! axum extractors for [`ResolvedCustomer`] and [`OfferType`] (feature
+//! `axum`).
 
 use std::convert::Infallible;
 use std::fmt;
@@ -9,6 +10,7 @@ use http::StatusCode;
 use http::request::Parts;
 
 use crate::customer::ResolvedCustomer;
+use crate::offer_type::OfferType;
 
 /// The rejection of the [`ResolvedCustomer`] extractor: the handler is not behind
 /// [`ResolveCustomerLayer`](crate::ResolveCustomerLayer). A server bug, so 500.
@@ -70,5 +72,35 @@ impl<S: Send + Sync> OptionalFromRequestParts<S> for ResolvedCustomer {
         _state: &S,
     ) -> Result<Option<Self>, Self::Rejection> {
         Ok(parts.extensions.get::<ResolvedCustomer>().cloned())
+    }
+}
+
+/// `Option<OfferType>` extracts the offer type the layer read from the
+/// registration form (`None` for a standard offer, or a form without the
+/// field).
+///
+/// ```
+/// use axum::{Router, routing::post};
+/// use tower_resolve_customer::{OfferType, RegistrationToken, ResolveCustomerLayer, ResolvedCustomer};
+///
+/// async fn register(customer: ResolvedCustomer, offer: Option<OfferType>) -> String {
+///     let trial = offer.is_some_and(|offer| offer.is_free_trial());
+///     format!("account {}, trial: {trial}", customer.customer_aws_account_id())
+/// }
+///
+/// let app: Router = Router::new()
+///     .route("/register", post(register))
+///     .layer(ResolveCustomerLayer::new(|_: RegistrationToken| async {
+///         Ok(ResolvedCustomer::new("123456789012", "prod-abc123"))
+///     }));
+/// ```
+impl<S: Send + Sync> OptionalFromRequestParts<S> for OfferType {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        _state: &S,
+    ) -> Result<Option<Self>, Self::Rejection> {
+        Ok(parts.extensions.get::<OfferType>().cloned())
     }
 }

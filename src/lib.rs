@@ -111,6 +111,7 @@ mod error;
 mod form;
 mod future;
 mod layer;
+mod offer_type;
 mod problem_details;
 mod rejection;
 mod request_body;
@@ -157,6 +158,7 @@ pub use crate::future::ResponseFuture;
 #[cfg(feature = "grpc")]
 pub use crate::grpc::{GrpcCode, grpc_status};
 pub use crate::layer::{DEFAULT_BODY_TIMEOUT, DEFAULT_MAX_BODY_BYTES, ResolveCustomerLayer};
+pub use crate::offer_type::{OFFER_TYPE_FIELD, OfferType};
 pub use crate::problem_details::problem_details;
 pub use crate::rejection::Rejection;
 pub use crate::request_body::RequestBody;

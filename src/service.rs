@@ -189,11 +189,15 @@ where
     .await
     .unwrap_or(Err(Rejection::BodyTimeout))
     .map_err(|e| reject(&shared, &e))?;
-    let found = config
+    let (found, offer) = config
         .source
         .find_in_form(&buffered.data, found, config.max_token_len)
         .map_err(|e| reject(&shared, &e))?;
     let body = RequestBody::buffered(buffered.data, buffered.trailers);
+    let mut parts = parts;
+    if let Some(offer) = offer {
+        parts.extensions.insert(offer);
+    }
     match found {
         Some(token) => {
             let key = key_of(&token);

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use http::header::{CONTENT_TYPE, COOKIE};
 use http::{HeaderName, Method, request::Parts};
 
+use crate::offer_type::{OFFER_TYPE_FIELD, OfferType};
 use crate::rejection::Rejection;
 use crate::token::{RegistrationToken, TOKEN_FIELD, TokenError, validate};
 
@@ -36,6 +37,9 @@ use crate::token::{RegistrationToken, TOKEN_FIELD, TokenError, validate};
 #[derive(Clone, Debug)]
 pub struct TokenSource {
     sources: Arc<[Source]>,
+    /// The form fields to read in a body: the token's, then
+    /// [`OFFER_TYPE_FIELD`].
+    form_fields: Arc<[Cow<'static, str>]>,
 }
 
 #[derive(Clone, Debug)]
@@ -54,8 +58,21 @@ impl Default for TokenSource {
 
 impl TokenSource {
     fn one(source: Source) -> Self {
+        Self::of(vec![source])
+    }
+
+    fn of(sources: Vec<Source>) -> Self {
+        let form_fields: Vec<Cow<'static, str>> = sources
+            .iter()
+            .filter_map(|source| match source {
+                Source::Form(name) => Some(name.clone()),
+                _ => None,
+            })
+            .chain(std::iter::once(Cow::Borrowed(OFFER_TYPE_FIELD)))
+            .collect();
         Self {
-            sources: Arc::new([source]),
+            sources: sources.into(),
+            form_fields: form_fields.into(),
         }
     }
 
@@ -103,9 +120,7 @@ impl TokenSource {
             .into_iter()
             .flat_map(|s| s.sources.iter().cloned().collect::<Vec<_>>())
             .collect();
-        Self {
-            sources: sources.into(),
-        }
+        Self::of(sources)
     }
 
     /// Whether the body must be read: a form source is configured and the request
@@ -134,7 +149,8 @@ impl TokenSource {
                 }
                 Source::Query(name) => {
                     if let Some(query) = parts.uri.query() {
-                        for value in urlencoded_values(query.as_bytes(), name) {
+                        let names = std::slice::from_ref(name);
+                        for (_, value) in urlencoded_fields(query.as_bytes(), names) {
                             found.offer(&value)?;
                         }
                     }
@@ -154,25 +170,29 @@ impl TokenSource {
     }
 
     /// Looks in the form fields of a buffered body, given what the other sources
-    /// already found.
+    /// already found, and reads the offer type in the same pass.
     pub(crate) fn find_in_form(
         &self,
         body: &[u8],
         already: Option<RegistrationToken>,
         max_len: usize,
-    ) -> Result<Option<RegistrationToken>, Rejection> {
+    ) -> Result<(Option<RegistrationToken>, Option<OfferType>), Rejection> {
         let mut found = Found {
             token: already,
             max_len,
         };
-        for source in self.sources.iter() {
-            if let Source::Form(name) = source {
-                for value in urlencoded_values(body, name) {
-                    found.offer(&value)?;
-                }
+        let mut offer = None;
+        let (token_fields, _) = self.form_fields.split_at(self.form_fields.len() - 1);
+        for (name, value) in urlencoded_fields(body, &self.form_fields) {
+            if name == OFFER_TYPE_FIELD {
+                // The first one counts; the field is informational.
+                offer.get_or_insert_with(|| OfferType::from_field(&value));
+            }
+            if token_fields.iter().any(|field| field == name) {
+                found.offer(&value)?;
             }
         }
-        Ok(found.token)
+        Ok((found.token, offer))
     }
 }
 
@@ -220,28 +240,37 @@ fn is_urlencoded_form(parts: &Parts) -> bool {
         .eq_ignore_ascii_case(b"application/x-www-form-urlencoded")
 }
 
-/// The decoded values of every pair called `name` in an
-/// `application/x-www-form-urlencoded` string, decoded exactly as
-/// [`form_urlencoded::parse`] decodes them.
+/// The pairs of an `application/x-www-form-urlencoded` string whose decoded
+/// name is one of `names`, with that name and the decoded value, in one pass,
+/// decoded exactly as [`form_urlencoded::parse`] decodes them.
 ///
 /// Only the pairs that can match are decoded: a name without `%` or `+` is its
 /// own decoding, so it is compared as it stands, and the other fields of a
 /// registration form (often dozens) cost a scan, not an allocation.
-fn urlencoded_values<'a>(
+fn urlencoded_fields<'a, 'n, N: AsRef<str>>(
     input: &'a [u8],
-    name: &'a str,
-) -> impl Iterator<Item = Cow<'a, str>> + 'a {
+    names: &'n [N],
+) -> impl Iterator<Item = (&'n str, Cow<'a, str>)> + 'n
+where
+    'a: 'n,
+{
     let mut start = 0;
     let ends = memchr::memchr_iter(b'&', input).chain(std::iter::once(input.len()));
     ends.filter_map(move |end| {
         let pair = &input[start..end];
         start = end + 1;
         let raw_name = &pair[..memchr::memchr(b'=', pair).unwrap_or(pair.len())];
-        if raw_name != name.as_bytes() && memchr::memchr2(b'%', b'+', raw_name).is_none() {
+        let plain = memchr::memchr2(b'%', b'+', raw_name).is_none();
+        if plain
+            && !names
+                .iter()
+                .any(|name| raw_name == name.as_ref().as_bytes())
+        {
             return None;
         }
         let (key, value) = form_urlencoded::parse(pair).next()?;
-        (key == name).then_some(value)
+        let name = names.iter().find(|name| key == name.as_ref())?;
+        Some((name.as_ref(), value))
     })
 }
 
@@ -289,8 +318,8 @@ mod tests {
                 .filter(|(k, _)| k == "tok")
                 .map(|(_, v)| v.into_owned())
                 .collect();
-            let got: Vec<_> = urlencoded_values(input, "tok")
-                .map(Cow::into_owned)
+            let got: Vec<_> = urlencoded_fields(input, &["tok"])
+                .map(|(_, value)| value.into_owned())
                 .collect();
             assert_eq!(got, expected, "{:?}", String::from_utf8_lossy(input));
         }

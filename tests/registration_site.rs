@@ -126,7 +126,7 @@ fn marketplace_form(token: &str) -> String {
     format!(
         "{}&{}=free-trial",
         form_with_token(token),
-        site::OFFER_TYPE_FIELD
+        tower_resolve_customer::OFFER_TYPE_FIELD
     )
 }
 

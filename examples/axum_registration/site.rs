@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{Form, State};
+use axum::extract::State;
 use axum::http::header::{CONTENT_TYPE, COOKIE, LOCATION, RETRY_AFTER, SET_COOKIE};
 use axum::http::{HeaderMap, HeaderValue, Response, StatusCode};
 use axum::response::{Html, IntoResponse};
@@ -19,11 +19,9 @@ use tower::ServiceBuilder;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::trace::TraceLayer;
 use tower_resolve_customer::{
-    Rejection, ResolveCustomerLayer, ResolveError, ResolvedCustomer, TOKEN_FIELD,
+    OFFER_TYPE_FIELD, OfferType, Rejection, ResolveCustomerLayer, ResolveError, ResolvedCustomer,
+    TOKEN_FIELD,
 };
-
-/// The form field AWS Marketplace adds for free-trial offers.
-pub const OFFER_TYPE_FIELD: &str = "x-amzn-marketplace-offer-type";
 
 /// The session cookie: an opaque random id, never the token.
 pub const SESSION_COOKIE: &str = "registration_session";
@@ -110,11 +108,11 @@ pub fn app(
 async fn register(
     State(store): State<Arc<Store>>,
     customer: ResolvedCustomer,
-    Form(fields): Form<HashMap<String, String>>,
+    offer: Option<OfferType>,
 ) -> impl IntoResponse {
     let session = store.upsert(Account {
         customer,
-        offer_type: fields.get(OFFER_TYPE_FIELD).cloned(),
+        offer_type: offer.map(|offer| offer.to_string()),
     });
     // 303: the browser follows with a GET, so a refresh of the welcome page
     // never re-posts the form.

@@ -11,19 +11,17 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::AttributeValue;
 use axum::Router;
-use axum::extract::{Form, State};
+use axum::extract::State;
 use axum::http::header::{LOCATION, SET_COOKIE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use tower_resolve_customer::{
-    DEFAULT_DYNAMODB_PARTITION_KEY, DEFAULT_DYNAMODB_TTL_ATTRIBUTE, DynamoDbStore, Resolutions,
-    ResolveCustomerLayer, ResolvedCustomer, Resolver, TOKEN_HEADER, TokenSource,
+    DEFAULT_DYNAMODB_PARTITION_KEY, DEFAULT_DYNAMODB_TTL_ATTRIBUTE, DynamoDbStore, OfferType,
+    Resolutions, ResolveCustomerLayer, ResolvedCustomer, Resolver, TOKEN_HEADER, TokenSource,
 };
 
-use crate::site::{
-    OFFER_TYPE_FIELD, SESSION_COOKIE, error_page, escape, new_session_id, page, session_of,
-};
+use crate::site::{SESSION_COOKIE, error_page, escape, new_session_id, page, session_of};
 
 /// How long a session lasts.
 const SESSION_LIFETIME: Duration = Duration::from_secs(24 * 60 * 60);
@@ -250,11 +248,11 @@ fn without_stage(mut request: lambda_http::Request) -> lambda_http::Request {
 async fn register(
     State(accounts): State<Accounts>,
     customer: ResolvedCustomer,
-    Form(fields): Form<HashMap<String, String>>,
+    offer: Option<OfferType>,
 ) -> Response {
     let account = Account {
         customer,
-        offer_type: fields.get(OFFER_TYPE_FIELD).cloned(),
+        offer_type: offer.map(|offer| offer.to_string()),
     };
     let session = match accounts.register(&account).await {
         Ok(session) => session,

@@ -233,6 +233,7 @@ pub struct Seen {
 
 pub struct SeenRequest {
     pub customer: Option<ResolvedCustomer>,
+    pub offer: Option<tower_resolve_customer::OfferType>,
     pub body: Bytes,
     pub trailers: Option<HeaderMap>,
 }
@@ -257,11 +258,16 @@ where
         async move {
             seen.calls.fetch_add(1, Ordering::SeqCst);
             let customer = request.extensions().get::<ResolvedCustomer>().cloned();
+            let offer = request
+                .extensions()
+                .get::<tower_resolve_customer::OfferType>()
+                .cloned();
             let collected = request.into_body().collect().await.expect("body");
             let trailers = collected.trailers().cloned();
             let body = collected.to_bytes();
             seen.requests.lock().unwrap().push(SeenRequest {
                 customer,
+                offer,
                 body: body.clone(),
                 trailers,
             });

@@ -53,9 +53,98 @@ impl AwsMarketplaceResolver {
         Self::new(Client::new(config))
     }
 
+    /// Builds a client that calls from the seller account that published the
+    /// product: `config`'s credentials assume `account`'s role (STS
+    /// `AssumeRole`, refreshed before they expire), and the Marketplace API
+    /// is called in `account`'s region if one is set.
+    ///
+    /// ```no_run
+    /// # async fn run() {
+    /// use tower_resolve_customer::{AwsMarketplaceResolver, PublishingAccount};
+    ///
+    /// let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    /// let account = PublishingAccount::role("arn:aws:iam::111122223333:role/MarketplaceRegistration")
+    ///     .external_id("registration-app")
+    ///     .region("us-east-1");
+    /// let resolver = AwsMarketplaceResolver::for_publishing_account(&config, &account).await;
+    /// # let _ = resolver;
+    /// # }
+    /// ```
+    pub async fn for_publishing_account(
+        config: &aws_config::SdkConfig,
+        account: &PublishingAccount,
+    ) -> Self {
+        let credentials = account.credentials_provider(config).await;
+        let mut builder = aws_sdk_marketplacemetering::config::Builder::from(config)
+            .credentials_provider(credentials);
+        if let Some(region) = &account.region {
+            builder = builder.region(aws_config::Region::new(region.clone()));
+        }
+        Self::new(Client::from_conf(builder.build()))
+    }
+
     /// The underlying client.
     pub fn client(&self) -> &Client {
         &self.client
+    }
+}
+
+/// The seller account that published the product, which alone may resolve
+/// its registration tokens, reached by assuming a role in it: see
+/// [`AwsMarketplaceResolver::for_publishing_account`] and the README's
+/// "Calling from the publishing account".
+#[derive(Clone, Debug)]
+pub struct PublishingAccount {
+    role_arn: String,
+    external_id: Option<String>,
+    session_name: String,
+    region: Option<String>,
+}
+
+impl PublishingAccount {
+    /// The role to assume, in the publishing account.
+    pub fn role(role_arn: impl Into<String>) -> Self {
+        Self {
+            role_arn: role_arn.into(),
+            external_id: None,
+            session_name: "tower-resolve-customer".into(),
+            region: None,
+        }
+    }
+
+    /// The external id the role's trust policy asks for.
+    pub fn external_id(mut self, id: impl Into<String>) -> Self {
+        self.external_id = Some(id.into());
+        self
+    }
+
+    /// The role session's name, as CloudTrail shows it (default
+    /// `tower-resolve-customer`).
+    pub fn session_name(mut self, name: impl Into<String>) -> Self {
+        self.session_name = name.into();
+        self
+    }
+
+    /// The region to call the Marketplace APIs in, whatever the application's
+    /// (default: the SDK configuration's).
+    pub fn region(mut self, region: impl Into<String>) -> Self {
+        self.region = Some(region.into());
+        self
+    }
+
+    /// Credentials of the role, assumed with `config`'s credentials and
+    /// refreshed before they expire.
+    pub(crate) async fn credentials_provider(
+        &self,
+        config: &aws_config::SdkConfig,
+    ) -> aws_config::sts::AssumeRoleProvider {
+        let mut builder = aws_config::sts::AssumeRoleProvider::builder(&self.role_arn)
+            .session_name(&self.session_name)
+            .configure(config);
+        if let Some(id) = &self.external_id {
+            builder = builder.external_id(id);
+        }
+        builder.build().await
     }
 }
 

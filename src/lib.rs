@@ -148,7 +148,7 @@ mod grpc;
 struct ReadmeDoctests;
 
 #[cfg(feature = "aws")]
-pub use crate::aws::AwsMarketplaceResolver;
+pub use crate::aws::{AwsMarketplaceResolver, PublishingAccount};
 #[cfg(feature = "axum")]
 pub use crate::axum::MissingResolvedCustomer;
 pub use crate::cache::CacheStats;

@@ -319,11 +319,12 @@ type Upstream<R> = fn(&MeteringEmulator) -> R;
 async fn double_submit_on_two_replicas<S: ResolutionStore, R: Resolver>(
     links: impl Fn() -> S,
     upstream: Upstream<R>,
+    configure: fn(ResolutionsBuilder) -> ResolutionsBuilder,
 ) {
     let (emulator, tokens) = single_use_emulator(1).await;
     let token = &tokens[0];
-    let a = Replica::new(links(), upstream(&emulator), |b| b);
-    let b = Replica::new(links(), upstream(&emulator), |b| b);
+    let a = Replica::new(links(), upstream(&emulator), configure);
+    let b = Replica::new(links(), upstream(&emulator), configure);
     let (first, second) = within("both submissions", async {
         tokio::join!(a.submit(token, 5), b.submit(token, 5))
     })
@@ -342,10 +343,11 @@ async fn double_submit_on_two_replicas<S: ResolutionStore, R: Resolver>(
 async fn submissions_spread_over_five_replicas<S: ResolutionStore, R: Resolver>(
     links: impl Fn() -> S,
     upstream: Upstream<R>,
+    configure: fn(ResolutionsBuilder) -> ResolutionsBuilder,
 ) {
     let (emulator, tokens) = single_use_emulator(10).await;
     let replicas: Vec<Replica> = (0..5)
-        .map(|_| Replica::new(links(), upstream(&emulator), |b| b))
+        .map(|_| Replica::new(links(), upstream(&emulator), configure))
         .collect();
     let mut submissions = tokio::task::JoinSet::new();
     for (i, token) in tokens.iter().enumerate() {
@@ -479,14 +481,23 @@ async fn memory_store_keeps_the_contract() {
 #[tokio::test(start_paused = true)]
 async fn memory_double_submit_on_two_replicas() {
     let store = MemoryStore::new();
-    double_submit_on_two_replicas(|| store.link(), MeteringEmulator::in_process_resolver).await;
+    double_submit_on_two_replicas(
+        || store.link(),
+        MeteringEmulator::in_process_resolver,
+        |b| b,
+    )
+    .await;
 }
 
 #[tokio::test(start_paused = true)]
 async fn memory_submissions_spread_over_five_replicas() {
     let store = MemoryStore::new();
-    submissions_spread_over_five_replicas(|| store.link(), MeteringEmulator::in_process_resolver)
-        .await;
+    submissions_spread_over_five_replicas(
+        || store.link(),
+        MeteringEmulator::in_process_resolver,
+        |b| b,
+    )
+    .await;
 }
 
 #[tokio::test(start_paused = true)]
@@ -1269,7 +1280,8 @@ async fn buyer_and_double_submit(pair: &Pair, is_lease_attempt: fn(&[String]) ->
 
 /// The store-generic suite on one server topology. The module that calls it
 /// defines `async fn start()` (the topology, or `None` to skip), `store(&_)`
-/// (a replica's store on it) and `store_calls(&_)` (the store calls it ran).
+/// (a replica's store on it), `store_calls(&_)` (the store calls it ran) and
+/// `configure` (the fleets' settings for that server).
 macro_rules! topology_suite {
     () => {
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1285,8 +1297,12 @@ macro_rules! topology_suite {
             let Some(topology) = start().await else {
                 return;
             };
-            super::double_submit_on_two_replicas(|| store(&topology), MeteringEmulator::resolver)
-                .await;
+            super::double_submit_on_two_replicas(
+                || store(&topology),
+                MeteringEmulator::resolver,
+                configure,
+            )
+            .await;
         }
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1297,6 +1313,7 @@ macro_rules! topology_suite {
             super::submissions_spread_over_five_replicas(
                 || store(&topology),
                 MeteringEmulator::resolver,
+                configure,
             )
             .await;
         }
@@ -1364,6 +1381,10 @@ mod redis_store {
 
         fn store_calls(redis: &RedisServer) -> u64 {
             redis.store_calls()
+        }
+
+        fn configure(builder: ResolutionsBuilder) -> ResolutionsBuilder {
+            builder
         }
 
         topology_suite!();
@@ -1483,6 +1504,10 @@ mod redis_store {
             redis.store_calls()
         }
 
+        fn configure(builder: ResolutionsBuilder) -> ResolutionsBuilder {
+            builder
+        }
+
         topology_suite!();
 
         /// A plain-TCP client aimed at the TLS port fails at once with an
@@ -1541,7 +1566,7 @@ mod redis_store {
             }
             let named = || with(Some("redis.test.internal"));
             contract(&named(), &named()).await;
-            super::double_submit_on_two_replicas(named, MeteringEmulator::resolver).await;
+            super::double_submit_on_two_replicas(named, MeteringEmulator::resolver, |b| b).await;
         }
 
         /// TLS settings are never dropped: a root certificate with a plain
@@ -1581,6 +1606,10 @@ mod redis_store {
 
         fn store_calls(cluster: &RedisCluster) -> u64 {
             cluster.store_calls()
+        }
+
+        fn configure(builder: ResolutionsBuilder) -> ResolutionsBuilder {
+            builder
         }
 
         topology_suite!();
@@ -1739,6 +1768,14 @@ mod dynamodb_store {
     /// The suite on one table.
     mod table {
         use super::*;
+
+        /// moto's server is a Python process applying one request at a time:
+        /// on a loaded two-core machine a call can take longer than the
+        /// suite's 200 ms, which the protocol counts as the store being
+        /// unavailable (and, rightly, lets a second replica call AWS).
+        fn configure(builder: ResolutionsBuilder) -> ResolutionsBuilder {
+            builder.store_timeout(Duration::from_secs(1))
+        }
 
         topology_suite!();
 

@@ -36,6 +36,7 @@ mod registry;
 mod rpc_v2_cbor;
 mod server;
 mod signature;
+mod sts;
 mod tls;
 
 use std::net::SocketAddr;
@@ -237,6 +238,24 @@ impl MeteringEmulator {
     /// Well-formed `GetEntitlements` calls, faulted or not.
     pub fn entitlement_calls(&self) -> usize {
         self.registry.entitlement_calls()
+    }
+
+    /// Lets callers assume `role_arn` with STS `AssumeRole` (served on the same
+    /// endpoint, in the AWS Query protocol), if they give `external_id` when
+    /// one is set; the emulator issues temporary credentials (an `ASIA...`
+    /// access key, a secret and a session token) and verifies signatures made
+    /// with them.
+    pub fn allow_role(&self, role_arn: impl Into<String>, external_id: Option<&str>) {
+        self.registry
+            .allow_role(role_arn.into(), external_id.map(str::to_owned));
+    }
+
+    /// Accepts Marketplace calls (ResolveCustomer, GetEntitlements) only when
+    /// signed with temporary credentials of `role_arn` and their session
+    /// token, as when only the seller account that published the product may
+    /// resolve its tokens; other callers get `AccessDeniedException` (400).
+    pub fn require_role(&self, role_arn: impl Into<String>) {
+        self.registry.require_role(role_arn.into());
     }
 
     /// Chooses how often a token may be redeemed.

@@ -7,6 +7,8 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::entitlements::Entitlement;
+use super::signature::Secret;
+use super::sts::{Issued, Role};
 use crate::customer::ResolvedCustomer;
 
 /// How often a registered token may be redeemed.
@@ -55,8 +57,20 @@ pub(crate) enum Verdict {
 #[derive(Default)]
 pub(crate) struct Registry {
     inner: Mutex<Inner>,
+    /// Who may call, and how: configuration, kept across resets.
+    access: Mutex<Access>,
+}
+
+#[derive(Default)]
+struct Access {
     /// Access keys and their secrets; empty: any well-formed signature.
-    credentials: Mutex<HashMap<String, String>>,
+    accepted: HashMap<String, String>,
+    /// Roles that may be assumed.
+    roles: HashMap<String, Role>,
+    /// Temporary credentials issued by `AssumeRole`, by access key.
+    issued: HashMap<String, Issued>,
+    /// Marketplace calls must be signed with credentials of this role.
+    required_role: Option<String>,
 }
 
 #[derive(Default)]
@@ -104,18 +118,57 @@ impl Registry {
         self.lock().policy = policy;
     }
 
-    pub(crate) fn accept_credentials(&self, access_key: String, secret: String) {
-        self.credentials
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(access_key, secret);
+    fn access(&self) -> std::sync::MutexGuard<'_, Access> {
+        self.access.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub(crate) fn credentials(&self) -> HashMap<String, String> {
-        self.credentials
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+    pub(crate) fn accept_credentials(&self, access_key: String, secret: String) {
+        self.access().accepted.insert(access_key, secret);
+    }
+
+    /// What is known of `access_key`'s secret: issued credentials are always
+    /// verified; other keys only once some were accepted.
+    pub(crate) fn secret_for(&self, access_key: &str) -> Secret {
+        let access = self.access();
+        if let Some(issued) = access.issued.get(access_key) {
+            return Secret::Known(issued.secret.clone());
+        }
+        if access.accepted.is_empty() {
+            return Secret::Unchecked;
+        }
+        access
+            .accepted
+            .get(access_key)
+            .map_or(Secret::Unknown, |secret| Secret::Known(secret.clone()))
+    }
+
+    pub(crate) fn allow_role(&self, role_arn: String, external_id: Option<String>) {
+        self.access().roles.insert(role_arn, Role { external_id });
+    }
+
+    pub(crate) fn role(&self, role_arn: &str) -> Option<Role> {
+        self.access().roles.get(role_arn).cloned()
+    }
+
+    pub(crate) fn record_issued(&self, access_key: String, issued: Issued) {
+        self.access().issued.insert(access_key, issued);
+    }
+
+    pub(crate) fn require_role(&self, role_arn: String) {
+        self.access().required_role = Some(role_arn);
+    }
+
+    /// Whether a Marketplace call signed by `access_key` with
+    /// `session_token` may go on: always, unless a role is required; then
+    /// only with that role's temporary credentials and their session token.
+    pub(crate) fn may_call(&self, access_key: &str, session_token: Option<&str>) -> bool {
+        let access = self.access();
+        let Some(required) = &access.required_role else {
+            return true;
+        };
+        access.issued.get(access_key).is_some_and(|issued| {
+            &issued.role_arn == required && Some(issued.session_token.as_str()) == session_token
+        })
     }
 
     pub(crate) fn policy(&self) -> RedemptionPolicy {

@@ -10,7 +10,7 @@ use http_body_util::{BodyExt, Full, Limited};
 use serde_json::{Map, Value, json};
 
 use super::registry::{Fault, Registry, Verdict};
-use super::{admin, entitlements, rpc_v2_cbor, signature};
+use super::{admin, entitlements, rpc_v2_cbor, signature, sts};
 
 const JSON_1_1: &str = "application/x-amz-json-1.1";
 const TARGET: &str = "AWSMPMeteringService.ResolveCustomer";
@@ -192,16 +192,58 @@ where
             ));
         }
     };
+    let content_type = parts
+        .headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let query = parts.uri.path() == "/" && sts::is_query(content_type);
+    let service = if query {
+        sts::SIGNING_NAME
+    } else {
+        signature::SIGNING_NAME
+    };
     // Authentication comes first, as at AWS: an unsigned request learns
     // nothing about operations.
-    if let Err(refused) = signature::check(
+    let access_key = match signature::check(
         &parts,
         &body,
-        &registry.credentials(),
+        service,
+        |key| registry.secret_for(key),
         std::time::SystemTime::now(),
     ) {
-        let wire = Wire::of(parts.uri.path());
-        return Ok(wire.error(refused.status, refused.kind, &refused.message));
+        Ok(access_key) => access_key,
+        Err(refused) if query => {
+            return Ok(sts::error(refused.status, refused.kind, &refused.message));
+        }
+        Err(refused) => {
+            let wire = Wire::of(parts.uri.path());
+            return Ok(wire.error(refused.status, refused.kind, &refused.message));
+        }
+    };
+    if query {
+        let (response, issued) = sts::assume_role(
+            &body,
+            |role| registry.role(role),
+            std::time::SystemTime::now(),
+        );
+        if let Some((access_key, issued)) = issued {
+            registry.record_issued(access_key, issued);
+        }
+        return Ok(response);
+    }
+    let session_token = parts
+        .headers
+        .get("x-amz-security-token")
+        .and_then(|v| v.to_str().ok());
+    if !registry.may_call(&access_key, session_token) {
+        // The Metering API reference's Common Errors: 400.
+        return Ok(Wire::of(parts.uri.path()).error(
+            StatusCode::BAD_REQUEST,
+            "AccessDeniedException",
+            "You do not have sufficient access to perform this action: \
+             call from the account that published the product.",
+        ));
     }
     if Wire::of(parts.uri.path()) == Wire::Cbor {
         return match rpc_v2_cbor::operation(parts.uri.path()) {

@@ -23,7 +23,6 @@
 //!   SignatureDoesNotMatch", "The request signature we calculated does not
 //!   match the signature you provided").
 
-use std::collections::HashMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use hmac::{Hmac, Mac};
@@ -234,15 +233,26 @@ fn percent_decode(text: &str) -> Vec<u8> {
     out
 }
 
-/// Checks the signature of a request (its head and body) against
-/// `credentials` (access key to secret; empty: any well-formed signature is
-/// accepted), at `now`.
+/// What the emulator knows of an access key's secret.
+pub(crate) enum Secret {
+    /// The secret to verify the signature with.
+    Known(String),
+    /// Not a key the emulator accepts.
+    Unknown,
+    /// Any well-formed signature will do (no credentials were given).
+    Unchecked,
+}
+
+/// Checks the signature of a request (its head and body) for `service`,
+/// with the secrets `secret_for` knows, at `now`; gives the access key that
+/// signed it.
 pub(crate) fn check(
     parts: &Parts,
     body: &[u8],
-    credentials: &HashMap<String, String>,
+    service: &str,
+    secret_for: impl Fn(&str) -> Secret,
     now: SystemTime,
-) -> Result<(), Refused> {
+) -> Result<String, Refused> {
     let Some(authorization) = parts.headers.get(http::header::AUTHORIZATION) else {
         return Err(refused(
             StatusCode::FORBIDDEN,
@@ -273,9 +283,9 @@ pub(crate) fn check(
             &amz_date[..8]
         )));
     }
-    if auth.service != SIGNING_NAME {
+    if auth.service != service {
         return Err(incomplete(format!(
-            "Credential should be scoped to correct service: '{SIGNING_NAME}'."
+            "Credential should be scoped to correct service: '{service}'."
         )));
     }
     for required in ["host", "x-amz-date"] {
@@ -293,15 +303,16 @@ pub(crate) fn check(
             ),
         ));
     }
-    if credentials.is_empty() {
-        return Ok(());
-    }
-    let Some(secret) = credentials.get(auth.access_key) else {
-        return Err(refused(
-            StatusCode::FORBIDDEN,
-            "InvalidClientTokenId",
-            "The security token included in the request is invalid.",
-        ));
+    let secret = match secret_for(auth.access_key) {
+        Secret::Unchecked => return Ok(auth.access_key.to_owned()),
+        Secret::Unknown => {
+            return Err(refused(
+                StatusCode::FORBIDDEN,
+                "InvalidClientTokenId",
+                "The security token included in the request is invalid.",
+            ));
+        }
+        Secret::Known(secret) => secret,
     };
 
     let mut canonical_headers = String::new();
@@ -351,7 +362,7 @@ pub(crate) fn check(
         .fold(0u8, |diff, (a, b)| diff | (a ^ b))
         == 0;
     if matches {
-        Ok(())
+        Ok(auth.access_key.to_owned())
     } else {
         Err(refused(
             StatusCode::FORBIDDEN,

@@ -212,6 +212,16 @@ fn the_admin_api_registers_tokens_and_scripts_the_emulator() {
         })
     );
 
+    // The admin API's root lists its resources.
+    let (status, index) = emulator.admin("GET", "", None);
+    assert_eq!(status, 200);
+    assert!(
+        index["Resources"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("tokens"))
+    );
+
     // Policy: single use.
     assert_eq!(
         emulator.admin("GET", "policy", None),

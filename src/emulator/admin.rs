@@ -3,6 +3,7 @@
 //!
 //! | Request | Effect |
 //! |---|---|
+//! | `GET /_emulator/` | the resources below |
 //! | `POST /_emulator/tokens` | registers a token (`201`) |
 //! | `GET /_emulator/policy`, `PUT /_emulator/policy` | the redemption policy |
 //! | `POST /_emulator/faults`, `GET`, `DELETE` | scripted faults |
@@ -77,6 +78,7 @@ where
     let method = request.method().clone();
     let route = &path[PREFIX.len()..];
     let allowed: &[Method] = match route {
+        "" => &[Method::GET],
         "tokens" | "reset" => &[Method::POST],
         "policy" => &[Method::GET, Method::PUT],
         "faults" | "entitlements" => &[Method::GET, Method::POST, Method::DELETE],
@@ -114,6 +116,10 @@ where
         }
     };
     let answered = match (route, method) {
+        ("", _) => Ok(json_answer(
+            StatusCode::OK,
+            &json!({ "Resources": ["tokens", "policy", "faults", "entitlements", "counters", "reset"] }),
+        )),
         ("tokens", _) => register_token(registry, &body),
         ("reset", _) => {
             registry.reset();

@@ -293,6 +293,26 @@ impl DynamoDbStore {
         Ok(Item(read.item.unwrap_or_default()))
     }
 
+    /// An `UpdateItem` of `token`'s lease item with `#holder`, `#lease`,
+    /// `:me` (`holder`) and `:now` bound, answering a refusal with the item
+    /// as it stood.
+    fn lease_update(
+        &self,
+        token: TokenDigest,
+        holder: &LeaseHolder,
+        now: u64,
+    ) -> aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder {
+        self.client
+            .update_item()
+            .table_name(&*self.table)
+            .key(&*self.partition_key, self.lease_key(token))
+            .expression_attribute_names("#holder", HOLDER)
+            .expression_attribute_names("#lease", LEASE_UNTIL)
+            .expression_attribute_values(":me", AttributeValue::S(holder.as_str().to_owned()))
+            .expression_attribute_values(":now", number(now))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+    }
+
     /// Takes, renews or re-takes the lease for `holder`; `taker` says whether
     /// the write also makes `holder` the remembered first taker.
     async fn write_lease(
@@ -314,16 +334,9 @@ impl DynamoDbStore {
         let mut update =
             String::from("SET #holder = :me, #lease = :lease, #ttl = :ttl REMOVE #released");
         let mut request = self
-            .client
-            .update_item()
-            .table_name(&*self.table)
-            .key(&*self.partition_key, self.lease_key(token))
-            .expression_attribute_names("#holder", HOLDER)
-            .expression_attribute_names("#lease", LEASE_UNTIL)
+            .lease_update(token, holder, now)
             .expression_attribute_names("#released", RELEASED_BY)
             .expression_attribute_names("#ttl", &*self.ttl_attribute)
-            .expression_attribute_values(":me", AttributeValue::S(holder.as_str().to_owned()))
-            .expression_attribute_values(":now", number(now))
             .expression_attribute_values(":lease", number(until(now, terms.lease)))
             .expression_attribute_values(":ttl", number(ttl_seconds(now, remember)));
         if taker {
@@ -342,7 +355,6 @@ impl DynamoDbStore {
         let written = request
             .condition_expression(condition)
             .update_expression(update)
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .customize()
             .config_override(self.call_settings())
             .send()
@@ -525,18 +537,10 @@ impl ResolutionStore for DynamoDbStore {
         // Only ever later (see `write_lease`). The TTL set when the lease was
         // taken already covers every renewal.
         let written = self
-            .client
-            .update_item()
-            .table_name(&*self.table)
-            .key(&*self.partition_key, self.lease_key(token))
+            .lease_update(token, holder, now)
             .condition_expression("#holder = :me AND #lease > :now AND #lease <= :lease")
             .update_expression("SET #lease = :lease")
-            .expression_attribute_names("#holder", HOLDER)
-            .expression_attribute_names("#lease", LEASE_UNTIL)
-            .expression_attribute_values(":me", AttributeValue::S(holder.as_str().to_owned()))
-            .expression_attribute_values(":now", number(now))
             .expression_attribute_values(":lease", number(lease))
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .customize()
             .config_override(self.call_settings())
             .send()
@@ -599,19 +603,11 @@ impl ResolutionStore for DynamoDbStore {
         let now = now_millis();
         let mark = release_mark(holder);
         let written = self
-            .client
-            .update_item()
-            .table_name(&*self.table)
-            .key(&*self.partition_key, self.lease_key(token))
+            .lease_update(token, holder, now)
             .condition_expression("#holder = :me AND #lease > :now")
             .update_expression("REMOVE #holder, #lease SET #released = :mark")
-            .expression_attribute_names("#holder", HOLDER)
-            .expression_attribute_names("#lease", LEASE_UNTIL)
             .expression_attribute_names("#released", RELEASED_BY)
-            .expression_attribute_values(":me", AttributeValue::S(holder.as_str().to_owned()))
-            .expression_attribute_values(":now", number(now))
             .expression_attribute_values(":mark", AttributeValue::S(mark.clone()))
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .customize()
             .config_override(self.call_settings())
             .send()

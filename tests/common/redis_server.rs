@@ -17,8 +17,9 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// Starts `redis-server` with `args` and waits until it accepts connections.
-fn spawn_redis(args: &[String]) -> Child {
+/// Starts `redis-server` with `args` and waits until it accepts connections;
+/// `None` if it exits first (its port was taken, say).
+fn try_spawn_redis(args: &[String]) -> Option<Child> {
     let mut child = Command::new("redis-server")
         .args(args)
         .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
@@ -30,8 +31,31 @@ fn spawn_redis(args: &[String]) -> Child {
         .lines()
         .map_while(Result::ok)
         .any(|line| line.contains("Ready to accept connections"));
-    assert!(ready, "redis-server did not start");
-    child
+    if ready {
+        Some(child)
+    } else {
+        let _ = child.kill();
+        let _ = child.wait();
+        None
+    }
+}
+
+/// Starts `redis-server` with `args` and waits until it accepts connections.
+fn spawn_redis(args: &[String]) -> Child {
+    try_spawn_redis(args).expect("redis-server did not start")
+}
+
+/// Starts `redis-server` with `args(port)` on a free port, trying another
+/// when the one chosen is taken before the server binds it (tests running in
+/// parallel bind ports too; a cluster node also needs its bus port, +10000).
+fn spawn_redis_on_a_free_port(args: impl Fn(u16) -> Vec<String>) -> (Child, u16) {
+    for _ in 0..10 {
+        let port = free_port();
+        if let Some(child) = try_spawn_redis(&args(port)) {
+            return (child, port);
+        }
+    }
+    panic!("redis-server did not start on any of 10 free ports");
 }
 
 /// A `redis-server` of the test's own, on a free loopback port, without
@@ -48,8 +72,8 @@ impl RedisServer {
         if !installed("redis-server", "--version") {
             return None;
         }
-        let port = free_port();
-        let child = spawn_redis(&["--port".into(), port.to_string()]);
+        let (child, port) =
+            spawn_redis_on_a_free_port(|port| vec!["--port".into(), port.to_string()]);
         Some(Self {
             child,
             port,
@@ -70,22 +94,23 @@ impl RedisServer {
         }
         let dir = scratch_dir("tls");
         let (ca, cert, key) = certificates(&dir, name);
-        let port = free_port();
         let path = |p: &Path| p.to_str().expect("a UTF-8 path").to_owned();
-        let child = spawn_redis(&[
-            "--port".into(),
-            "0".into(),
-            "--tls-port".into(),
-            port.to_string(),
-            "--tls-cert-file".into(),
-            path(&cert),
-            "--tls-key-file".into(),
-            path(&key),
-            "--tls-ca-cert-file".into(),
-            path(&ca),
-            "--tls-auth-clients".into(),
-            "no".into(),
-        ]);
+        let (child, port) = spawn_redis_on_a_free_port(|port| {
+            vec![
+                "--port".into(),
+                "0".into(),
+                "--tls-port".into(),
+                port.to_string(),
+                "--tls-cert-file".into(),
+                path(&cert),
+                "--tls-key-file".into(),
+                path(&key),
+                "--tls-ca-cert-file".into(),
+                path(&ca),
+                "--tls-auth-clients".into(),
+                "no".into(),
+            ]
+        });
         let ca = std::fs::read(&ca).expect("the CA certificate");
         Some(Self {
             child,
@@ -238,21 +263,24 @@ impl RedisCluster {
         }
         let nodes: Vec<(u16, Option<Child>)> = (0..primaries * (1 + replicas))
             .map(|_| {
-                let port = free_port();
-                let dir = scratch_dir("cluster");
-                let child = spawn_redis(&[
-                    "--port".into(),
-                    port.to_string(),
-                    "--cluster-enabled".into(),
-                    "yes".into(),
-                    "--cluster-node-timeout".into(),
-                    "1000".into(),
-                    // Replicas sync at once, so that they can take over.
-                    "--repl-diskless-sync-delay".into(),
-                    "0".into(),
-                    "--dir".into(),
-                    dir.to_str().expect("a UTF-8 path").to_owned(),
-                ]);
+                let (child, port) = spawn_redis_on_a_free_port(|port| {
+                    // A fresh directory for each try: a node that failed to
+                    // start may have written its cluster configuration.
+                    let dir = scratch_dir("cluster");
+                    vec![
+                        "--port".into(),
+                        port.to_string(),
+                        "--cluster-enabled".into(),
+                        "yes".into(),
+                        "--cluster-node-timeout".into(),
+                        "1000".into(),
+                        // Replicas sync at once, so that they can take over.
+                        "--repl-diskless-sync-delay".into(),
+                        "0".into(),
+                        "--dir".into(),
+                        dir.to_str().expect("a UTF-8 path").to_owned(),
+                    ]
+                });
                 (port, Some(child))
             })
             .collect();

@@ -23,7 +23,7 @@ use http_body_util::{BodyExt, Full, Limited};
 use serde_json::{Map, Value, json};
 
 use super::entitlements::Entitlement;
-use super::registry::{Fault, RedemptionPolicy, Registry};
+use super::registry::{Fault, Operation, RedemptionPolicy, Registry};
 use crate::customer::ResolvedCustomer;
 
 /// Where the admin API lives.
@@ -306,14 +306,16 @@ const FAULT_NAMES: &str = "ThrottlingException, InternalServiceErrorException, D
 
 fn push_faults(registry: &Registry, body: &[u8]) -> Result<Answer, Refusal> {
     let fields = object(body, &["Fault", "Count", "LatencyMillis", "Operation"])?;
-    let entitlements = match string_field(&fields, "Operation")?.as_deref() {
-        None | Some("ResolveCustomer") => false,
-        Some("GetEntitlements") => true,
-        Some(other) => {
-            return Err(Refusal::bad(format!(
-                "Operation {other:?} is not one of ResolveCustomer, GetEntitlements"
-            )));
-        }
+    let operation = match string_field(&fields, "Operation")? {
+        None => Operation::ResolveCustomer,
+        Some(name) => Operation::ALL
+            .into_iter()
+            .find(|operation| operation.name() == name)
+            .ok_or_else(|| {
+                Refusal::bad(format!(
+                    "Operation {name:?} is not one of ResolveCustomer, GetEntitlements"
+                ))
+            })?,
     };
     let name = required_string(&fields, "Fault")?;
     let latency = count_field(&fields, "LatencyMillis", MAX_LATENCY_MILLIS)?;
@@ -332,18 +334,14 @@ fn push_faults(registry: &Registry, body: &[u8]) -> Result<Answer, Refusal> {
             )));
         }
     };
-    if entitlements && fault == Fault::DisabledApi {
+    if operation == Operation::GetEntitlements && fault == Fault::DisabledApi {
         return Err(Refusal::bad(
             "DisabledApiException is not an error of GetEntitlements",
         ));
     }
     let count = usize::try_from(count_field(&fields, "Count", MAX_FAULT_COUNT)?.unwrap_or(1))
         .unwrap_or(usize::MAX);
-    if entitlements {
-        registry.push_entitlement_faults(fault, count);
-    } else {
-        registry.push_faults(fault, count);
-    }
+    registry.push_faults(operation, fault, count);
     Ok(faults_answer(registry, StatusCode::CREATED))
 }
 
@@ -366,11 +364,10 @@ fn faults_answer(registry: &Registry, status: StatusCode) -> Answer {
             })
             .collect()
     };
-    let mut pending = listed(registry.pending_faults(), "ResolveCustomer");
-    pending.extend(listed(
-        registry.pending_entitlement_faults(),
-        "GetEntitlements",
-    ));
+    let pending: Vec<Value> = Operation::ALL
+        .into_iter()
+        .flat_map(|operation| listed(registry.pending_faults(operation), operation.name()))
+        .collect();
     json_answer(status, &json!({ "PendingFaults": pending }))
 }
 

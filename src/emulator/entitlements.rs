@@ -331,7 +331,7 @@ fn fingerprint(product: &str, filter: Option<&Value>) -> String {
         .chain_update([0])
         .chain_update(filter.as_bytes())
         .finalize();
-    digest[..8].iter().map(|b| format!("{b:02x}")).collect()
+    super::hex(&digest[..8])
 }
 
 fn next_token(offset: usize, query: &str) -> String {

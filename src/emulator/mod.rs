@@ -57,7 +57,7 @@ use tokio::task::JoinSet;
 
 pub use self::entitlements::{Entitlement, EntitlementValue};
 pub use self::registry::{Fault, RedemptionPolicy};
-use self::registry::{Registry, Verdict};
+use self::registry::{Operation, Registry, Verdict};
 use crate::aws::AwsMarketplaceResolver;
 use crate::customer::ResolvedCustomer;
 
@@ -154,20 +154,13 @@ impl MeteringEmulator {
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos());
-        let mut raw = Vec::with_capacity(137);
-        let mut block = 0u8;
-        while raw.len() < 137 {
-            let digest = Sha256::new()
-                .chain_update(n.to_le_bytes())
-                .chain_update(nanos.to_le_bytes())
-                .chain_update(std::process::id().to_le_bytes())
-                .chain_update([block])
-                .finalize();
-            raw.extend_from_slice(&digest);
-            block += 1;
-        }
-        raw.truncate(137);
-        base64::engine::general_purpose::STANDARD.encode(&raw)
+        let seed = [
+            &n.to_le_bytes()[..],
+            &nanos.to_le_bytes(),
+            &std::process::id().to_le_bytes(),
+        ]
+        .concat();
+        base64::engine::general_purpose::STANDARD.encode(expand(&seed, 137))
     }
 
     /// Registers `token` as resolving to `customer` for
@@ -232,7 +225,8 @@ impl MeteringEmulator {
     /// [`Fault::DisabledApi`] is not an Entitlement Service error and answers
     /// `DisabledApiException` all the same).
     pub fn inject_entitlement_faults(&self, fault: Fault, times: usize) {
-        self.registry.push_entitlement_faults(fault, times);
+        self.registry
+            .push_faults(Operation::GetEntitlements, fault, times);
     }
 
     /// Well-formed `GetEntitlements` calls, faulted or not.
@@ -271,7 +265,8 @@ impl MeteringEmulator {
 
     /// Makes each of the next `times` calls fail with `fault`.
     pub fn inject_times(&self, fault: Fault, times: usize) {
-        self.registry.push_faults(fault, times);
+        self.registry
+            .push_faults(Operation::ResolveCustomer, fault, times);
     }
 
     /// Drops the faults not used yet.
@@ -383,7 +378,7 @@ impl crate::Resolver for InProcessResolver {
         self.registry.record_request(None);
         self.registry.record_call(token.expose(), None);
         // One fault per call; a latency delays the call, then it is answered.
-        if let Some(fault) = self.registry.next_fault() {
+        if let Some(fault) = self.registry.next_fault(Operation::ResolveCustomer) {
             let error = match fault {
                 Fault::Latency(delay) => {
                     tokio::time::sleep(delay).await;
@@ -421,6 +416,28 @@ impl std::fmt::Debug for MeteringEmulator {
             .field("addr", &self.addr)
             .finish_non_exhaustive()
     }
+}
+
+/// `len` bytes that look random, derived from `seed` (SHA-256 in counter
+/// mode): tokens and credentials of the emulator's own making.
+pub(crate) fn expand(seed: &[u8], len: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(len + 32);
+    let mut block = 0u32;
+    while out.len() < len {
+        let digest = Sha256::new()
+            .chain_update(seed)
+            .chain_update(block.to_le_bytes())
+            .finalize();
+        out.extend_from_slice(&digest);
+        block += 1;
+    }
+    out.truncate(len);
+    out
+}
+
+/// `bytes` as lowercase hexadecimal.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// How long a connection may take to send a request's head (or finish its TLS

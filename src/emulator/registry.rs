@@ -47,6 +47,24 @@ struct Registration {
     redeemed: bool,
 }
 
+/// An operation the emulator serves, with faults of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Operation {
+    ResolveCustomer = 0,
+    GetEntitlements = 1,
+}
+
+impl Operation {
+    pub(crate) const ALL: [Operation; 2] = [Self::ResolveCustomer, Self::GetEntitlements];
+
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Self::ResolveCustomer => "ResolveCustomer",
+            Self::GetEntitlements => "GetEntitlements",
+        }
+    }
+}
+
 /// What a `ResolveCustomer` call is answered with.
 pub(crate) enum Verdict {
     Resolved(ResolvedCustomer),
@@ -77,14 +95,14 @@ struct Access {
 struct Inner {
     tokens: HashMap<String, Registration>,
     policy: RedemptionPolicy,
-    faults: VecDeque<Fault>,
+    /// Faults still to come, per operation.
+    faults: [VecDeque<Fault>; 2],
     calls: HashMap<String, usize>,
     redemptions: HashMap<String, usize>,
     token_attempts: HashMap<String, Vec<u32>>,
     attempts: Vec<u32>,
     requests: usize,
     entitlements: Vec<Entitlement>,
-    entitlement_faults: VecDeque<Fault>,
     entitlement_calls: usize,
 }
 
@@ -181,8 +199,12 @@ impl Registry {
         *self.lock() = Inner::default();
     }
 
-    pub(crate) fn pending_faults(&self) -> Vec<Fault> {
-        self.lock().faults.iter().cloned().collect()
+    /// The faults still to come for `operation`, in order.
+    pub(crate) fn pending_faults(&self, operation: Operation) -> Vec<Fault> {
+        self.lock().faults[operation as usize]
+            .iter()
+            .cloned()
+            .collect()
     }
 
     pub(crate) fn counters_for(&self, token: &str) -> TokenCounters {
@@ -195,26 +217,20 @@ impl Registry {
         }
     }
 
-    pub(crate) fn push_faults(&self, fault: Fault, times: usize) {
-        let mut inner = self.lock();
-        inner.faults.extend(std::iter::repeat_n(fault, times));
+    /// Makes each of the next `times` calls of `operation` meet `fault`.
+    pub(crate) fn push_faults(&self, operation: Operation, fault: Fault, times: usize) {
+        self.lock().faults[operation as usize].extend(std::iter::repeat_n(fault, times));
     }
 
     pub(crate) fn clear_faults(&self) {
-        let mut inner = self.lock();
-        inner.faults.clear();
-        inner.entitlement_faults.clear();
+        for faults in &mut self.lock().faults {
+            faults.clear();
+        }
     }
 
-    pub(crate) fn push_entitlement_faults(&self, fault: Fault, times: usize) {
-        let mut inner = self.lock();
-        inner
-            .entitlement_faults
-            .extend(std::iter::repeat_n(fault, times));
-    }
-
-    pub(crate) fn pending_entitlement_faults(&self) -> Vec<Fault> {
-        self.lock().entitlement_faults.iter().cloned().collect()
+    /// The fault the next call of `operation` meets, if any.
+    pub(crate) fn next_fault(&self, operation: Operation) -> Option<Fault> {
+        self.lock().faults[operation as usize].pop_front()
     }
 
     pub(crate) fn add_entitlements(&self, entitlements: impl IntoIterator<Item = Entitlement>) {
@@ -232,10 +248,6 @@ impl Registry {
     /// Counts a well-formed `GetEntitlements` call, faulted or not.
     pub(crate) fn record_entitlement_call(&self) {
         self.lock().entitlement_calls += 1;
-    }
-
-    pub(crate) fn next_entitlement_fault(&self) -> Option<Fault> {
-        self.lock().entitlement_faults.pop_front()
     }
 
     pub(crate) fn entitlement_calls(&self) -> usize {
@@ -263,10 +275,6 @@ impl Registry {
                 .or_default()
                 .push(attempt);
         }
-    }
-
-    pub(crate) fn next_fault(&self) -> Option<Fault> {
-        self.lock().faults.pop_front()
     }
 
     /// Answers one well-formed `ResolveCustomer` call for `token`.

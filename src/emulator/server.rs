@@ -9,7 +9,7 @@ use http::{HeaderValue, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use serde_json::{Map, Value, json};
 
-use super::registry::{Fault, Registry, Verdict};
+use super::registry::{Fault, Operation, Registry, Verdict};
 use super::{admin, entitlements, rpc_v2_cbor, signature, sts};
 
 const JSON_1_1: &str = "application/x-amz-json-1.1";
@@ -31,7 +31,7 @@ impl std::error::Error for CloseConnection {}
 
 static REQUEST_IDS: AtomicU64 = AtomicU64::new(1);
 
-fn request_id() -> String {
+pub(crate) fn request_id() -> String {
     let n = REQUEST_IDS.fetch_add(1, Ordering::Relaxed);
     format!("00000000-0000-4000-8000-{n:012x}")
 }
@@ -149,7 +149,7 @@ async fn get_entitlements(
         ));
     };
     registry.record_entitlement_call();
-    if let Some(fault) = registry.next_entitlement_fault()
+    if let Some(fault) = registry.next_fault(Operation::GetEntitlements)
         && let Some(faulted) = faulted(fault, wire).await
     {
         return faulted;
@@ -198,6 +198,7 @@ where
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
     let query = parts.uri.path() == "/" && sts::is_query(content_type);
+    let wire = Wire::of(parts.uri.path());
     let service = if query {
         sts::SIGNING_NAME
     } else {
@@ -217,7 +218,6 @@ where
             return Ok(sts::error(refused.status, refused.kind, &refused.message));
         }
         Err(refused) => {
-            let wire = Wire::of(parts.uri.path());
             return Ok(wire.error(refused.status, refused.kind, &refused.message));
         }
     };
@@ -238,14 +238,14 @@ where
         .and_then(|v| v.to_str().ok());
     if !registry.may_call(&access_key, session_token) {
         // The Metering API reference's Common Errors: 400.
-        return Ok(Wire::of(parts.uri.path()).error(
+        return Ok(wire.error(
             StatusCode::BAD_REQUEST,
             "AccessDeniedException",
             "You do not have sufficient access to perform this action: \
              call from the account that published the product.",
         ));
     }
-    if Wire::of(parts.uri.path()) == Wire::Cbor {
+    if wire == Wire::Cbor {
         return match rpc_v2_cbor::operation(parts.uri.path()) {
             Some(("AWSMPEntitlementService", "GetEntitlements"))
                 if parts.method == http::Method::POST =>
@@ -273,11 +273,6 @@ where
             "The requested operation is not supported.",
         ));
     }
-    let content_type = parts
-        .headers
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
     if !content_type.starts_with(JSON_1_1) {
         return Ok(error(
             StatusCode::BAD_REQUEST,
@@ -319,7 +314,7 @@ where
     };
     registry.record_call(&token, attempt);
 
-    if let Some(fault) = registry.next_fault()
+    if let Some(fault) = registry.next_fault(Operation::ResolveCustomer)
         && let Some(faulted) = faulted(fault, Wire::Json).await
     {
         return faulted;

@@ -30,6 +30,8 @@ use http::StatusCode;
 use http::request::Parts;
 use sha2::{Digest, Sha256};
 
+use super::hex;
+
 /// The signing name of the Marketplace Metering and Entitlement services.
 pub(crate) const SIGNING_NAME: &str = "aws-marketplace";
 /// How far a request's date may be from the emulator's clock.
@@ -164,10 +166,6 @@ fn days_from_civil(year: u64, month: u64, day: u64) -> Option<u64> {
         (153 * (month + if month > 2 { -3 } else { 9 }) + 2) / 5 + i64::try_from(day).ok()? - 1;
     let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
     u64::try_from(era * 146_097 + day_of_era - 719_468).ok()
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn hmac(key: &[u8], data: &[u8]) -> Vec<u8> {

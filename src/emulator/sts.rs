@@ -8,7 +8,9 @@ use bytes::Bytes;
 use http::header::CONTENT_TYPE;
 use http::{HeaderValue, Response, StatusCode};
 use http_body_util::Full;
-use sha2::{Digest, Sha256};
+
+use super::expand;
+use super::server::request_id;
 
 /// The signing name of STS.
 pub(crate) const SIGNING_NAME: &str = "sts";
@@ -64,42 +66,17 @@ pub(crate) fn error(status: StatusCode, code: &str, message: &str) -> Response<F
              <Message>{}</Message></Error><RequestId>{}</RequestId></ErrorResponse>",
             xml_escape(code),
             xml_escape(message),
-            request_id(message)
+            request_id()
         ),
-    )
-}
-
-fn request_id(seed: &str) -> String {
-    let digest = Sha256::digest(seed.as_bytes());
-    let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &hex[..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..32]
     )
 }
 
 /// `count` characters from `alphabet`, derived from `seed`.
 fn derived(seed: &[u8], alphabet: &[u8], count: usize) -> String {
-    let mut out = String::with_capacity(count);
-    let mut block = 0u32;
-    while out.len() < count {
-        let digest = Sha256::new()
-            .chain_update(seed)
-            .chain_update(block.to_le_bytes())
-            .finalize();
-        for byte in digest {
-            if out.len() == count {
-                break;
-            }
-            out.push(alphabet[usize::from(byte) % alphabet.len()] as char);
-        }
-        block += 1;
-    }
-    out
+    expand(seed, count)
+        .into_iter()
+        .map(|byte| alphabet[usize::from(byte) % alphabet.len()] as char)
+        .collect()
 }
 
 /// `YYYY-MM-DDTHH:MM:SSZ` for `time`.
@@ -215,7 +192,7 @@ pub(crate) fn assume_role(
         xml_escape(account),
         xml_escape(role_name),
         xml_escape(session),
-        request_id(&seed),
+        request_id(),
     );
     (xml(StatusCode::OK, body), Some((access_key, issued)))
 }

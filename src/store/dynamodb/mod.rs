@@ -276,15 +276,23 @@ impl DynamoDbStore {
             )
     }
 
+    /// A strongly consistent `GetItem` of the item at `key`.
+    fn consistent_get(
+        &self,
+        key: AttributeValue,
+    ) -> aws_sdk_dynamodb::operation::get_item::builders::GetItemFluentBuilder {
+        self.client
+            .get_item()
+            .table_name(&*self.table)
+            .key(&*self.partition_key, key)
+            .consistent_read(true)
+    }
+
     /// The lease item, read consistently (for a conditional write refused
     /// without the item in its reply).
     async fn lease_item(&self, token: TokenDigest) -> Result<Item, DynamoDbStoreError> {
         let read = self
-            .client
-            .get_item()
-            .table_name(&*self.table)
-            .key(&*self.partition_key, self.lease_key(token))
-            .consistent_read(true)
+            .consistent_get(self.lease_key(token))
             .customize()
             .config_override(self.call_settings())
             .send()
@@ -465,11 +473,7 @@ impl ResolutionStore for DynamoDbStore {
 
     async fn read(&self, token: TokenDigest) -> Result<Option<StoredAnswer>, DynamoDbStoreError> {
         let read = self
-            .client
-            .get_item()
-            .table_name(&*self.table)
-            .key(&*self.partition_key, self.answer_key(token))
-            .consistent_read(true)
+            .consistent_get(self.answer_key(token))
             .projection_expression("#answer, #until")
             .expression_attribute_names("#answer", ANSWER)
             .expression_attribute_names("#until", ANSWER_UNTIL)

@@ -187,24 +187,32 @@ pub(crate) fn customer_from_output(
 
 /// Maps every SDK failure of `ResolveCustomer` to a [`ResolveError`].
 pub(crate) fn map_sdk_error(error: SdkError<ResolveCustomerError, HttpResponse>) -> ResolveError {
+    map_failure(error, |error, status| match error {
+        ResolveCustomerError::InvalidTokenException(_) => ResolveError::InvalidToken,
+        ResolveCustomerError::ExpiredTokenException(_) => ResolveError::ExpiredToken,
+        ResolveCustomerError::ThrottlingException(_) => ResolveError::Throttled,
+        ResolveCustomerError::DisabledApiException(_) => ResolveError::ApiDisabled,
+        ResolveCustomerError::InternalServiceErrorException(_) => {
+            ResolveError::unavailable(format!("InternalServiceErrorException (HTTP {status})"))
+        }
+        other => unmodeled(&other, status),
+    })
+}
+
+/// Maps an SDK failure of any Marketplace operation: the service's own
+/// errors by `service` (given the HTTP status), the rest (timeouts,
+/// transport, unreadable answers) alike for every operation.
+pub(crate) fn map_failure<E>(
+    error: SdkError<E, HttpResponse>,
+    service: impl FnOnce(E, u16) -> ResolveError,
+) -> ResolveError
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
     match error {
         SdkError::ServiceError(context) => {
             let status = context.raw().status().as_u16();
-            match context.into_err() {
-                ResolveCustomerError::InvalidTokenException(_) => ResolveError::InvalidToken,
-                ResolveCustomerError::ExpiredTokenException(_) => ResolveError::ExpiredToken,
-                ResolveCustomerError::ThrottlingException(_) => ResolveError::Throttled,
-                ResolveCustomerError::DisabledApiException(_) => ResolveError::ApiDisabled,
-                ResolveCustomerError::InternalServiceErrorException(_) => {
-                    ResolveError::unavailable(format!(
-                        "InternalServiceErrorException (HTTP {status})"
-                    ))
-                }
-                other => ResolveError::unavailable(format!(
-                    "{} (HTTP {status})",
-                    other.code().unwrap_or("unrecognised service error")
-                )),
-            }
+            service(context.into_err(), status)
         }
         SdkError::TimeoutError(_) => ResolveError::Timeout,
         SdkError::DispatchFailure(failure) if failure.is_timeout() => ResolveError::Timeout,
@@ -216,6 +224,15 @@ pub(crate) fn map_sdk_error(error: SdkError<ResolveCustomerError, HttpResponse>)
         // refused, no credentials, ...) is what an operator needs.
         other => ResolveError::unavailable(DisplayErrorContext(&other).to_string()),
     }
+}
+
+/// A service error this crate does not model (`InternalServiceErrorException`,
+/// missing permissions, ...): unavailable, with its code and status.
+pub(crate) fn unmodeled(error: &impl ProvideErrorMetadata, status: u16) -> ResolveError {
+    ResolveError::unavailable(format!(
+        "{} (HTTP {status})",
+        error.code().unwrap_or("unrecognised service error")
+    ))
 }
 
 #[cfg(test)]

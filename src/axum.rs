@@ -1,5 +1,5 @@
-//! axum extractors for [`ResolvedCustomer`] and [`OfferType`] (feature
-//! `axum`).
+//! axum extractors for [`ResolvedCustomer`], [`Redemption`],
+//! [`Entitlements`] and [`OfferType`] (feature `axum`).
 
 use std::convert::Infallible;
 use std::fmt;
@@ -10,17 +10,21 @@ use http::StatusCode;
 use http::request::Parts;
 
 use crate::customer::ResolvedCustomer;
+use crate::entitlements::Entitlements;
 use crate::offer_type::OfferType;
+use crate::redemption::Redemption;
 
-/// The rejection of the [`ResolvedCustomer`] extractor: the handler is not behind
-/// [`ResolveCustomerLayer`](crate::ResolveCustomerLayer). A server bug, so 500.
+/// The rejection of the [`ResolvedCustomer`], [`Redemption`] and
+/// [`Entitlements`] extractors: the handler is not behind
+/// [`ResolveCustomerLayer`](crate::ResolveCustomerLayer) (or, for
+/// `Entitlements`, the entitlement step is off). A server bug, so 500.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct MissingResolvedCustomer;
 
 impl fmt::Display for MissingResolvedCustomer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(
-            "missing ResolvedCustomer request extension: is the handler behind ResolveCustomerLayer?",
+            "missing ResolvedCustomer request extension: is the handler behind ResolveCustomerLayer (with the entitlement step on, for Entitlements)?",
         )
     }
 }
@@ -56,11 +60,7 @@ impl<S: Send + Sync> FromRequestParts<S> for ResolvedCustomer {
     type Rejection = MissingResolvedCustomer;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        parts
-            .extensions
-            .get::<ResolvedCustomer>()
-            .cloned()
-            .ok_or(MissingResolvedCustomer)
+        required(parts)
     }
 }
 
@@ -71,8 +71,79 @@ impl<S: Send + Sync> OptionalFromRequestParts<S> for ResolvedCustomer {
         parts: &mut Parts,
         _state: &S,
     ) -> Result<Option<Self>, Self::Rejection> {
-        Ok(parts.extensions.get::<ResolvedCustomer>().cloned())
+        Ok(parts.extensions.get().cloned())
     }
+}
+
+/// Extracts whether the request redeemed its token or replays an earlier
+/// redemption; `Option<Redemption>` for routes behind an optional layer.
+///
+/// ```
+/// use std::time::Duration;
+/// use axum::{Router, routing::post};
+/// use tower_resolve_customer::{Redemption, RegistrationToken, ResolveCustomerLayer, ResolvedCustomer};
+///
+/// async fn register(customer: ResolvedCustomer, redemption: Redemption) -> String {
+///     if redemption.is_first() || redemption.age() < Duration::from_secs(300) {
+///         format!("welcome, account {}", customer.customer_aws_account_id())
+///     } else {
+///         "this registration link was used already: please sign in".to_owned()
+///     }
+/// }
+///
+/// let app: Router = Router::new()
+///     .route("/register", post(register))
+///     .layer(ResolveCustomerLayer::new(|_: RegistrationToken| async {
+///         Ok(ResolvedCustomer::new("123456789012", "prod-abc123"))
+///     }));
+/// ```
+impl<S: Send + Sync> FromRequestParts<S> for Redemption {
+    type Rejection = MissingResolvedCustomer;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        required(parts)
+    }
+}
+
+impl<S: Send + Sync> OptionalFromRequestParts<S> for Redemption {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        _state: &S,
+    ) -> Result<Option<Self>, Self::Rejection> {
+        Ok(parts.extensions.get().copied())
+    }
+}
+
+/// Extracts the customer's entitlements, with the entitlement step on
+/// ([`ResolutionsBuilder::entitlements`](crate::ResolutionsBuilder::entitlements));
+/// `Option<Entitlements>` for routes behind an optional layer.
+impl<S: Send + Sync> FromRequestParts<S> for Entitlements {
+    type Rejection = MissingResolvedCustomer;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        required(parts)
+    }
+}
+
+impl<S: Send + Sync> OptionalFromRequestParts<S> for Entitlements {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        _state: &S,
+    ) -> Result<Option<Self>, Self::Rejection> {
+        Ok(parts.extensions.get().cloned())
+    }
+}
+
+fn required<T: Clone + Send + Sync + 'static>(parts: &Parts) -> Result<T, MissingResolvedCustomer> {
+    parts
+        .extensions
+        .get::<T>()
+        .cloned()
+        .ok_or(MissingResolvedCustomer)
 }
 
 /// `Option<OfferType>` extracts the offer type the layer read from the

@@ -35,7 +35,8 @@ use tokio::sync::{Notify, OwnedSemaphorePermit};
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use crate::customer::ResolvedCustomer;
+use crate::answer::{Answer, Entitled, Known, to_millis};
+use crate::entitlements::EntitlementStep;
 use crate::error::ResolveError;
 use crate::rejection::{Rejection, outcome_kind};
 use crate::resolver::DynResolver;
@@ -44,7 +45,7 @@ use crate::store::protocol::SharedStore;
 use crate::token::RegistrationToken;
 use crate::upstream_limit::{MissRate, UpstreamLimit};
 
-pub(crate) type Outcome = Result<ResolvedCustomer, Rejection>;
+pub(crate) type Outcome = Result<Answer, Rejection>;
 
 /// The cache key: a digest of the token.
 pub(crate) type TokenKey = u128;
@@ -98,6 +99,8 @@ pub(crate) struct Policy {
     pub(crate) max_store_lookups: usize,
     /// How fast new tokens may be looked up in a shared store, if limited.
     pub(crate) store_lookup_rate: Option<MissRate>,
+    /// Whether an answer needs the customer's entitlements to be complete.
+    pub(crate) wants_entitlements: bool,
 }
 
 /// A snapshot of a [`Resolutions`](crate::Resolutions)' cache, store lookups and
@@ -205,10 +208,11 @@ impl Shard {
 }
 
 struct Inner {
-    answers: Cache<TokenKey, Fresh<ResolvedCustomer>>,
+    answers: Cache<TokenKey, Fresh<Answer>>,
     refusals: Cache<TokenKey, Fresh<ResolveError>>,
     shards: Box<[Shard]>,
     resolver: Arc<dyn DynResolver>,
+    entitlements: Option<EntitlementStep>,
     policy: Policy,
     limit: UpstreamLimit,
     /// Resolutions shared with other replicas, if any.
@@ -227,6 +231,7 @@ pub(crate) struct DedupeCache {
 impl DedupeCache {
     pub(crate) fn new(
         resolver: Arc<dyn DynResolver>,
+        entitlements: Option<EntitlementStep>,
         policy: Policy,
         store: Option<SharedStore>,
     ) -> Self {
@@ -246,6 +251,7 @@ impl DedupeCache {
                 refusals: cache(policy.negative_capacity, policy.negative_ttl),
                 shards: (0..SHARDS).map(|_| Shard::default()).collect(),
                 resolver,
+                entitlements,
                 policy,
                 limit: UpstreamLimit::new(policy.max_concurrent, policy.miss_rate),
                 lookups: UpstreamLimit::new(policy.max_store_lookups, policy.store_lookup_rate),
@@ -265,6 +271,10 @@ impl DedupeCache {
 
     pub(crate) fn store(&self) -> Option<&SharedStore> {
         self.inner.store.as_ref()
+    }
+
+    pub(crate) fn entitlement_policy(&self) -> Option<crate::entitlements::EntitlementPolicy> {
+        self.inner.entitlements.as_ref().map(|step| step.policy)
     }
 
     /// What the cache holds and runs right now. Runs moka's pending
@@ -358,10 +368,15 @@ impl Inner {
 
     fn cached(&self, key: TokenKey) -> Option<Outcome> {
         let now = Instant::now();
-        if let Some(customer) = self.answers.get(&key)
-            && now < customer.expires_at
+        if let Some(answer) = self.answers.get(&key)
+            && now < answer.expires_at
         {
-            return Some(Ok(customer.value));
+            // An answer still waiting for its entitlements is not a hit: the
+            // next resolve fetches them (and only them).
+            return answer
+                .value
+                .is_complete(self.policy.wants_entitlements)
+                .then_some(Ok(answer.value));
         }
         match self.refusals.get(&key) {
             Some(refusal) if now < refusal.expires_at => {
@@ -373,19 +388,56 @@ impl Inner {
 }
 
 impl Inner {
-    /// The resolver's answer for `token`, given at most `deadline`.
-    async fn call_resolver(&self, token: &RegistrationToken, deadline: Duration) -> Outcome {
+    /// The customer of a fresh cached answer that still lacks its
+    /// entitlements.
+    fn known(&self, key: TokenKey) -> Option<Known> {
+        let answer = self.answers.get(&key)?;
+        (Instant::now() < answer.expires_at).then(|| answer.value.known())
+    }
+
+    /// The answer for `token`, given at most `deadline`: the resolver's
+    /// (unless the customer is `known` already), then the entitlement step's.
+    async fn redeem(
+        &self,
+        token: &RegistrationToken,
+        known: Option<Known>,
+        deadline: Duration,
+    ) -> Outcome {
         let started = Instant::now();
-        let outcome = tokio::time::timeout(deadline, self.resolver.resolve_boxed(token))
-            .await
-            .unwrap_or(Err(ResolveError::Timeout))
-            .map_err(Rejection::Resolve);
-        tracing::debug!(
-            outcome = outcome_kind(&outcome),
-            upstream_latency_us = started.elapsed().as_micros() as u64,
-            "registration token resolved upstream"
-        );
-        outcome
+        let (customer, redeemed_at, redeemed_here) = match known {
+            Some(known) => (known.customer, known.redeemed_at, false),
+            None => {
+                let outcome = tokio::time::timeout(deadline, self.resolver.resolve_boxed(token))
+                    .await
+                    .unwrap_or(Err(ResolveError::Timeout))
+                    .map_err(Rejection::Resolve);
+                tracing::debug!(
+                    outcome = outcome_kind(&outcome),
+                    upstream_latency_us = started.elapsed().as_micros() as u64,
+                    "registration token resolved upstream"
+                );
+                (outcome?, to_millis(std::time::SystemTime::now()), true)
+            }
+        };
+        let entitlements = match &self.entitlements {
+            None => Entitled::NotFetched,
+            Some(step) => {
+                let left = deadline.saturating_sub(started.elapsed());
+                let fetched = tokio::time::timeout(left, step.source.entitlements_boxed(&customer))
+                    .await
+                    .unwrap_or(Err(ResolveError::Timeout));
+                if let Err(error) = &fetched {
+                    tracing::debug!(error = error.kind(), "entitlements not fetched");
+                }
+                fetched.map_or_else(Entitled::Failed, Entitled::Fetched)
+            }
+        };
+        Ok(Answer {
+            customer,
+            redeemed_at,
+            redeemed_here,
+            entitlements,
+        })
     }
 
     /// Spawns the one resolve that completes `slot`, holding `permit` (the
@@ -407,8 +459,9 @@ impl Inner {
         tokio::spawn(
             async move {
                 let deadline = inner.policy.upstream_deadline();
-                let upstream = async {
-                    let outcome = inner.call_resolver(&token, deadline).await;
+                let local = inner.known(key);
+                let upstream = |known: Option<Known>| async {
+                    let outcome = inner.redeem(&token, known, deadline).await;
                     drop(token);
                     outcome
                 };
@@ -418,11 +471,18 @@ impl Inner {
                             move |(outcome, lifetime)| completion.finish(outcome, lifetime);
                         let digest = TokenDigest::new(key);
                         store
-                            .resolve(digest, &inner.policy, &inner.limit, upstream, deliver)
+                            .resolve(
+                                digest,
+                                &inner.policy,
+                                &inner.limit,
+                                local,
+                                upstream,
+                                deliver,
+                            )
                             .await;
                     }
                     None => {
-                        let outcome = upstream.await;
+                        let outcome = upstream(local).await;
                         let lifetime = inner.policy.lifetime_of(&outcome);
                         completion.finish(outcome, lifetime);
                     }
@@ -450,8 +510,8 @@ impl Completion {
         // request, a look at the stats) finds it there.
         if let Some(lifetime) = lifetime.filter(|l| !l.is_zero()) {
             match &outcome {
-                Ok(customer) => {
-                    let fresh = Fresh::new(customer.clone(), lifetime);
+                Ok(answer) => {
+                    let fresh = Fresh::new(answer.clone(), lifetime);
                     self.inner.answers.insert(self.key, fresh);
                 }
                 Err(Rejection::Resolve(refusal)) => {
@@ -494,6 +554,7 @@ impl Drop for Completion {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::customer::ResolvedCustomer;
 
     fn policy() -> Policy {
         Policy {
@@ -506,6 +567,7 @@ mod tests {
             miss_rate: None,
             max_store_lookups: 16,
             store_lookup_rate: None,
+            wants_entitlements: false,
         }
     }
 
@@ -526,7 +588,7 @@ mod tests {
                 }
             }
         };
-        let cache = DedupeCache::new(Arc::new(resolver), policy(), None);
+        let cache = DedupeCache::new(Arc::new(resolver), None, policy(), None);
         for token in [&good, &junk] {
             let (outcome, status) = cache.resolve(key_of(token), token).await;
             assert_eq!(status, CacheStatus::Miss);

@@ -34,23 +34,25 @@ impl GrpcCode {
     /// |---|---|
     /// | `MissingToken`, `Resolve(InvalidToken)`, `Resolve(ExpiredToken)` | `UNAUTHENTICATED` |
     /// | `MalformedToken`, `AmbiguousToken`, `MalformedBody` | `INVALID_ARGUMENT` |
-    /// | `ProductMismatch`, `Resolve(Refused)` | `PERMISSION_DENIED` |
+    /// | `ProductMismatch`, `NotEntitled`, `Resolve(Refused)` | `PERMISSION_DENIED` |
     /// | `BodyTooLarge` | `RESOURCE_EXHAUSTED` |
     /// | `Overloaded`, `Resolve(Throttled)`, `Resolve(Unavailable)`, `Resolve(ApiDisabled)` | `UNAVAILABLE` |
     /// | `Internal` | `INTERNAL` |
     /// | `BodyTimeout`, `Resolve(Timeout)` | `DEADLINE_EXCEEDED` |
+    /// | `Entitlements(error)` | as `Resolve(error)`, but `PERMISSION_DENIED` for a definitive error |
     pub fn of(rejection: &Rejection) -> Self {
         match rejection {
             Rejection::MissingToken => Self::Unauthenticated,
             Rejection::MalformedToken(_) | Rejection::AmbiguousToken | Rejection::MalformedBody => {
                 Self::InvalidArgument
             }
-            Rejection::ProductMismatch => Self::PermissionDenied,
+            Rejection::ProductMismatch | Rejection::NotEntitled => Self::PermissionDenied,
             Rejection::BodyTooLarge { .. } => Self::ResourceExhausted,
             Rejection::Overloaded { .. } => Self::Unavailable,
             Rejection::Internal => Self::Internal,
             Rejection::BodyTimeout => Self::DeadlineExceeded,
-            Rejection::Resolve(error) => match error {
+            Rejection::Entitlements(error) if error.is_definitive() => Self::PermissionDenied,
+            Rejection::Resolve(error) | Rejection::Entitlements(error) => match error {
                 ResolveError::InvalidToken | ResolveError::ExpiredToken => Self::Unauthenticated,
                 ResolveError::Refused(_) => Self::PermissionDenied,
                 ResolveError::Throttled

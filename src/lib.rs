@@ -64,7 +64,10 @@
 //! # Features
 //!
 //! - `aws` (default): [`AwsMarketplaceResolver`], on `aws-sdk-marketplacemetering`.
-//! - `axum`: [`ResolvedCustomer`] is an axum extractor (and `Option<ResolvedCustomer>`).
+//! - `entitlements`: [`AwsEntitlements`], the entitlement step
+//!   ([`ResolutionsBuilder::entitlements`]) on `aws-sdk-marketplaceentitlement`.
+//! - `axum`: [`ResolvedCustomer`], [`Redemption`], [`Entitlements`] and
+//!   [`OfferType`] are axum extractors (and their `Option`s).
 //! - `dynamodb`: [`DynamoDbStore`], a [`ResolutionStore`] on one DynamoDB
 //!   table, for fleets without Redis (AWS Lambda above all).
 //! - `grpc`: [`grpc_status`], rejections as gRPC statuses for tonic and other
@@ -105,14 +108,17 @@
 #![warn(missing_docs, unreachable_pub)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod answer;
 mod cache;
 mod customer;
+mod entitlements;
 mod error;
 mod form;
 mod future;
 mod layer;
 mod offer_type;
 mod problem_details;
+mod redemption;
 mod rejection;
 mod request_body;
 mod resolutions;
@@ -138,6 +144,7 @@ mod grpc;
 #[cfg(all(
     doctest,
     feature = "aws",
+    feature = "entitlements",
     feature = "axum",
     feature = "dynamodb",
     feature = "grpc",
@@ -153,6 +160,11 @@ pub use crate::aws::{AwsMarketplaceResolver, PublishingAccount};
 pub use crate::axum::MissingResolvedCustomer;
 pub use crate::cache::CacheStats;
 pub use crate::customer::ResolvedCustomer;
+#[cfg(feature = "entitlements")]
+pub use crate::entitlements::aws::{AwsEntitlements, ENTITLEMENT_SERVICE_REGION};
+pub use crate::entitlements::{
+    Entitlement, EntitlementPolicy, EntitlementSource, EntitlementValue, Entitlements,
+};
 pub use crate::error::ResolveError;
 pub use crate::future::ResponseFuture;
 #[cfg(feature = "grpc")]
@@ -160,6 +172,7 @@ pub use crate::grpc::{GrpcCode, grpc_status};
 pub use crate::layer::{DEFAULT_BODY_TIMEOUT, DEFAULT_MAX_BODY_BYTES, ResolveCustomerLayer};
 pub use crate::offer_type::{OFFER_TYPE_FIELD, OfferType};
 pub use crate::problem_details::problem_details;
+pub use crate::redemption::Redemption;
 pub use crate::rejection::Rejection;
 pub use crate::request_body::RequestBody;
 pub use crate::resolutions::{
@@ -186,8 +199,8 @@ pub use crate::store::redis::{
     RedisStoreError,
 };
 pub use crate::store::{
-    LeaseGrant, LeaseHolder, LeaseTerms, ResolutionStore, STORED_CUSTOMER_PREFIX, StoredAnswer,
-    TokenDigest,
+    LeaseGrant, LeaseHolder, LeaseTerms, ResolutionStore, STORED_CUSTOMER_PREFIX,
+    STORED_ENTITLED_PREFIX, StoredAnswer, TokenDigest,
 };
 pub use crate::token::{
     DEFAULT_MAX_TOKEN_LEN, RegistrationToken, TOKEN_FIELD, TOKEN_HEADER, TokenError,

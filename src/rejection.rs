@@ -23,12 +23,12 @@ use crate::token::TokenError;
 /// | variant | status | retryable |
 /// |---|---|---|
 /// | `MissingToken`, `MalformedToken`, `AmbiguousToken`, `MalformedBody` | 400 | no |
-/// | `ProductMismatch` | 403 | no |
+/// | `ProductMismatch`, `NotEntitled` | 403 | no |
 /// | `BodyTimeout` | 408 | yes |
 /// | `BodyTooLarge` | 413 | no |
 /// | `Internal` | 500 | no |
 /// | `Overloaded` | 503 + `Retry-After` | yes |
-/// | `Resolve(error)` | as [`ResolveError`] | as [`ResolveError`] |
+/// | `Resolve(error)`, `Entitlements(error)` | as [`ResolveError`] | as [`ResolveError`] |
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Rejection {
@@ -68,6 +68,15 @@ pub enum Rejection {
     Internal,
     /// The resolver's answer, or the lack of one in time.
     Resolve(ResolveError),
+    /// The customer has no current entitlement to the product, and the
+    /// entitlement step's policy is
+    /// [`Required`](crate::EntitlementPolicy::Required).
+    NotEntitled,
+    /// The customer's entitlements could not be fetched (throttled, an
+    /// outage, no answer in time): the customer is kept, and the buyer's
+    /// retry fetches only the entitlements. Its kind is the error's, prefixed
+    /// with `entitlements-`.
+    Entitlements(ResolveError),
 }
 
 impl Rejection {
@@ -78,12 +87,12 @@ impl Rejection {
             | Self::MalformedToken(_)
             | Self::AmbiguousToken
             | Self::MalformedBody => StatusCode::BAD_REQUEST,
-            Self::ProductMismatch => StatusCode::FORBIDDEN,
+            Self::ProductMismatch | Self::NotEntitled => StatusCode::FORBIDDEN,
             Self::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             Self::Overloaded { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            Self::Resolve(error) => error.status(),
+            Self::Resolve(error) | Self::Entitlements(error) => error.status(),
         }
     }
 
@@ -91,7 +100,7 @@ impl Rejection {
     pub fn is_retryable(&self) -> bool {
         match self {
             Self::BodyTimeout | Self::Overloaded { .. } => true,
-            Self::Resolve(error) => error.is_retryable(),
+            Self::Resolve(error) | Self::Entitlements(error) => error.is_retryable(),
             _ => false,
         }
     }
@@ -100,7 +109,7 @@ impl Rejection {
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
             Self::Overloaded { retry_after } => Some(*retry_after),
-            Self::Resolve(error) => error.retry_after(),
+            Self::Resolve(error) | Self::Entitlements(error) => error.retry_after(),
             _ => None,
         }
     }
@@ -120,6 +129,14 @@ impl Rejection {
             Self::Overloaded { .. } => "overloaded",
             Self::Internal => "internal",
             Self::Resolve(error) => error.kind(),
+            Self::NotEntitled => "not-entitled",
+            Self::Entitlements(error) => match error {
+                ResolveError::Throttled => "entitlements-throttled",
+                ResolveError::Timeout => "entitlements-timeout",
+                ResolveError::ApiDisabled => "entitlements-api-disabled",
+                ResolveError::Unavailable(_) => "entitlements-unavailable",
+                _ => "entitlements-refused",
+            },
         }
     }
 
@@ -142,6 +159,13 @@ impl Rejection {
             }
             Self::Internal => "The registration could not be processed.",
             Self::Resolve(error) => error.public_message(),
+            Self::NotEntitled => {
+                "The AWS Marketplace subscription carries no current entitlement to this product."
+            }
+            Self::Entitlements(error) if error.is_retryable() => {
+                "The subscription's entitlements could not be checked right now. Please try again shortly."
+            }
+            Self::Entitlements(_) => "The subscription's entitlements could not be checked.",
         }
     }
 
@@ -168,6 +192,7 @@ impl fmt::Display for Rejection {
             Self::MalformedToken(e) => write!(f, "malformed registration token: {e}"),
             Self::BodyTooLarge { limit } => write!(f, "request body exceeds {limit} bytes"),
             Self::Resolve(error) => error.fmt(f),
+            Self::Entitlements(error) => write!(f, "entitlements not fetched: {error}"),
             other => f.write_str(other.public_message()),
         }
     }
@@ -177,7 +202,7 @@ impl std::error::Error for Rejection {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Self::MalformedToken(e) => Some(e),
-            Self::Resolve(e) => Some(e),
+            Self::Resolve(e) | Self::Entitlements(e) => Some(e),
             _ => None,
         }
     }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::cache::{CacheStats, DedupeCache, Policy};
+use crate::entitlements::{EntitlementPolicy, EntitlementSource, EntitlementStep};
 use crate::layer::ResolveCustomerLayer;
 use crate::resolver::{DynResolver, Resolver};
 use crate::store::ResolutionStore;
@@ -83,7 +84,9 @@ impl Resolutions {
                 miss_rate: None,
                 max_store_lookups: 0,
                 store_lookup_rate: None,
+                wants_entitlements: false,
             },
+            entitlements: None,
             store: None,
             store_timeout: DEFAULT_STORE_TIMEOUT,
             lease: None,
@@ -113,6 +116,11 @@ impl Resolutions {
     pub(crate) fn cache(&self) -> &DedupeCache {
         &self.cache
     }
+
+    /// The entitlement policy, if the entitlement step is on.
+    pub(crate) fn entitlement_policy(&self) -> Option<EntitlementPolicy> {
+        self.cache.entitlement_policy()
+    }
 }
 
 impl fmt::Debug for Resolutions {
@@ -134,6 +142,7 @@ impl fmt::Debug for Resolutions {
             .field("publish_before_answering", &store.map(|s| s.publish_first))
             .field("max_concurrent_store_lookups", &policy.max_store_lookups)
             .field("store_lookup_rate_limit", &policy.store_lookup_rate)
+            .field("entitlements", &self.entitlement_policy())
             .finish_non_exhaustive()
     }
 }
@@ -143,6 +152,7 @@ impl fmt::Debug for Resolutions {
 pub struct ResolutionsBuilder {
     resolver: Arc<dyn DynResolver>,
     policy: Policy,
+    entitlements: Option<EntitlementStep>,
     store: Option<Arc<dyn crate::store::DynStore>>,
     store_timeout: Duration,
     lease: Option<Duration>,
@@ -244,6 +254,34 @@ impl ResolutionsBuilder {
         self
     }
 
+    /// Fetches each new customer's entitlements from `source`
+    /// ([`AwsEntitlements`](crate::AwsEntitlements) with the `entitlements`
+    /// feature) right after the resolve, in the same single flight and
+    /// under the same store lease, and keeps them with the answer: handlers
+    /// find [`Entitlements`](crate::Entitlements) next to the customer, and a
+    /// double submit makes one `GetEntitlements` round fleet-wide.
+    ///
+    /// `policy` says whether a customer with no current entitlement reaches
+    /// the handler ([`EntitlementPolicy::Informational`]) or is rejected
+    /// ([`EntitlementPolicy::Required`]). A fetch that fails (throttled,
+    /// unavailable, timed out) is answered like a resolve that did, with a
+    /// retryable [`Rejection::Entitlements`](crate::Rejection::Entitlements);
+    /// the customer is kept (the token is spent), and the buyer's retry
+    /// fetches only the entitlements. The fetch shares the upstream deadline
+    /// with the resolve.
+    pub fn entitlements(
+        mut self,
+        source: impl EntitlementSource,
+        policy: EntitlementPolicy,
+    ) -> Self {
+        self.entitlements = Some(EntitlementStep {
+            source: Arc::new(source),
+            policy,
+        });
+        self.policy.wants_entitlements = true;
+        self
+    }
+
     /// Shares resolutions with the other replicas of a deployment through
     /// `store` ([`RedisStore`](crate::RedisStore), or any [`ResolutionStore`]),
     /// so that a token is redeemed once per deployment and a buyer's
@@ -323,7 +361,7 @@ impl ResolutionsBuilder {
             publish_first: self.publish_before_answering,
         });
         Resolutions {
-            cache: DedupeCache::new(self.resolver, policy, store),
+            cache: DedupeCache::new(self.resolver, self.entitlements, policy, store),
         }
     }
 }

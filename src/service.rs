@@ -13,7 +13,12 @@ use http_body::Body;
 use tower_service::Service;
 use tracing::Instrument;
 
+use std::time::SystemTime;
+
+use crate::answer::Entitled;
 use crate::cache::{CacheStatus, Outcome, TokenKey, key_of};
+use crate::entitlements::EntitlementPolicy;
+use crate::error::ResolveError;
 use crate::form::{check_content_length, read_limited};
 use crate::future::ResponseFuture;
 use crate::layer::Shared;
@@ -232,8 +237,10 @@ where
     Ok(Request::from_parts(parts, body))
 }
 
-/// Applies the product allowlist to an answer, records it on the request's
-/// span, and puts an accepted customer in the request's extensions.
+/// Applies the product allowlist and the entitlement policy to an answer,
+/// records it on the request's span, and puts an accepted customer in the
+/// request's extensions, with its [`Redemption`](crate::Redemption) and, if
+/// fetched, its [`Entitlements`](crate::Entitlements).
 fn settle(
     shared: &Shared,
     parts: &mut Parts,
@@ -241,11 +248,30 @@ fn settle(
     status: CacheStatus,
     trace: &ResolveTrace,
 ) -> Result<(), Rejection> {
-    let outcome = outcome.and_then(|customer| match &shared.config.allowed_products {
-        Some(allowed) if !allowed.contains(customer.product_code()) => {
-            Err(Rejection::ProductMismatch)
+    let outcome = outcome.and_then(|answer| {
+        if let Some(allowed) = &shared.config.allowed_products
+            && !allowed.contains(answer.customer.product_code())
+        {
+            return Err(Rejection::ProductMismatch);
         }
-        _ => Ok(customer),
+        if let Some(policy) = shared.resolutions.entitlement_policy() {
+            match &answer.entitlements {
+                Entitled::Fetched(entitlements) => {
+                    if policy == EntitlementPolicy::Required
+                        && !entitlements.has_current_at(SystemTime::now())
+                    {
+                        return Err(Rejection::NotEntitled);
+                    }
+                }
+                Entitled::Failed(error) => return Err(Rejection::Entitlements(error.clone())),
+                Entitled::NotFetched => {
+                    // Another redemption's customer, published without them:
+                    // the retry fetches them.
+                    return Err(Rejection::Entitlements(ResolveError::Timeout));
+                }
+            }
+        }
+        Ok(answer)
     });
     if let Some(started) = trace.started {
         trace.span.record("cache", status.as_str());
@@ -254,7 +280,14 @@ fn settle(
             .span
             .record("latency_us", started.elapsed().as_micros() as u64);
     }
-    parts.extensions.insert(outcome?);
+    let answer = outcome?;
+    parts
+        .extensions
+        .insert(answer.redemption(status == CacheStatus::Miss));
+    if let Some(entitlements) = answer.entitlements() {
+        parts.extensions.insert(entitlements.clone());
+    }
+    parts.extensions.insert(answer.customer);
     Ok(())
 }
 

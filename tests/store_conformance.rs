@@ -21,7 +21,7 @@ mod common;
 
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use common::{customer_for, text, token_post, within};
 use http::{Request, Response, StatusCode};
@@ -30,9 +30,10 @@ use tower::ServiceExt;
 use tower_layer::Layer;
 use tower_resolve_customer::emulator::{MeteringEmulator, RedemptionPolicy};
 use tower_resolve_customer::{
-    LeaseGrant, LeaseHolder, LeaseTerms, MemoryStore, RegistrationToken, RequestBody,
-    ResolutionStore, Resolutions, ResolutionsBuilder, ResolveCustomerLayer, ResolveError,
-    ResolvedCustomer, Resolver, StoreCall, StoreFault, StoreUnavailable, StoredAnswer, TokenDigest,
+    Entitlement, EntitlementValue, Entitlements, LeaseGrant, LeaseHolder, LeaseTerms, MemoryStore,
+    RegistrationToken, RequestBody, ResolutionStore, Resolutions, ResolutionsBuilder,
+    ResolveCustomerLayer, ResolveError, ResolvedCustomer, Resolver, StoreCall, StoreFault,
+    StoreUnavailable, StoredAnswer, TokenDigest,
 };
 
 const STORE_TIMEOUT: Duration = Duration::from_millis(200);
@@ -298,17 +299,24 @@ async fn contract<S: ResolutionStore>(store: &S, other_link: &S) {
     store.publish(junk, &expired).await.unwrap();
     other_link.publish(junk, &published).await.unwrap();
     assert!(store.read(junk).await.unwrap().unwrap().is_customer());
+
+    // A customer with entitlements replaces one without, never the reverse.
+    let seats = Entitlements::from(vec![
+        Entitlement::new("prod-abc", "Users").with_value(EntitlementValue::Integer(25)),
+    ]);
+    let entitled = published.clone().with_entitlements(seats.clone());
+    let later = digest_of(&MeteringEmulator::mint_token());
+    store.publish(later, &published).await.unwrap();
+    other_link.publish(later, &entitled).await.unwrap();
+    store.publish(later, &published).await.unwrap();
+    store.publish(later, &expired).await.unwrap();
+    let read = store.read(later).await.unwrap().unwrap();
+    assert_eq!(read.entitlements(), Some(&seats));
+    assert_eq!(read.redeemed_at(), published.redeemed_at());
 }
 
 fn customer_answer(customer: &ResolvedCustomer) -> StoredAnswer {
-    let text = form_urlencoded::Serializer::new(String::new())
-        .append_pair("kind", "customer")
-        .append_pair("account", customer.customer_aws_account_id())
-        .append_pair("product", customer.product_code())
-        .append_pair("license_arn", customer.license_arn().unwrap())
-        .append_pair("agreement_id", customer.agreement_id().unwrap())
-        .finish();
-    StoredAnswer::decode(&text, Duration::from_secs(60)).unwrap()
+    StoredAnswer::resolved(customer.clone(), SystemTime::now(), Duration::from_secs(60))
 }
 
 /// How a replica reaches the emulator: in process (paused time) or over

@@ -4,82 +4,15 @@
 //! (values of one key united, keys intersected), `MaxResults` (1 to 25) and
 //! `NextToken` paging.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 use base64::Engine;
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
-/// The value of an entitlement, as the Entitlement Service types it.
-#[derive(Debug, Clone, PartialEq)]
-pub enum EntitlementValue {
-    /// `IntegerValue`: a quantity (users, seats, ...).
-    Integer(i32),
-    /// `DoubleValue`.
-    Double(f64),
-    /// `BooleanValue`: a feature that is on or off.
-    Boolean(bool),
-    /// `StringValue`.
-    String(String),
-}
-
-/// One entitlement the emulator answers `GetEntitlements` with.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Entitlement {
-    product_code: String,
-    dimension: String,
-    customer_identifier: Option<String>,
-    customer_aws_account_id: Option<String>,
-    license_arn: Option<String>,
-    value: Option<EntitlementValue>,
-    expiration: Option<SystemTime>,
-}
+pub use crate::entitlements::{Entitlement, EntitlementValue};
 
 impl Entitlement {
-    /// An entitlement to `dimension` of `product_code`, with no customer,
-    /// value or expiration yet.
-    pub fn new(product_code: impl Into<String>, dimension: impl Into<String>) -> Self {
-        Self {
-            product_code: product_code.into(),
-            dimension: dimension.into(),
-            customer_identifier: None,
-            customer_aws_account_id: None,
-            license_arn: None,
-            value: None,
-            expiration: None,
-        }
-    }
-
-    /// The buyer's AWS account.
-    pub fn with_customer_aws_account_id(mut self, account: impl Into<String>) -> Self {
-        self.customer_aws_account_id = Some(account.into());
-        self
-    }
-
-    /// The buyer's `CustomerIdentifier` (older listings).
-    pub fn with_customer_identifier(mut self, id: impl Into<String>) -> Self {
-        self.customer_identifier = Some(id.into());
-        self
-    }
-
-    /// The license the entitlement belongs to.
-    pub fn with_license_arn(mut self, arn: impl Into<String>) -> Self {
-        self.license_arn = Some(arn.into());
-        self
-    }
-
-    /// The entitlement's value.
-    pub fn with_value(mut self, value: EntitlementValue) -> Self {
-        self.value = Some(value);
-        self
-    }
-
-    /// When the entitlement ends.
-    pub fn with_expiration(mut self, expiration: SystemTime) -> Self {
-        self.expiration = Some(expiration);
-        self
-    }
-
     /// The entitlement as `GetEntitlements` answers it (AWS JSON 1.1: the
     /// expiration in epoch seconds).
     pub(crate) fn to_json(&self) -> Value {

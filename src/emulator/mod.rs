@@ -304,19 +304,24 @@ impl MeteringEmulator {
             .behavior_version(BehaviorVersion::latest())
             .endpoint_url(self.endpoint_url())
             .region(Region::new(EMULATOR_REGION))
-            .credentials_provider(Credentials::new(
-                "AKIDEMULATOREXAMPLE",
-                "emulator-secret-access-key",
-                None,
-                None,
-                "metering-emulator",
-            ))
-            .retry_config(
-                RetryConfig::standard()
-                    .with_max_attempts(3)
-                    .with_initial_backoff(Duration::from_millis(1))
-                    .with_max_backoff(Duration::from_millis(20)),
-            )
+            .credentials_provider(test_credentials())
+            .retry_config(test_retries())
+    }
+
+    /// An [`AwsEntitlements`](crate::AwsEntitlements) calling this emulator's
+    /// `GetEntitlements` through the AWS SDK (RPC v2 CBOR), configured like
+    /// [`config_builder`](Self::config_builder) (feature `entitlements`).
+    #[cfg(feature = "entitlements")]
+    pub fn entitlements(&self) -> crate::AwsEntitlements {
+        use aws_sdk_marketplaceentitlement as entitlement;
+        let config = entitlement::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .endpoint_url(self.endpoint_url())
+            .region(Region::new(EMULATOR_REGION))
+            .credentials_provider(test_credentials())
+            .retry_config(test_retries())
+            .build();
+        crate::AwsEntitlements::new(entitlement::Client::from_conf(config))
     }
 
     /// A client built from [`config_builder`](Self::config_builder).
@@ -342,6 +347,25 @@ impl MeteringEmulator {
             registry: Arc::clone(&self.registry),
         }
     }
+}
+
+/// The static credentials the emulator's SDK configurations sign with.
+fn test_credentials() -> Credentials {
+    Credentials::new(
+        "AKIDEMULATOREXAMPLE",
+        "emulator-secret-access-key",
+        None,
+        None,
+        "metering-emulator",
+    )
+}
+
+/// Standard retries (3 attempts) with millisecond backoff.
+fn test_retries() -> RetryConfig {
+    RetryConfig::standard()
+        .with_max_attempts(3)
+        .with_initial_backoff(Duration::from_millis(1))
+        .with_max_backoff(Duration::from_millis(20))
 }
 
 /// Tokens given to [`MeteringEmulator::preload`] that cannot be registered.

@@ -377,11 +377,11 @@ impl ResolutionStore for MemoryStore {
         answer: &StoredAnswer,
     ) -> Result<(), MemoryStoreError> {
         self.run(StoreCall::Publish, |state, now| {
-            let customer_stored = state
+            let kept = state
                 .answers
                 .get(&token)
-                .is_some_and(|(stored, expires)| now < *expires && stored.is_customer());
-            if !customer_stored {
+                .is_some_and(|(stored, expires)| now < *expires && !answer.may_replace(stored));
+            if !kept {
                 let expires = expiry(now, answer.lifetime());
                 state.answers.insert(token, (answer.clone(), expires));
             }

@@ -16,10 +16,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use crate::customer::ResolvedCustomer;
-use crate::error::ResolveError;
-use crate::rejection::Rejection;
-
 #[cfg(feature = "dynamodb")]
 pub(crate) mod dynamodb;
 #[cfg(feature = "test-util")]
@@ -27,6 +23,9 @@ pub(crate) mod memory;
 pub(crate) mod protocol;
 #[cfg(feature = "redis")]
 pub(crate) mod redis;
+mod stored_answer;
+
+pub use self::stored_answer::{STORED_CUSTOMER_PREFIX, STORED_ENTITLED_PREFIX, StoredAnswer};
 
 /// A resolution store shared by the replicas of one deployment: Redis
 /// ([`RedisStore`](crate::RedisStore)), DynamoDB
@@ -52,9 +51,10 @@ pub(crate) mod redis;
 /// - [`extend_lease`](Self::extend_lease): resets the lease's remaining time
 ///   to `duration` only if `holder` still holds it; `false` otherwise.
 /// - [`publish`](Self::publish): stores `answer` for its
-///   [`lifetime`](StoredAnswer::lifetime), except that a stored customer is
-///   never replaced by a refusal (a late "expired" from a second redemption
-///   must not hide the customer the first one found).
+///   [`lifetime`](StoredAnswer::lifetime), unless the unexpired answer
+///   stored may not be replaced by it ([`StoredAnswer::may_replace`]: a
+///   customer is never replaced by a refusal, nor a customer with
+///   entitlements by one without), atomically.
 /// - [`release_lease`](Self::release_lease): ends the lease only if `holder`
 ///   still holds it; `false` otherwise.
 ///
@@ -108,7 +108,7 @@ pub(crate) mod redis;
 ///     }
 ///     async fn publish(&self, token: TokenDigest, answer: &StoredAnswer) -> Result<(), Infallible> {
 ///         let mut answers = self.answers.lock().unwrap();
-///         if !answers.get(&token).is_some_and(StoredAnswer::is_customer) {
+///         if answers.get(&token).is_none_or(|stored| answer.may_replace(stored)) {
 ///             answers.insert(token, answer.clone());
 ///         }
 ///         Ok(())
@@ -149,8 +149,8 @@ pub trait ResolutionStore: Send + Sync + 'static {
         duration: Duration,
     ) -> impl Future<Output = Result<bool, Self::Error>> + Send;
 
-    /// Stores `answer` for its lifetime; a stored customer is never replaced by
-    /// a refusal.
+    /// Stores `answer` for its lifetime, unless the answer stored may not be
+    /// replaced by it ([`StoredAnswer::may_replace`]).
     fn publish(
         &self,
         token: TokenDigest,
@@ -267,161 +267,6 @@ impl fmt::Debug for LeaseHolder {
     }
 }
 
-/// A definitive answer about a token (a customer, or an invalid or expired
-/// token) and how long it stays true: the lifetime to keep it for, when
-/// published; the lifetime left, when read.
-#[derive(Clone, PartialEq, Eq)]
-pub struct StoredAnswer {
-    outcome: Result<ResolvedCustomer, ResolveError>,
-    lifetime: Duration,
-}
-
-/// What [`StoredAnswer::encode`] starts a customer with, so a store can tell a
-/// customer from a refusal without decoding.
-pub const STORED_CUSTOMER_PREFIX: &str = "kind=customer&";
-
-impl StoredAnswer {
-    /// `outcome`, to be kept for `lifetime`; `None` for an outcome that is not
-    /// definitive (throttling, an outage, a timeout), which is never stored.
-    pub(crate) fn new(
-        outcome: &Result<ResolvedCustomer, Rejection>,
-        lifetime: Duration,
-    ) -> Option<Self> {
-        let outcome = match outcome {
-            Ok(customer) => Ok(customer.clone()),
-            Err(Rejection::Resolve(refusal)) if refusal.is_definitive() => Err(refusal.clone()),
-            Err(_) => return None,
-        };
-        Some(Self { outcome, lifetime })
-    }
-
-    pub(crate) fn outcome(&self) -> &Result<ResolvedCustomer, ResolveError> {
-        &self.outcome
-    }
-
-    /// The customer, if the answer is one.
-    pub fn customer(&self) -> Option<&ResolvedCustomer> {
-        self.outcome.as_ref().ok()
-    }
-
-    /// Whether the answer is a customer (not a refusal).
-    pub fn is_customer(&self) -> bool {
-        self.outcome.is_ok()
-    }
-
-    /// How long the answer stays true.
-    pub fn lifetime(&self) -> Duration {
-        self.lifetime
-    }
-
-    /// The same answer with another lifetime: a store that reads one back
-    /// gives it the lifetime it has left.
-    pub fn with_lifetime(mut self, lifetime: Duration) -> Self {
-        self.lifetime = lifetime;
-        self
-    }
-
-    /// The answer as text, for stores that keep strings (the lifetime is not
-    /// included: stores keep it as an expiry). A customer starts with
-    /// [`STORED_CUSTOMER_PREFIX`].
-    pub fn encode(&self) -> String {
-        let mut text = form_urlencoded::Serializer::new(String::new());
-        match &self.outcome {
-            Ok(customer) => {
-                text.append_pair("kind", "customer")
-                    .append_pair("account", customer.customer_aws_account_id())
-                    .append_pair("product", customer.product_code());
-                if let Some(id) = customer.customer_identifier() {
-                    text.append_pair("customer_identifier", id);
-                }
-                if let Some(arn) = customer.license_arn() {
-                    text.append_pair("license_arn", arn);
-                }
-                if let Some(agreement) = customer.agreement_id() {
-                    text.append_pair("agreement_id", agreement);
-                }
-            }
-            Err(refusal) => {
-                text.append_pair("kind", refusal.kind());
-                if let ResolveError::Refused(reason) = refusal {
-                    text.append_pair("reason", reason);
-                }
-            }
-        }
-        text.finish()
-    }
-
-    /// Reads back what [`encode`](Self::encode) wrote, giving it `lifetime`;
-    /// `None` for anything else.
-    pub fn decode(text: &str, lifetime: Duration) -> Option<Self> {
-        let mut kind = None;
-        let mut account = None;
-        let mut product = None;
-        let mut customer_identifier = None;
-        let mut license_arn = None;
-        let mut agreement_id = None;
-        let mut reason = None;
-        for (name, value) in form_urlencoded::parse(text.as_bytes()) {
-            let field = match &*name {
-                "kind" => &mut kind,
-                "account" => &mut account,
-                "product" => &mut product,
-                "customer_identifier" => &mut customer_identifier,
-                "license_arn" => &mut license_arn,
-                "agreement_id" => &mut agreement_id,
-                "reason" => &mut reason,
-                _ => return None,
-            };
-            if field.replace(value.into_owned()).is_some() {
-                return None;
-            }
-        }
-        let outcome = match kind?.as_str() {
-            "customer" if reason.is_none() => {
-                let mut customer = ResolvedCustomer::new(account?, product?);
-                if let Some(id) = customer_identifier {
-                    customer = customer.with_customer_identifier(id);
-                }
-                if let Some(arn) = license_arn {
-                    customer = customer.with_license_arn(arn);
-                }
-                if let Some(agreement) = agreement_id {
-                    customer = customer.with_agreement_id(agreement);
-                }
-                Ok(customer)
-            }
-            refusal => {
-                let fields = [
-                    account,
-                    product,
-                    customer_identifier,
-                    license_arn,
-                    agreement_id,
-                ];
-                if fields.iter().any(Option::is_some) {
-                    return None;
-                }
-                match (refusal, reason) {
-                    ("invalid-token", None) => Err(ResolveError::InvalidToken),
-                    ("expired-token", None) => Err(ResolveError::ExpiredToken),
-                    ("refused", Some(reason)) => Err(ResolveError::Refused(reason.into())),
-                    _ => return None,
-                }
-            }
-        };
-        Some(Self { outcome, lifetime })
-    }
-}
-
-impl fmt::Debug for StoredAnswer {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("StoredAnswer")
-            .field("outcome", &self.outcome)
-            .field("lifetime", &self.lifetime)
-            .finish()
-    }
-}
-
 /// A store's failure, as the protocol logs it.
 pub(crate) type StoreFailure = Box<dyn Error + Send + Sync>;
 
@@ -492,57 +337,6 @@ impl<S: ResolutionStore> DynStore for S {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn answers_round_trip_through_their_encoding() {
-        let full = ResolvedCustomer::new("123456789012", "prod-abc")
-            .with_customer_identifier("cust-1")
-            .with_license_arn("arn:aws:license-manager::1:license:l-1")
-            .with_agreement_id("agmt-1");
-        let odd = ResolvedCustomer::new("210987654321", "prod-\"quoted\"\n&kind=x=");
-        let lifetime = Duration::from_millis(1234);
-        for outcome in [
-            Ok(full),
-            Ok(odd),
-            Err(Rejection::Resolve(ResolveError::InvalidToken)),
-            Err(Rejection::Resolve(ResolveError::ExpiredToken)),
-            Err(Rejection::Resolve(ResolveError::refused(
-                "barred & banned=yes",
-            ))),
-        ] {
-            let answer = StoredAnswer::new(&outcome, lifetime).expect("definitive");
-            let text = answer.encode();
-            assert_eq!(text.starts_with(STORED_CUSTOMER_PREFIX), outcome.is_ok());
-            assert_eq!(StoredAnswer::decode(&text, lifetime), Some(answer));
-        }
-        for junk in [
-            "",
-            "kind=throttled",
-            "kind=customer&account=1",
-            "kind=customer&account=1&product=p&account=2",
-            "kind=expired-token&account=1",
-            "kind=customer&account=1&product=p&extra=1",
-            "kind=refused",
-            "kind=invalid-token&reason=x",
-        ] {
-            assert_eq!(StoredAnswer::decode(junk, lifetime), None, "{junk}");
-        }
-    }
-
-    #[test]
-    fn transient_outcomes_are_never_stored() {
-        for transient in [
-            Rejection::Resolve(ResolveError::Throttled),
-            Rejection::Resolve(ResolveError::Timeout),
-            Rejection::Resolve(ResolveError::unavailable("down")),
-            Rejection::Overloaded {
-                retry_after: Duration::from_secs(1),
-            },
-            Rejection::Internal,
-        ] {
-            assert!(StoredAnswer::new(&Err(transient), Duration::from_secs(1)).is_none());
-        }
-    }
 
     #[test]
     fn digests_show_as_hex_and_holders_are_unique() {

@@ -42,6 +42,7 @@ use tokio::time::Instant;
 use super::{
     DynStore, LeaseGrant, LeaseHolder, LeaseTerms, StoreFailure, StoredAnswer, TokenDigest,
 };
+use crate::answer::{Entitled, Known};
 use crate::cache::{Outcome, Policy};
 use crate::error::ResolveError;
 use crate::rejection::Rejection;
@@ -133,15 +134,17 @@ impl SharedStore {
 
     /// Gets the answer for `digest` across the fleet and hands it to
     /// `deliver` as soon as it is known; publishing and releasing go on after.
-    /// `upstream` is the resolver's call, run at most once, only under the
-    /// lease (or without the store, as configured) and only once `limit`
-    /// admits it.
-    pub(crate) async fn resolve(
+    /// `upstream` is the resolver's call (and the entitlement step's), run at
+    /// most once, only under the lease (or without the store, as configured)
+    /// and only once `limit` admits it; it is given the customer when only
+    /// the entitlements are missing (`known` locally, or found in the store).
+    pub(crate) async fn resolve<F: Future<Output = Outcome>>(
         &self,
         digest: TokenDigest,
         policy: &Policy,
         limit: &UpstreamLimit,
-        upstream: impl Future<Output = Outcome>,
+        known: Option<Known>,
+        upstream: impl FnOnce(Option<Known>) -> F,
         deliver: impl FnOnce(Delivered),
     ) {
         let run = Run {
@@ -152,6 +155,7 @@ impl SharedStore {
             give_up: Instant::now() + policy.timeout,
             contested: AtomicBool::new(false),
             held_since: Mutex::new(None),
+            known: Mutex::new(known),
         };
         let mut backoff = Backoff::new();
         // Looks in a row that failed, and whether a lease attempt may have
@@ -220,6 +224,8 @@ struct Run<'a> {
     /// When the lease call or renewal that last confirmed this run's lease
     /// was sent: the lease lasts at least until then plus its length.
     held_since: Mutex<Option<Instant>>,
+    /// The customer, when only its entitlements are missing.
+    known: Mutex<Option<Known>>,
 }
 
 impl Run<'_> {
@@ -227,10 +233,28 @@ impl Run<'_> {
         &*self.store.store
     }
 
+    /// A stored answer this run can deliver: any but a customer still
+    /// missing entitlements the requests want, which is kept as the known
+    /// customer instead.
+    fn usable(&self, answer: Option<StoredAnswer>) -> Option<StoredAnswer> {
+        let answer = answer?;
+        match answer.customer() {
+            Some(customer) if self.policy.wants_entitlements && answer.entitlements().is_none() => {
+                let known = Known {
+                    customer: customer.clone(),
+                    redeemed_at: answer.redeemed_at().unwrap_or(std::time::UNIX_EPOCH),
+                };
+                *self.known.lock().unwrap_or_else(|e| e.into_inner()) = Some(known);
+                None
+            }
+            _ => Some(answer),
+        }
+    }
+
     /// One look: a stored answer, the lease won, or the lease held elsewhere.
     async fn look(&self, maybe_leased: &mut bool) -> Result<Look, StoreFailure> {
         let (digest, terms) = (self.digest, self.terms());
-        if let Some(answer) = self.store.call(self.store().read(digest)).await? {
+        if let Some(answer) = self.usable(self.store.call(self.store().read(digest)).await?) {
             return Ok(Look::Answer(answer));
         }
         // Taking the lease is idempotent for one holder: a reply lost on the
@@ -292,16 +316,16 @@ impl Run<'_> {
 
     /// This run holds the lease: re-check, call upstream while renewing,
     /// deliver, publish, release.
-    async fn hold(
+    async fn hold<F: Future<Output = Outcome>>(
         &self,
         limit: &UpstreamLimit,
-        upstream: impl Future<Output = Outcome>,
+        upstream: impl FnOnce(Option<Known>) -> F,
         deliver: impl FnOnce(Delivered),
     ) {
         let work = async {
             // The previous holder may have published and released between our
             // read and our lease.
-            match self.recheck().await {
+            match self.recheck().await.map(|answer| self.usable(answer)) {
                 Ok(Some(answer)) => return deliver(from_store(answer)),
                 Ok(None) => {}
                 Err(error) => {
@@ -321,11 +345,11 @@ impl Run<'_> {
     }
 
     /// The store could not be reached: resolve without it, or refuse.
-    async fn without_store(
+    async fn without_store<F: Future<Output = Outcome>>(
         &self,
         error: &StoreFailure,
         limit: &UpstreamLimit,
-        upstream: impl Future<Output = Outcome>,
+        upstream: impl FnOnce(Option<Known>) -> F,
         deliver: impl FnOnce(Delivered),
     ) {
         match self.store.on_unavailable {
@@ -349,17 +373,18 @@ impl Run<'_> {
 
     /// Calls upstream once `limit` admits it (holding the admission only for
     /// the call), then settles, delivers and publishes the outcome.
-    async fn redeem(
+    async fn redeem<F: Future<Output = Outcome>>(
         &self,
         limit: &UpstreamLimit,
-        upstream: impl Future<Output = Outcome>,
+        upstream: impl FnOnce(Option<Known>) -> F,
         deliver: impl FnOnce(Delivered),
     ) {
         let permit = match limit.admit() {
             Ok(permit) => permit,
             Err(refused) => return deliver((Err(refused), None)),
         };
-        let outcome = upstream.await;
+        let known = self.known.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let outcome = upstream(known).await;
         drop(permit);
         self.finish(outcome, deliver).await;
     }
@@ -380,7 +405,16 @@ impl Run<'_> {
             outcome => outcome,
         };
         let lifetime = self.policy.lifetime_of(&outcome);
+        // Nothing new to publish when entitlements were all this run was
+        // after and they did not arrive.
+        let news = match &outcome {
+            Ok(answer) => {
+                answer.redeemed_here || matches!(answer.entitlements, Entitled::Fetched(_))
+            }
+            Err(_) => true,
+        };
         let answer = lifetime
+            .filter(|_| news)
             .and_then(|lifetime| StoredAnswer::new(&outcome, lifetime))
             .filter(|answer| !answer.lifetime().is_zero());
         if self.store.publish_first {
@@ -576,9 +610,7 @@ enum Settled {
 }
 
 fn from_store(answer: StoredAnswer) -> Delivered {
-    let lifetime = answer.lifetime();
-    let outcome = answer.outcome().clone().map_err(Rejection::Resolve);
-    (outcome, Some(lifetime))
+    (answer.to_outcome(), Some(answer.lifetime()))
 }
 
 fn store_unavailable() -> Delivered {

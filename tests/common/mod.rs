@@ -234,6 +234,8 @@ pub struct Seen {
 pub struct SeenRequest {
     pub customer: Option<ResolvedCustomer>,
     pub offer: Option<tower_resolve_customer::OfferType>,
+    pub redemption: Option<tower_resolve_customer::Redemption>,
+    pub entitlements: Option<tower_resolve_customer::Entitlements>,
     pub body: Bytes,
     pub trailers: Option<HeaderMap>,
 }
@@ -262,12 +264,16 @@ where
                 .extensions()
                 .get::<tower_resolve_customer::OfferType>()
                 .cloned();
+            let redemption = request.extensions().get().copied();
+            let entitlements = request.extensions().get().cloned();
             let collected = request.into_body().collect().await.expect("body");
             let trailers = collected.trailers().cloned();
             let body = collected.to_bytes();
             seen.requests.lock().unwrap().push(SeenRequest {
                 customer,
                 offer,
+                redemption,
+                entitlements,
                 body: body.clone(),
                 trailers,
             });

@@ -34,10 +34,7 @@ use aws_sdk_dynamodb::config::timeout::TimeoutConfig;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
 
-use super::{
-    LeaseGrant, LeaseHolder, LeaseTerms, ResolutionStore, STORED_CUSTOMER_PREFIX, StoredAnswer,
-    TokenDigest,
-};
+use super::{LeaseGrant, LeaseHolder, LeaseTerms, ResolutionStore, StoredAnswer, TokenDigest};
 
 /// Default for [`DynamoDbStore::key_prefix`].
 pub const DEFAULT_DYNAMODB_KEY_PREFIX: &str = "tower-resolve-customer#";
@@ -573,16 +570,16 @@ impl ResolutionStore for DynamoDbStore {
                 &*self.ttl_attribute,
                 number(ttl_seconds(now, answer.lifetime())),
             )
-            // Never over a stored customer.
+            // Never over an answer this one may not replace.
             .condition_expression(
-                "attribute_not_exists(#answer) OR #until <= :now OR NOT begins_with(#answer, :customer)",
+                "attribute_not_exists(#answer) OR #until <= :now OR NOT begins_with(#answer, :kept)",
             )
             .expression_attribute_names("#answer", ANSWER)
             .expression_attribute_names("#until", ANSWER_UNTIL)
             .expression_attribute_values(":now", number(now))
             .expression_attribute_values(
-                ":customer",
-                AttributeValue::S(STORED_CUSTOMER_PREFIX.to_owned()),
+                ":kept",
+                AttributeValue::S(answer.publish_guard().to_owned()),
             )
             .customize()
             .config_override(self.call_settings())

@@ -26,10 +26,7 @@ use ::redis::{RedisError, Value};
 
 use self::connection::Connector;
 
-use super::{
-    LeaseGrant, LeaseHolder, LeaseTerms, ResolutionStore, STORED_CUSTOMER_PREFIX, StoredAnswer,
-    TokenDigest,
-};
+use super::{LeaseGrant, LeaseHolder, LeaseTerms, ResolutionStore, StoredAnswer, TokenDigest};
 
 /// Default for [`RedisStore::key_prefix`].
 pub const DEFAULT_REDIS_KEY_PREFIX: &str = "tower-resolve-customer:";
@@ -73,7 +70,8 @@ end
 return 0
 "#;
 
-/// Stores the answer, unless a customer is stored already.
+/// Stores the answer, unless the stored one starts with the guard
+/// (`StoredAnswer::publish_guard`).
 const PUBLISH: &str = r#"
 local stored = redis.call("GET", KEYS[1])
 if stored and string.sub(stored, 1, string.len(ARGV[3])) == ARGV[3] then return 0 end
@@ -382,7 +380,7 @@ impl ResolutionStore for RedisStore {
             .eval(
                 PUBLISH,
                 &[self.answer_key(token)],
-                &[&text, &millis, STORED_CUSTOMER_PREFIX],
+                &[&text, &millis, answer.publish_guard()],
             )
             .await?;
         Ok(())

@@ -1,0 +1,194 @@
+//! The entitlement step: what the buyer bought, fetched once per token right
+//! after the resolve, inside the same single flight and shared through the
+//! same store.
+//!
+//! [`ResolutionsBuilder::entitlements`](crate::ResolutionsBuilder::entitlements)
+//! turns it on with an [`EntitlementSource`] ([`AwsEntitlements`](crate::AwsEntitlements)
+//! with the `entitlements` feature, or any async closure) and an
+//! [`EntitlementPolicy`]; handlers then find the buyer's [`Entitlements`] in
+//! the request's extensions, next to the [`ResolvedCustomer`].
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use crate::customer::ResolvedCustomer;
+use crate::error::ResolveError;
+
+#[cfg(feature = "entitlements")]
+pub(crate) mod aws;
+mod entitlement;
+
+pub use self::entitlement::{Entitlement, EntitlementValue};
+
+/// The buyer's entitlements to the resolved product: every page of
+/// `GetEntitlements` for the customer's license (or, without one, their AWS
+/// account). Inserted into the request's extensions next to the
+/// [`ResolvedCustomer`] when the entitlement step is on. Cloning is a
+/// reference-count increment.
+///
+/// ```
+/// use std::time::SystemTime;
+/// use tower_resolve_customer::{Entitlement, EntitlementValue, Entitlements};
+///
+/// let entitlements: Entitlements = [
+///     Entitlement::new("prod-abc123", "Users").with_value(EntitlementValue::Integer(25)),
+///     Entitlement::new("prod-abc123", "Premium").with_value(EntitlementValue::Boolean(true)),
+/// ]
+/// .into_iter()
+/// .collect();
+/// assert_eq!(entitlements.len(), 2);
+/// let users = entitlements.dimension("Users").next().unwrap();
+/// assert_eq!(users.value(), Some(&EntitlementValue::Integer(25)));
+/// assert!(entitlements.has_current_at(SystemTime::now()));
+/// ```
+#[derive(Clone, PartialEq, Default)]
+pub struct Entitlements {
+    entries: Arc<[Entitlement]>,
+}
+
+impl Entitlements {
+    /// No entitlement.
+    pub fn none() -> Self {
+        Self::default()
+    }
+
+    /// Every entitlement, as the service listed them.
+    pub fn iter(&self) -> std::slice::Iter<'_, Entitlement> {
+        self.entries.iter()
+    }
+
+    /// How many entitlements there are.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The entitlements to `dimension` (one per license that grants it).
+    pub fn dimension<'a>(&'a self, dimension: &'a str) -> impl Iterator<Item = &'a Entitlement> {
+        self.iter().filter(move |e| e.dimension() == dimension)
+    }
+
+    /// The entitlements that have not ended at `now`.
+    pub fn current_at(&self, now: SystemTime) -> impl Iterator<Item = &Entitlement> {
+        self.iter().filter(move |e| e.is_current_at(now))
+    }
+
+    /// Whether any entitlement has not ended at `now`.
+    pub fn has_current_at(&self, now: SystemTime) -> bool {
+        self.current_at(now).next().is_some()
+    }
+}
+
+impl FromIterator<Entitlement> for Entitlements {
+    fn from_iter<I: IntoIterator<Item = Entitlement>>(iter: I) -> Self {
+        Self {
+            entries: iter.into_iter().collect(),
+        }
+    }
+}
+
+impl From<Vec<Entitlement>> for Entitlements {
+    fn from(entries: Vec<Entitlement>) -> Self {
+        Self {
+            entries: entries.into(),
+        }
+    }
+}
+
+impl<'a> IntoIterator for &'a Entitlements {
+    type Item = &'a Entitlement;
+    type IntoIter = std::slice::Iter<'a, Entitlement>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
+    }
+}
+
+impl fmt::Debug for Entitlements {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+/// What the layer does with a customer's entitlements.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum EntitlementPolicy {
+    /// Attach them; a customer with none (a free trial not started, a
+    /// contract that ended) still reaches the handler, which decides.
+    #[default]
+    Informational,
+    /// A customer with no current entitlement to the product is rejected
+    /// with [`Rejection::NotEntitled`](crate::Rejection::NotEntitled) (403,
+    /// `not-entitled`); the handler sees only entitled customers.
+    Required,
+}
+
+/// Fetches a resolved customer's entitlements.
+///
+/// [`AwsEntitlements`](crate::AwsEntitlements) (feature `entitlements`) calls
+/// `GetEntitlements`; any async closure taking a [`ResolvedCustomer`] is a
+/// source too, and so is `Arc<S>`. Like a [`Resolver`](crate::Resolver), it
+/// is called at most once per token at a time, in a task of its own, only
+/// after a successful resolve. Errors mean what they mean for a resolve:
+/// throttling, an outage and a timeout are retryable and never remembered.
+pub trait EntitlementSource: Send + Sync + 'static {
+    /// The entitlements of `customer` to `customer.product_code()`.
+    fn entitlements(
+        &self,
+        customer: &ResolvedCustomer,
+    ) -> impl Future<Output = Result<Entitlements, ResolveError>> + Send;
+}
+
+impl<S: EntitlementSource> EntitlementSource for Arc<S> {
+    fn entitlements(
+        &self,
+        customer: &ResolvedCustomer,
+    ) -> impl Future<Output = Result<Entitlements, ResolveError>> + Send {
+        (**self).entitlements(customer)
+    }
+}
+
+/// Any `Fn(ResolvedCustomer) -> impl Future<Output = Result<Entitlements, ResolveError>>`
+/// is a source; the closure receives its own copy of the customer.
+impl<F, Fut> EntitlementSource for F
+where
+    F: Fn(ResolvedCustomer) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Entitlements, ResolveError>> + Send,
+{
+    fn entitlements(
+        &self,
+        customer: &ResolvedCustomer,
+    ) -> impl Future<Output = Result<Entitlements, ResolveError>> + Send {
+        self(customer.clone())
+    }
+}
+
+type BoxedEntitlements<'a> =
+    Pin<Box<dyn Future<Output = Result<Entitlements, ResolveError>> + Send + 'a>>;
+
+/// [`EntitlementSource`] behind a pointer, as [`Resolutions`](crate::Resolutions)
+/// keeps it.
+pub(crate) trait DynEntitlementSource: Send + Sync + 'static {
+    fn entitlements_boxed<'a>(&'a self, customer: &'a ResolvedCustomer) -> BoxedEntitlements<'a>;
+}
+
+impl<S: EntitlementSource> DynEntitlementSource for S {
+    fn entitlements_boxed<'a>(&'a self, customer: &'a ResolvedCustomer) -> BoxedEntitlements<'a> {
+        Box::pin(self.entitlements(customer))
+    }
+}
+
+/// The entitlement step as configured.
+#[derive(Clone)]
+pub(crate) struct EntitlementStep {
+    pub(crate) source: Arc<dyn DynEntitlementSource>,
+    pub(crate) policy: EntitlementPolicy,
+}

@@ -86,3 +86,49 @@ async fn the_resolver_assumes_the_publishing_accounts_role() {
     );
     assert_eq!(emulator.redemptions_of(&tokens[0]), 1);
 }
+
+/// The entitlement step calls from the publishing account too, always in
+/// `us-east-1` (the Entitlement Service's only region), whatever the
+/// application's region and the resolver's pinned one.
+#[cfg(feature = "entitlements")]
+#[tokio::test]
+async fn the_entitlement_step_assumes_the_role_in_us_east_1() {
+    use tower_resolve_customer::emulator::{Entitlement, EntitlementValue};
+    use tower_resolve_customer::{AwsEntitlements, ENTITLEMENT_SERVICE_REGION, EntitlementSource};
+
+    let emulator = MeteringEmulator::start().await.unwrap();
+    emulator.allow_role(ROLE, None);
+    emulator.require_role(ROLE);
+    let customer = common::customer_for("EntitledToken");
+    emulator.add_entitlement(
+        Entitlement::new(customer.product_code(), "Users")
+            .with_customer_aws_account_id(customer.customer_aws_account_id())
+            .with_license_arn(customer.license_arn().unwrap())
+            .with_value(EntitlementValue::Integer(10)),
+    );
+    let config = application_config(&emulator).await;
+
+    let own = AwsEntitlements::from_conf(&config);
+    assert_eq!(
+        own.client().config().region().map(|r| r.as_ref()),
+        Some(ENTITLEMENT_SERVICE_REGION)
+    );
+    let refused = own.entitlements(&customer).await.unwrap_err();
+    assert!(
+        matches!(&refused, ResolveError::Unavailable(reason) if reason.contains("AccessDeniedException")),
+        "{refused:?}"
+    );
+
+    let account = PublishingAccount::role(ROLE).region("eu-central-1");
+    let publishing = AwsEntitlements::for_publishing_account(&config, &account).await;
+    assert_eq!(
+        publishing.client().config().region().map(|r| r.as_ref()),
+        Some(ENTITLEMENT_SERVICE_REGION)
+    );
+    let entitlements = publishing.entitlements(&customer).await.unwrap();
+    assert_eq!(entitlements.len(), 1);
+    assert_eq!(
+        entitlements.dimension("Users").next().unwrap().value(),
+        Some(&EntitlementValue::Integer(10))
+    );
+}

@@ -222,3 +222,46 @@ async fn failures_render_pages_for_the_buyer_with_the_right_status() {
         .unwrap();
     assert_eq!(response.status(), 401);
 }
+
+/// The site's replay policy: the request that redeemed the token and replays
+/// within the window (a double submit, a refresh) continue the onboarding
+/// with a session; a later replay of the same token gets no session and is
+/// asked to sign in.
+#[tokio::test]
+async fn a_late_replay_of_the_token_is_asked_to_sign_in() {
+    let emulator = MeteringEmulator::start().await.unwrap();
+    emulator.set_policy(RedemptionPolicy::SingleUse);
+    let token = MeteringEmulator::mint_token();
+    emulator.register(&token, customer());
+    // Two sites over one layer (one cache): a lenient one with the default
+    // window, and one whose window has already passed for any replay.
+    let layer = ResolveCustomerLayer::new(emulator.resolver());
+    let lenient = site::app(layer.clone(), Arc::new(Store::default()), None);
+    let strict_store = Arc::new(Store::with_replay_window(Duration::ZERO));
+    let strict = site::app(layer, Arc::clone(&strict_store), None);
+
+    let first = strict
+        .clone()
+        .oneshot(post_form(marketplace_form(&token)))
+        .await
+        .unwrap();
+    assert_eq!(first.status(), 303, "the redeeming request is onboarded");
+    assert!(first.headers().contains_key(SET_COOKIE));
+    assert_eq!(strict_store.accounts(), 1);
+
+    let late = strict
+        .oneshot(post_form(marketplace_form(&token)))
+        .await
+        .unwrap();
+    assert_eq!(late.status(), 200);
+    assert!(!late.headers().contains_key(SET_COOKIE), "no session");
+    assert!(text(late).await.contains("Sign in"));
+
+    let within = lenient
+        .oneshot(post_form(marketplace_form(&token)))
+        .await
+        .unwrap();
+    assert_eq!(within.status(), 303, "a replay within the window continues");
+    assert!(within.headers().contains_key(SET_COOKIE));
+    assert_eq!(emulator.redemptions_of(&token), 1);
+}

@@ -13,7 +13,8 @@ use common::*;
 use http::Response;
 use http_body_util::BodyExt;
 use tower_resolve_customer::{
-    Rejection, Resolutions, ResolveCustomerLayer, ResolveError, ResolvedCustomer,
+    EntitlementPolicy, Entitlements, Rejection, Resolutions, ResolveCustomerLayer, ResolveError,
+    ResolvedCustomer,
 };
 
 /// One rejection, and what the client must see.
@@ -127,6 +128,28 @@ fn cases() -> Vec<Case> {
             "UNAVAILABLE",
         ),
         case(Resolve(Timeout), "timeout", 504, None, "DEADLINE_EXCEEDED"),
+        case(NotEntitled, "not-entitled", 403, None, "PERMISSION_DENIED"),
+        case(
+            Entitlements(Throttled),
+            "entitlements-throttled",
+            503,
+            Some("1"),
+            "UNAVAILABLE",
+        ),
+        case(
+            Entitlements(ResolveError::unavailable("InternalServiceErrorException")),
+            "entitlements-unavailable",
+            503,
+            Some("5"),
+            "UNAVAILABLE",
+        ),
+        case(
+            Entitlements(Timeout),
+            "entitlements-timeout",
+            504,
+            None,
+            "DEADLINE_EXCEEDED",
+        ),
     ]
 }
 
@@ -138,6 +161,9 @@ fn variant_name(error: &Rejection) -> String {
     }
     match error {
         Rejection::Resolve(inner) => format!("Resolve({})", first_word(&format!("{inner:?}"))),
+        Rejection::Entitlements(inner) => {
+            format!("Entitlements({})", first_word(&format!("{inner:?}")))
+        }
         other => first_word(&format!("{other:?}")).to_owned(),
     }
 }
@@ -162,10 +188,23 @@ async fn provoke(
         }
         _ => TestResolver::ok(),
     };
-    let resolutions = Resolutions::builder(resolver)
+    let mut resolutions = Resolutions::builder(resolver)
         .resolve_timeout(Duration::from_secs(1))
-        .miss_rate_limit(1, 1)
-        .build();
+        .miss_rate_limit(1, 1);
+    // The entitlement step: none for this customer (required), or failing.
+    match &case.error {
+        Rejection::NotEntitled => {
+            let none = |_: ResolvedCustomer| async { Ok(Entitlements::none()) };
+            resolutions = resolutions.entitlements(none, EntitlementPolicy::Required);
+        }
+        Rejection::Entitlements(error) => {
+            let error = error.clone();
+            let failing = move |_: ResolvedCustomer| std::future::ready(Err(error.clone()));
+            resolutions = resolutions.entitlements(failing, EntitlementPolicy::Informational);
+        }
+        _ => {}
+    }
+    let resolutions = resolutions.build();
     let layer = ResolveCustomerLayer::from_resolutions(resolutions)
         .allowed_product_codes(["prod-test"])
         .max_body_bytes(1024)

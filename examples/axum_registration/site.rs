@@ -19,12 +19,25 @@ use tower::ServiceBuilder;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::trace::TraceLayer;
 use tower_resolve_customer::{
-    OFFER_TYPE_FIELD, OfferType, Rejection, ResolveCustomerLayer, ResolveError, ResolvedCustomer,
-    TOKEN_FIELD,
+    OFFER_TYPE_FIELD, OfferType, Redemption, Rejection, ResolveCustomerLayer, ResolveError,
+    ResolvedCustomer, TOKEN_FIELD,
 };
 
 /// The session cookie: an opaque random id, never the token.
 pub const SESSION_COOKIE: &str = "registration_session";
+
+/// How long after its first redemption a token still opens the buyer's
+/// onboarding: long enough for a double submit, a refresh, or a retry after
+/// a slow answer; much shorter than the cache and AWS keep answering it.
+pub const REPLAY_WINDOW: Duration = Duration::from_secs(5 * 60);
+
+/// Whether a registration request may continue the buyer's onboarding (and
+/// be given a session): the request that redeemed the token, or a replay
+/// within `window` of that redemption. A later replay of the token, which
+/// anyone who copied it could send, is asked to sign in instead.
+pub fn may_onboard(redemption: &Redemption, window: Duration) -> bool {
+    redemption.is_first() || redemption.age() < window
+}
 
 /// A registered buyer.
 #[derive(Debug, Clone)]
@@ -35,13 +48,29 @@ pub struct Account {
 
 /// Accounts keyed by (AWS account id, license ARN or product code), and
 /// sessions pointing at them.
-#[derive(Default)]
 pub struct Store {
     accounts: Mutex<HashMap<(String, String), Account>>,
     sessions: Mutex<HashMap<String, (String, String)>>,
+    replay_window: Duration,
+}
+
+impl Default for Store {
+    fn default() -> Self {
+        Self::with_replay_window(REPLAY_WINDOW)
+    }
 }
 
 impl Store {
+    /// A store whose registration page onboards replays of a token only
+    /// within `window` of its first redemption.
+    pub fn with_replay_window(window: Duration) -> Self {
+        Self {
+            accounts: Mutex::default(),
+            sessions: Mutex::default(),
+            replay_window: window,
+        }
+    }
+
     /// How many distinct accounts registered.
     pub fn accounts(&self) -> usize {
         self.accounts.lock().unwrap().len()
@@ -108,8 +137,18 @@ pub fn app(
 async fn register(
     State(store): State<Arc<Store>>,
     customer: ResolvedCustomer,
+    redemption: Redemption,
     offer: Option<OfferType>,
-) -> impl IntoResponse {
+) -> Response<axum::body::Body> {
+    if !may_onboard(&redemption, store.replay_window) {
+        // A registration link used a while ago: whoever posts it now gets
+        // no session for the buyer's account.
+        tracing::info!(
+            account = customer.customer_aws_account_id(),
+            "late replay of a registration token"
+        );
+        return sign_in_page().into_response();
+    }
     let session = store.upsert(Account {
         customer,
         offer_type: offer.map(|offer| offer.to_string()),
@@ -123,7 +162,20 @@ async fn register(
     )) {
         headers.insert(SET_COOKIE, cookie);
     }
-    (StatusCode::SEE_OTHER, headers)
+    (StatusCode::SEE_OTHER, headers).into_response()
+}
+
+/// What a late replay of a registration link gets: no session, an
+/// invitation to sign in.
+pub fn sign_in_page() -> (StatusCode, Html<String>) {
+    (
+        StatusCode::OK,
+        page(
+            "Sign in",
+            "<p>This registration link was already used to set up the subscription.</p>\
+             <p>Sign in to your account to continue.</p>",
+        ),
+    )
 }
 
 pub fn session_of(headers: &HeaderMap) -> Option<String> {

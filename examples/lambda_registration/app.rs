@@ -18,10 +18,14 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use tower_resolve_customer::{
     DEFAULT_DYNAMODB_PARTITION_KEY, DEFAULT_DYNAMODB_TTL_ATTRIBUTE, DynamoDbStore, OfferType,
-    Resolutions, ResolveCustomerLayer, ResolvedCustomer, Resolver, TOKEN_HEADER, TokenSource,
+    Redemption, Resolutions, ResolveCustomerLayer, ResolvedCustomer, Resolver, TOKEN_HEADER,
+    TokenSource,
 };
 
-use crate::site::{SESSION_COOKIE, error_page, escape, new_session_id, page, session_of};
+use crate::site::{
+    REPLAY_WINDOW, SESSION_COOKIE, error_page, escape, may_onboard, new_session_id, page,
+    session_of, sign_in_page,
+};
 
 /// How long a session lasts.
 const SESSION_LIFETIME: Duration = Duration::from_secs(24 * 60 * 60);
@@ -248,8 +252,15 @@ fn without_stage(mut request: lambda_http::Request) -> lambda_http::Request {
 async fn register(
     State(accounts): State<Accounts>,
     customer: ResolvedCustomer,
+    redemption: Redemption,
     offer: Option<OfferType>,
 ) -> Response {
+    // The same policy as the axum site: only the redeeming request, and
+    // replays shortly after it, get a session (the store carries the
+    // redemption's time across execution environments).
+    if !may_onboard(&redemption, REPLAY_WINDOW) {
+        return sign_in_page().into_response();
+    }
     let account = Account {
         customer,
         offer_type: offer.map(|offer| offer.to_string()),

@@ -37,114 +37,95 @@ impl IntoResponse for MissingResolvedCustomer {
     }
 }
 
-/// Extracts the customer the layer resolved.
-///
-/// ```
-/// use axum::{Router, routing::post};
-/// use tower_resolve_customer::{RegistrationToken, ResolveCustomerLayer, ResolvedCustomer};
-///
-/// async fn register(customer: ResolvedCustomer) -> String {
-///     format!("welcome, account {}", customer.customer_aws_account_id())
-/// }
-///
-/// let app: Router = Router::new()
-///     .route("/register", post(register))
-///     .layer(ResolveCustomerLayer::new(|_: RegistrationToken| async {
-///         Ok(ResolvedCustomer::new("123456789012", "prod-abc123"))
-///     }));
-/// ```
-///
-/// `Option<ResolvedCustomer>` extracts `None` instead of failing, for routes
-/// behind an [optional](crate::ResolveCustomerLayer::optional) layer.
-impl<S: Send + Sync> FromRequestParts<S> for ResolvedCustomer {
-    type Rejection = MissingResolvedCustomer;
+/// `FromRequestParts` (failing with [`MissingResolvedCustomer`]) and
+/// `OptionalFromRequestParts` (never failing) for a request extension the
+/// layer inserts.
+macro_rules! extension_extractor {
+    ($(#[$doc:meta])* $type:ty) => {
+        $(#[$doc])*
+        impl<S: Send + Sync> FromRequestParts<S> for $type {
+            type Rejection = MissingResolvedCustomer;
 
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        required(parts)
-    }
+            async fn from_request_parts(
+                parts: &mut Parts,
+                _state: &S,
+            ) -> Result<Self, Self::Rejection> {
+                parts
+                    .extensions
+                    .get::<$type>()
+                    .cloned()
+                    .ok_or(MissingResolvedCustomer)
+            }
+        }
+
+        impl<S: Send + Sync> OptionalFromRequestParts<S> for $type {
+            type Rejection = Infallible;
+
+            async fn from_request_parts(
+                parts: &mut Parts,
+                _state: &S,
+            ) -> Result<Option<Self>, Self::Rejection> {
+                Ok(parts.extensions.get::<$type>().cloned())
+            }
+        }
+    };
 }
 
-impl<S: Send + Sync> OptionalFromRequestParts<S> for ResolvedCustomer {
-    type Rejection = Infallible;
+extension_extractor!(
+    /// Extracts the customer the layer resolved.
+    ///
+    /// ```
+    /// use axum::{Router, routing::post};
+    /// use tower_resolve_customer::{RegistrationToken, ResolveCustomerLayer, ResolvedCustomer};
+    ///
+    /// async fn register(customer: ResolvedCustomer) -> String {
+    ///     format!("welcome, account {}", customer.customer_aws_account_id())
+    /// }
+    ///
+    /// let app: Router = Router::new()
+    ///     .route("/register", post(register))
+    ///     .layer(ResolveCustomerLayer::new(|_: RegistrationToken| async {
+    ///         Ok(ResolvedCustomer::new("123456789012", "prod-abc123"))
+    ///     }));
+    /// ```
+    ///
+    /// `Option<ResolvedCustomer>` extracts `None` instead of failing, for routes
+    /// behind an [optional](crate::ResolveCustomerLayer::optional) layer.
+    ResolvedCustomer
+);
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        _state: &S,
-    ) -> Result<Option<Self>, Self::Rejection> {
-        Ok(parts.extensions.get().cloned())
-    }
-}
+extension_extractor!(
+    /// Extracts whether the request redeemed its token or replays an earlier
+    /// redemption; `Option<Redemption>` for routes behind an optional layer.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use axum::{Router, routing::post};
+    /// use tower_resolve_customer::{Redemption, RegistrationToken, ResolveCustomerLayer, ResolvedCustomer};
+    ///
+    /// async fn register(customer: ResolvedCustomer, redemption: Redemption) -> String {
+    ///     if redemption.is_first() || redemption.age() < Duration::from_secs(300) {
+    ///         format!("welcome, account {}", customer.customer_aws_account_id())
+    ///     } else {
+    ///         "this registration link was used already: please sign in".to_owned()
+    ///     }
+    /// }
+    ///
+    /// let app: Router = Router::new()
+    ///     .route("/register", post(register))
+    ///     .layer(ResolveCustomerLayer::new(|_: RegistrationToken| async {
+    ///         Ok(ResolvedCustomer::new("123456789012", "prod-abc123"))
+    ///     }));
+    /// ```
+    Redemption
+);
 
-/// Extracts whether the request redeemed its token or replays an earlier
-/// redemption; `Option<Redemption>` for routes behind an optional layer.
-///
-/// ```
-/// use std::time::Duration;
-/// use axum::{Router, routing::post};
-/// use tower_resolve_customer::{Redemption, RegistrationToken, ResolveCustomerLayer, ResolvedCustomer};
-///
-/// async fn register(customer: ResolvedCustomer, redemption: Redemption) -> String {
-///     if redemption.is_first() || redemption.age() < Duration::from_secs(300) {
-///         format!("welcome, account {}", customer.customer_aws_account_id())
-///     } else {
-///         "this registration link was used already: please sign in".to_owned()
-///     }
-/// }
-///
-/// let app: Router = Router::new()
-///     .route("/register", post(register))
-///     .layer(ResolveCustomerLayer::new(|_: RegistrationToken| async {
-///         Ok(ResolvedCustomer::new("123456789012", "prod-abc123"))
-///     }));
-/// ```
-impl<S: Send + Sync> FromRequestParts<S> for Redemption {
-    type Rejection = MissingResolvedCustomer;
-
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        required(parts)
-    }
-}
-
-impl<S: Send + Sync> OptionalFromRequestParts<S> for Redemption {
-    type Rejection = Infallible;
-
-    async fn from_request_parts(
-        parts: &mut Parts,
-        _state: &S,
-    ) -> Result<Option<Self>, Self::Rejection> {
-        Ok(parts.extensions.get().copied())
-    }
-}
-
-/// Extracts the customer's entitlements, with the entitlement step on
-/// ([`ResolutionsBuilder::entitlements`](crate::ResolutionsBuilder::entitlements));
-/// `Option<Entitlements>` for routes behind an optional layer.
-impl<S: Send + Sync> FromRequestParts<S> for Entitlements {
-    type Rejection = MissingResolvedCustomer;
-
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        required(parts)
-    }
-}
-
-impl<S: Send + Sync> OptionalFromRequestParts<S> for Entitlements {
-    type Rejection = Infallible;
-
-    async fn from_request_parts(
-        parts: &mut Parts,
-        _state: &S,
-    ) -> Result<Option<Self>, Self::Rejection> {
-        Ok(parts.extensions.get().cloned())
-    }
-}
-
-fn required<T: Clone + Send + Sync + 'static>(parts: &Parts) -> Result<T, MissingResolvedCustomer> {
-    parts
-        .extensions
-        .get::<T>()
-        .cloned()
-        .ok_or(MissingResolvedCustomer)
-}
+extension_extractor!(
+    /// Extracts the customer's entitlements, with the entitlement step on
+    /// ([`ResolutionsBuilder::entitlements`](crate::ResolutionsBuilder::entitlements));
+    /// `Option<Entitlements>` for routes behind an optional layer.
+    Entitlements
+);
 
 /// `Option<OfferType>` extracts the offer type the layer read from the
 /// registration form (`None` for a standard offer, or a form without the

@@ -190,16 +190,14 @@ impl StoredAnswer {
                 text.append_pair("account", customer.customer_aws_account_id())
                     .append_pair("product", customer.product_code())
                     .append_pair("redeemed_at", &millis_of(self.redeemed_at).to_string());
-                let optional = [
-                    ("customer_identifier", customer.customer_identifier()),
-                    ("license_arn", customer.license_arn()),
-                    ("agreement_id", customer.agreement_id()),
-                ];
-                for (name, value) in optional {
-                    if let Some(value) = value {
-                        text.append_pair(name, value);
-                    }
-                }
+                append_present(
+                    &mut text,
+                    [
+                        ("customer_identifier", customer.customer_identifier()),
+                        ("license_arn", customer.license_arn()),
+                        ("agreement_id", customer.agreement_id()),
+                    ],
+                );
                 if let Some(entitlements) = &self.entitlements {
                     for entitlement in entitlements {
                         text.append_pair("entitlement", &encode_entitlement(entitlement));
@@ -332,20 +330,30 @@ impl<const N: usize> Fields<N> {
     }
 }
 
-fn encode_entitlement(entitlement: &Entitlement) -> String {
-    let mut text = form_urlencoded::Serializer::new(String::new());
-    text.append_pair("product", entitlement.product_code())
-        .append_pair("dimension", entitlement.dimension());
-    let optional = [
-        ("account", entitlement.customer_aws_account_id()),
-        ("customer_identifier", entitlement.customer_identifier()),
-        ("license_arn", entitlement.license_arn()),
-    ];
-    for (name, value) in optional {
+/// Appends the fields that have a value.
+fn append_present<const N: usize>(
+    text: &mut form_urlencoded::Serializer<'_, String>,
+    fields: [(&str, Option<&str>); N],
+) {
+    for (name, value) in fields {
         if let Some(value) = value {
             text.append_pair(name, value);
         }
     }
+}
+
+fn encode_entitlement(entitlement: &Entitlement) -> String {
+    let mut text = form_urlencoded::Serializer::new(String::new());
+    text.append_pair("product", entitlement.product_code())
+        .append_pair("dimension", entitlement.dimension());
+    append_present(
+        &mut text,
+        [
+            ("account", entitlement.customer_aws_account_id()),
+            ("customer_identifier", entitlement.customer_identifier()),
+            ("license_arn", entitlement.license_arn()),
+        ],
+    );
     match entitlement.value() {
         Some(EntitlementValue::Integer(n)) => text.append_pair("integer", &n.to_string()),
         Some(EntitlementValue::Double(x)) => text.append_pair("double", &x.to_string()),

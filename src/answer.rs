@@ -3,6 +3,8 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use tokio::time::Instant;
+
 use crate::customer::ResolvedCustomer;
 use crate::entitlements::Entitlements;
 use crate::error::ResolveError;
@@ -13,10 +15,15 @@ use crate::redemption::Redemption;
 pub(crate) struct Answer {
     pub(crate) customer: ResolvedCustomer,
     pub(crate) redeemed_at: SystemTime,
-    /// Whether the run that delivered this answer redeemed the token itself
-    /// (as opposed to finding the answer in the store or a cache).
-    pub(crate) redeemed_here: bool,
+    /// Whether the run that delivered this answer made it: it redeemed the
+    /// token, or fetched the entitlements of a customer no request was
+    /// accepted with yet (as opposed to finding the answer in the store or a
+    /// cache). The request that started that run is the redemption's first.
+    pub(crate) made_here: bool,
     pub(crate) entitlements: Entitled,
+    /// When the answer stops being true, if earlier than a fresh lifetime
+    /// would say: the answer completes a customer found earlier.
+    pub(crate) true_until: Option<Instant>,
 }
 
 /// Where the entitlement step stands for an answer.
@@ -31,11 +38,15 @@ pub(crate) enum Entitled {
 }
 
 /// The customer of an answer that still lacks its entitlements: what an
-/// entitlement-only run starts from.
+/// entitlement-only run starts from. No request was accepted with it (with
+/// the entitlement step on, only complete answers are).
 #[derive(Clone, Debug)]
 pub(crate) struct Known {
     pub(crate) customer: ResolvedCustomer,
     pub(crate) redeemed_at: SystemTime,
+    /// When the customer stops being true: the answer that completes it
+    /// lives no longer.
+    pub(crate) true_until: Instant,
 }
 
 impl Answer {
@@ -45,18 +56,20 @@ impl Answer {
         !wants_entitlements || matches!(self.entitlements, Entitled::Fetched(_))
     }
 
-    /// The customer to start from, for an answer that is not complete.
-    pub(crate) fn known(&self) -> Known {
+    /// The customer to start from, for an answer that is not complete and
+    /// stays true until `true_until`.
+    pub(crate) fn known(&self, true_until: Instant) -> Known {
         Known {
             customer: self.customer.clone(),
             redeemed_at: self.redeemed_at,
+            true_until,
         }
     }
 
     /// The [`Redemption`] of a request that obtained this answer, where
     /// `started` says whether that request started the run that delivered it.
     pub(crate) fn redemption(&self, started: bool) -> Redemption {
-        if started && self.redeemed_here {
+        if started && self.made_here {
             Redemption::First {
                 redeemed_at: self.redeemed_at,
             }

@@ -133,6 +133,13 @@ impl Policy {
     /// refusals for the negative TTL, transient failures not at all.
     pub(crate) fn lifetime_of(&self, outcome: &Outcome) -> Option<Duration> {
         match outcome {
+            Ok(Answer {
+                true_until: Some(until),
+                ..
+            }) => Some(
+                self.ttl
+                    .min(until.saturating_duration_since(Instant::now())),
+            ),
             Ok(_) => Some(self.ttl),
             Err(Rejection::Resolve(refusal)) if refusal.is_definitive() => Some(self.negative_ttl),
             Err(_) => None,
@@ -392,7 +399,7 @@ impl Inner {
     /// entitlements.
     fn known(&self, key: TokenKey) -> Option<Known> {
         let answer = self.answers.get(&key)?;
-        (Instant::now() < answer.expires_at).then(|| answer.value.known())
+        (Instant::now() < answer.expires_at).then(|| answer.value.known(answer.expires_at))
     }
 
     /// The answer for `token`, given at most `deadline`: the resolver's
@@ -404,8 +411,8 @@ impl Inner {
         deadline: Duration,
     ) -> Outcome {
         let started = Instant::now();
-        let (customer, redeemed_at, redeemed_here) = match known {
-            Some(known) => (known.customer, known.redeemed_at, false),
+        let (customer, redeemed_at, true_until) = match known {
+            Some(known) => (known.customer, known.redeemed_at, Some(known.true_until)),
             None => {
                 let outcome = tokio::time::timeout(deadline, self.resolver.resolve_boxed(token))
                     .await
@@ -416,27 +423,30 @@ impl Inner {
                     upstream_latency_us = started.elapsed().as_micros() as u64,
                     "registration token resolved upstream"
                 );
-                (outcome?, to_millis(std::time::SystemTime::now()), true)
+                (outcome?, to_millis(std::time::SystemTime::now()), None)
             }
         };
         let entitlements = match &self.entitlements {
             None => Entitled::NotFetched,
             Some(step) => {
                 let left = deadline.saturating_sub(started.elapsed());
-                let fetched = tokio::time::timeout(left, step.source.entitlements_boxed(&customer))
-                    .await
-                    .unwrap_or(Err(ResolveError::Timeout));
+                let fetched = step.fetch(&customer, left).await;
                 if let Err(error) = &fetched {
                     tracing::debug!(error = error.kind(), "entitlements not fetched");
                 }
                 fetched.map_or_else(Entitled::Failed, Entitled::Fetched)
             }
         };
+        // A customer found earlier was given to no request (only complete
+        // answers are): the run that completes it makes the redemption's
+        // first answer.
+        let made_here = true_until.is_none() || matches!(entitlements, Entitled::Fetched(_));
         Ok(Answer {
             customer,
             redeemed_at,
-            redeemed_here,
+            made_here,
             entitlements,
+            true_until,
         })
     }
 

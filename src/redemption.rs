@@ -12,7 +12,10 @@ use std::time::{Duration, SystemTime};
 /// this crate's cache): whoever posts it gets the buyer's identity. Exactly
 /// one request per redemption is [`First`](Self::First), fleet-wide when the
 /// replicas share a [`ResolutionStore`](crate::ResolutionStore): the one
-/// whose own resolve called `ResolveCustomer` and got the customer. Every
+/// whose own resolve called `ResolveCustomer` and got the customer (with the
+/// entitlement step on, when that request was turned away because the
+/// entitlements could not be fetched, the buyer's retry that fetched them is
+/// the first, since it is the first request to reach a handler). Every
 /// other request with the token (a double submit that joined that resolve, a
 /// refresh answered from the cache, a request on another replica answered
 /// from the store, an attacker's replay) is a [`Replay`](Self::Replay) that
@@ -34,7 +37,8 @@ use std::time::{Duration, SystemTime};
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Redemption {
-    /// This request's own resolve redeemed the token upstream.
+    /// This request's own resolve redeemed the token upstream (or completed
+    /// a redemption no request had been accepted with).
     First {
         /// When `ResolveCustomer` answered.
         redeemed_at: SystemTime,

@@ -267,7 +267,9 @@ fn settle(
                 Entitled::NotFetched => {
                     // Another redemption's customer, published without them:
                     // the retry fetches them.
-                    return Err(Rejection::Entitlements(ResolveError::Timeout));
+                    return Err(Rejection::Entitlements(ResolveError::unavailable(
+                        "the entitlements are not fetched yet",
+                    )));
                 }
             }
         }

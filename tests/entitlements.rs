@@ -14,7 +14,8 @@ use common::{Harness, customer_for, single_use_emulator, text, token_post};
 use http::StatusCode;
 use tower_resolve_customer::emulator::{Entitlement, EntitlementValue, Fault, MeteringEmulator};
 use tower_resolve_customer::{
-    EntitlementPolicy, MemoryStore, Redemption, Resolutions, ResolvedCustomer,
+    EntitlementPolicy, MemoryStore, Redemption, Resolutions, ResolvedCustomer, StoreCall,
+    StoreFault,
 };
 
 fn replica(
@@ -218,10 +219,11 @@ async fn a_failed_fetch_is_retryable_and_the_retry_fetches_only_the_entitlements
     assert_eq!(response.status(), StatusCode::OK);
     let requests = site.requests();
     assert_eq!(requests[0].entitlements.as_ref().map(|e| e.len()), Some(4));
-    // The token was redeemed by the first submission, whose answer the
-    // retry carries: a replay of it.
+    // The token was redeemed by the first submission, which was turned
+    // away: the retry that completes the answer is the first accepted, so it
+    // is the redemption's first.
     let redemption = requests[0].redemption.unwrap();
-    assert!(redemption.is_replay());
+    assert!(redemption.is_first());
     assert!(redemption.age() < Duration::from_secs(60));
     assert_eq!(
         emulator.redemptions_of(token),
@@ -309,7 +311,120 @@ async fn after_a_failed_fetch_another_replica_completes_the_answer() {
     assert_eq!(emulator.entitlement_calls(), 4, "A found them in the store");
     assert_eq!(emulator.redemptions_of(token), 1);
     assert_eq!(emulator.calls_for(token), 1);
-    let replays = [&a.requests()[0], &b.requests()[0]].map(|r| r.redemption.unwrap());
-    assert!(replays.iter().all(Redemption::is_replay));
-    assert_eq!(replays[0].redeemed_at(), replays[1].redeemed_at());
+    // B completed the answer: its request is the first accepted; A's later
+    // one replays it.
+    let (on_a, on_b) = (
+        a.requests()[0].redemption.unwrap(),
+        b.requests()[0].redemption.unwrap(),
+    );
+    assert!(on_b.is_first() && on_a.is_replay());
+    assert_eq!(on_a.redeemed_at(), on_b.redeemed_at());
+}
+
+/// An entitlement source that fails (`Err`, or a panic) for its first
+/// `failures` calls, then grants one seat.
+fn flaky_source(
+    failures: usize,
+    panic: bool,
+) -> (
+    impl tower_resolve_customer::EntitlementSource,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let calls = std::sync::Arc::new(AtomicUsize::new(0));
+    let counted = std::sync::Arc::clone(&calls);
+    let source = move |customer: ResolvedCustomer| {
+        let call = counted.fetch_add(1, Ordering::SeqCst);
+        async move {
+            if call < failures {
+                if panic {
+                    panic!("an entitlement source bug");
+                }
+                return Err(tower_resolve_customer::ResolveError::Throttled);
+            }
+            Ok(vec![
+                Entitlement::new(customer.product_code(), "Users")
+                    .with_value(EntitlementValue::Integer(1)),
+            ]
+            .into())
+        }
+    };
+    (source, calls)
+}
+
+/// A panicking entitlement source is a failed fetch (503, retryable), not a
+/// lost customer: the retry fetches only the entitlements.
+#[tokio::test]
+async fn a_panicking_source_keeps_the_customer() {
+    let (emulator, tokens) = single_use_emulator(1).await;
+    let token = &tokens[0];
+    let (source, calls) = flaky_source(1, true);
+    let resolutions = Resolutions::builder(emulator.resolver())
+        .entitlements(source, EntitlementPolicy::Informational)
+        .build();
+    let site = Harness::new(resolutions.layer());
+
+    let response = site.send(token_post(token)).await;
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(text(response).await.contains("entitlements-unavailable"));
+    assert_eq!(site.send(token_post(token)).await.status(), StatusCode::OK);
+    assert_eq!(emulator.redemptions_of(token), 1);
+    assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 2);
+}
+
+/// Replica A redeems a single-use token but can neither fetch the
+/// entitlements nor publish the customer. Later, replica B redeems the token
+/// again, hears "expired", and (no other redemption in sight any more)
+/// publishes that refusal. A, which knows the customer, must not be hidden
+/// from it by B's "expired": its retry fetches the entitlements and serves
+/// the customer.
+#[tokio::test(start_paused = true)]
+async fn a_known_customer_is_not_hidden_by_another_replicas_expired() {
+    let (emulator, tokens) = single_use_emulator(1).await;
+    let token = &tokens[0];
+    let store = MemoryStore::new();
+    let (a_link, b_link) = (store.link(), store.link());
+    let (source, _calls) = flaky_source(1, false);
+    let source = std::sync::Arc::new(source);
+    let replica = |link: MemoryStore| {
+        Harness::new(
+            Resolutions::builder(emulator.in_process_resolver())
+                .entitlements(
+                    std::sync::Arc::clone(&source),
+                    EntitlementPolicy::Informational,
+                )
+                .resolve_timeout(Duration::from_secs(1))
+                .store(link)
+                .build()
+                .layer(),
+        )
+    };
+    let (a, b) = (replica(a_link.clone()), replica(b_link));
+    for _ in 0..100 {
+        a_link.fail_next(StoreCall::Publish, StoreFault::Refused);
+    }
+
+    assert_eq!(
+        a.send(token_post(token)).await.status(),
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    assert!(
+        store.answers().is_empty(),
+        "A's customer never reached the store"
+    );
+
+    tokio::time::advance(Duration::from_secs(120)).await;
+    let response = b.send(token_post(token)).await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    assert!(text(response).await.contains("expired-token"));
+    assert_eq!(emulator.calls_for(token), 2);
+    assert!(!store.answers()[0].1.is_customer());
+
+    let response = a.send(token_post(token)).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        a.requests()[0].customer.as_ref(),
+        Some(&customer_for(token))
+    );
+    assert_eq!(emulator.calls_for(token), 2, "A did not redeem again");
 }

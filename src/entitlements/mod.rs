@@ -44,15 +44,24 @@ pub use self::entitlement::{Entitlement, EntitlementValue};
 /// assert_eq!(users.value(), Some(&EntitlementValue::Integer(25)));
 /// assert!(entitlements.has_current_at(SystemTime::now()));
 /// ```
-#[derive(Clone, PartialEq, Default)]
+#[derive(Clone, PartialEq)]
 pub struct Entitlements {
     entries: Arc<[Entitlement]>,
+    /// When the last of them ends (`None`: one never does; the epoch: there
+    /// are none), so that a required-policy check is one comparison.
+    current_until: Option<SystemTime>,
+}
+
+impl Default for Entitlements {
+    fn default() -> Self {
+        Self::none()
+    }
 }
 
 impl Entitlements {
     /// No entitlement.
     pub fn none() -> Self {
-        Self::default()
+        Self::from(Vec::new())
     }
 
     /// Every entitlement, as the service listed them.
@@ -82,22 +91,28 @@ impl Entitlements {
 
     /// Whether any entitlement has not ended at `now`.
     pub fn has_current_at(&self, now: SystemTime) -> bool {
-        self.current_at(now).next().is_some()
+        self.current_until.is_none_or(|until| now < until)
     }
 }
 
 impl FromIterator<Entitlement> for Entitlements {
     fn from_iter<I: IntoIterator<Item = Entitlement>>(iter: I) -> Self {
-        Self {
-            entries: iter.into_iter().collect(),
-        }
+        Self::from(iter.into_iter().collect::<Vec<_>>())
     }
 }
 
 impl From<Vec<Entitlement>> for Entitlements {
     fn from(entries: Vec<Entitlement>) -> Self {
+        let mut current_until = Some(std::time::UNIX_EPOCH);
+        for entitlement in &entries {
+            current_until = match (current_until, entitlement.expiration()) {
+                (Some(until), Some(end)) => Some(until.max(end)),
+                _ => None,
+            };
+        }
         Self {
             entries: entries.into(),
+            current_until,
         }
     }
 }
@@ -191,4 +206,40 @@ impl<S: EntitlementSource> DynEntitlementSource for S {
 pub(crate) struct EntitlementStep {
     pub(crate) source: Arc<dyn DynEntitlementSource>,
     pub(crate) policy: EntitlementPolicy,
+}
+
+impl EntitlementStep {
+    /// The entitlements of `customer`, given at most `deadline`. The source
+    /// runs in a task of its own, so that a panicking source is a failed
+    /// fetch, not a lost customer.
+    pub(crate) async fn fetch(
+        &self,
+        customer: &ResolvedCustomer,
+        deadline: std::time::Duration,
+    ) -> Result<Entitlements, ResolveError> {
+        let source = Arc::clone(&self.source);
+        let customer = customer.clone();
+        let mut task = AbortOnDrop(tokio::spawn(async move {
+            source.entitlements_boxed(&customer).await
+        }));
+        match tokio::time::timeout(deadline, &mut task.0).await {
+            Ok(Ok(fetched)) => fetched,
+            Ok(Err(failed)) if failed.is_panic() => {
+                Err(ResolveError::unavailable("the entitlement source panicked"))
+            }
+            Ok(Err(_)) => Err(ResolveError::unavailable(
+                "the entitlement fetch was cancelled",
+            )),
+            Err(_) => Err(ResolveError::Timeout),
+        }
+    }
+}
+
+/// Aborts a task that is no longer waited for.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }

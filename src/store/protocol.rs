@@ -42,7 +42,7 @@ use tokio::time::Instant;
 use super::{
     DynStore, LeaseGrant, LeaseHolder, LeaseTerms, StoreFailure, StoredAnswer, TokenDigest,
 };
-use crate::answer::{Entitled, Known};
+use crate::answer::Known;
 use crate::cache::{Outcome, Policy};
 use crate::error::ResolveError;
 use crate::rejection::Rejection;
@@ -235,18 +235,25 @@ impl Run<'_> {
 
     /// A stored answer this run can deliver: any but a customer still
     /// missing entitlements the requests want, which is kept as the known
-    /// customer instead.
+    /// customer instead, and a refusal once a customer is known.
     fn usable(&self, answer: Option<StoredAnswer>) -> Option<StoredAnswer> {
         let answer = answer?;
+        let mut known = self.known.lock().unwrap_or_else(|e| e.into_inner());
         match answer.customer() {
             Some(customer) if self.policy.wants_entitlements && answer.entitlements().is_none() => {
-                let known = Known {
+                let true_until = Instant::now() + answer.lifetime();
+                let true_until = known
+                    .as_ref()
+                    .map_or(true_until, |known| known.true_until.min(true_until));
+                *known = Some(Known {
                     customer: customer.clone(),
                     redeemed_at: answer.redeemed_at().unwrap_or(std::time::UNIX_EPOCH),
-                };
-                *self.known.lock().unwrap_or_else(|e| e.into_inner()) = Some(known);
+                    true_until,
+                });
                 None
             }
+            // Another redemption's "expired" must not hide the customer.
+            None if known.is_some() => None,
             _ => Some(answer),
         }
     }
@@ -405,16 +412,10 @@ impl Run<'_> {
             outcome => outcome,
         };
         let lifetime = self.policy.lifetime_of(&outcome);
-        // Nothing new to publish when entitlements were all this run was
-        // after and they did not arrive.
-        let news = match &outcome {
-            Ok(answer) => {
-                answer.redeemed_here || matches!(answer.entitlements, Entitled::Fetched(_))
-            }
-            Err(_) => true,
-        };
+        // A customer still without its entitlements is published too: the
+        // store may have missed it (a publish that gave up), and it never
+        // replaces a customer stored.
         let answer = lifetime
-            .filter(|_| news)
             .and_then(|lifetime| StoredAnswer::new(&outcome, lifetime))
             .filter(|answer| !answer.lifetime().is_zero());
         if self.store.publish_first {
@@ -489,6 +490,14 @@ impl Run<'_> {
             };
             if !backoff.fits_before(give_up) {
                 tracing::warn!(%error, "could not publish a resolution to the shared store");
+                if let Some(customer) = answer.without_entitlements() {
+                    // Too large for the store, perhaps: the customer alone
+                    // still spares the token a second redemption.
+                    let _ = self
+                        .store
+                        .call(self.store().publish(self.digest, &customer))
+                        .await;
+                }
                 return;
             }
             tracing::debug!(%error, "publishing a resolution again");

@@ -84,6 +84,15 @@ impl StoredAnswer {
         self
     }
 
+    /// The same customer without its entitlements, if it has them.
+    pub(crate) fn without_entitlements(&self) -> Option<Self> {
+        self.entitlements.as_ref()?;
+        Some(Self {
+            entitlements: None,
+            ..self.clone()
+        })
+    }
+
     /// `outcome`, to be kept for `lifetime`; `None` for an outcome that is not
     /// definitive, which is never stored. Entitlements that failed to arrive
     /// are left out.
@@ -108,11 +117,12 @@ impl StoredAnswer {
             Ok(customer) => Ok(Answer {
                 customer: customer.clone(),
                 redeemed_at: self.redeemed_at,
-                redeemed_here: false,
+                made_here: false,
                 entitlements: match &self.entitlements {
                     Some(entitlements) => Entitled::Fetched(entitlements.clone()),
                     None => Entitled::NotFetched,
                 },
+                true_until: None,
             }),
             Err(refusal) => Err(Rejection::Resolve(refusal.clone())),
         }
@@ -229,8 +239,14 @@ impl StoredAnswer {
         ]);
         let mut count = None;
         let mut entitlements = Vec::new();
-        for (name, value) in form_urlencoded::parse(text.as_bytes()) {
+        for (position, (name, value)) in form_urlencoded::parse(text.as_bytes()).enumerate() {
+            // The kind first, the count of entitlements next: what stores
+            // compare as prefixes must be where they look.
+            if (position == 0) != (name == "kind") {
+                return None;
+            }
             match &*name {
+                "entitlements" if position != 1 => return None,
                 "entitlements" => {
                     if count.replace(value.parse::<usize>().ok()?).is_some() {
                         return None;
@@ -286,7 +302,7 @@ impl StoredAnswer {
         if let Some(agreement) = agreement {
             customer = customer.with_agreement_id(agreement);
         }
-        let redeemed_at = UNIX_EPOCH + Duration::from_millis(redeemed_at?.parse().ok()?);
+        let redeemed_at = from_millis(&redeemed_at?)?;
         let answer = Self::resolved(customer, redeemed_at, lifetime);
         match count {
             Some(count) if count == entitlements.len() => {
@@ -340,6 +356,11 @@ fn append_present<const N: usize>(
             text.append_pair(name, value);
         }
     }
+}
+
+/// Milliseconds since the epoch, as written by `millis_of`.
+fn from_millis(text: &str) -> Option<SystemTime> {
+    UNIX_EPOCH.checked_add(Duration::from_millis(text.parse().ok()?))
 }
 
 fn encode_entitlement(entitlement: &Entitlement) -> String {
@@ -408,7 +429,7 @@ fn decode_entitlement(text: &str) -> Option<Entitlement> {
         _ => return None,
     };
     if let Some(millis) = expires_at {
-        entitlement.expiration = Some(UNIX_EPOCH + Duration::from_millis(millis.parse().ok()?));
+        entitlement.expiration = Some(from_millis(&millis)?);
     }
     Some(entitlement)
 }
@@ -481,6 +502,8 @@ mod tests {
             "kind=customer&account=1&product=p&redeemed_at=1&entitlements=1&entitlement=product%3Dp%26dimension%3Dd%26integer%3D1%26boolean%3Dtrue",
             "kind=expired-token&account=1",
             "kind=expired-token&redeemed_at=1",
+            "account=1&kind=customer&product=p&redeemed_at=1",
+            "kind=customer&account=1&product=p&redeemed_at=1&entitlements=0",
             "kind=refused",
             "kind=invalid-token&reason=x",
         ] {

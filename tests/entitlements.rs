@@ -14,14 +14,14 @@ use common::{Harness, customer_for, single_use_emulator, text, token_post};
 use http::StatusCode;
 use tower_resolve_customer::emulator::{Entitlement, EntitlementValue, Fault, MeteringEmulator};
 use tower_resolve_customer::{
-    EntitlementPolicy, MemoryStore, Redemption, Resolutions, ResolvedCustomer, StoreCall,
-    StoreFault,
+    EntitlementPolicy, MemoryStore, Redemption, RegistrationToken, ResolutionStore, Resolutions,
+    ResolvedCustomer, StoreCall, StoreFault, StoredAnswer, TokenDigest,
 };
 
 fn replica(
     emulator: &MeteringEmulator,
     policy: EntitlementPolicy,
-    store: Option<MemoryStore>,
+    store: Option<impl ResolutionStore>,
 ) -> Harness {
     let mut builder = Resolutions::builder(emulator.resolver())
         .entitlements(emulator.entitlements(), policy)
@@ -72,7 +72,11 @@ async fn entitlements_of_the_resolved_license_reach_the_handler() {
             .with_license_arn(customer.license_arn().unwrap())
             .with_value(EntitlementValue::Integer(7)),
     );
-    let site = replica(&emulator, EntitlementPolicy::Informational, None);
+    let site = replica(
+        &emulator,
+        EntitlementPolicy::Informational,
+        None::<MemoryStore>,
+    );
 
     let response = site.send(token_post(token)).await;
     assert_eq!(response.status(), StatusCode::OK);
@@ -123,7 +127,11 @@ async fn every_page_is_read_and_a_customer_without_a_license_is_found_by_account
     emulator.add_entitlement(
         Entitlement::new("prod-pages", "Feature99").with_customer_aws_account_id("999999999999"),
     );
-    let site = replica(&emulator, EntitlementPolicy::Informational, None);
+    let site = replica(
+        &emulator,
+        EntitlementPolicy::Informational,
+        None::<MemoryStore>,
+    );
 
     assert_eq!(site.send(token_post(&token)).await.status(), StatusCode::OK);
     let seen = site.requests()[0].entitlements.clone().unwrap();
@@ -153,7 +161,7 @@ async fn the_required_policy_rejects_a_customer_without_a_current_entitlement() 
             .with_value(EntitlementValue::Integer(5))
             .with_expiration(SystemTime::now() - Duration::from_secs(60)),
     );
-    let site = replica(&emulator, EntitlementPolicy::Required, None);
+    let site = replica(&emulator, EntitlementPolicy::Required, None::<MemoryStore>);
 
     assert_eq!(
         site.send(token_post(entitled)).await.status(),
@@ -175,7 +183,11 @@ async fn the_required_policy_rejects_a_customer_without_a_current_entitlement() 
 
     // Informational: the same customers reach the handler, with what they have.
     let (emulator, tokens) = single_use_emulator(1).await;
-    let site = replica(&emulator, EntitlementPolicy::Informational, None);
+    let site = replica(
+        &emulator,
+        EntitlementPolicy::Informational,
+        None::<MemoryStore>,
+    );
     assert_eq!(
         site.send(token_post(&tokens[0])).await.status(),
         StatusCode::OK
@@ -191,7 +203,11 @@ async fn a_failed_fetch_is_retryable_and_the_retry_fetches_only_the_entitlements
     let (emulator, tokens) = single_use_emulator(1).await;
     let token = &tokens[0];
     grant(&emulator, &customer_for(token));
-    let site = replica(&emulator, EntitlementPolicy::Informational, None);
+    let site = replica(
+        &emulator,
+        EntitlementPolicy::Informational,
+        None::<MemoryStore>,
+    );
 
     for (fault, status, code) in [
         (
@@ -237,14 +253,15 @@ async fn a_failed_fetch_is_retryable_and_the_retry_fetches_only_the_entitlements
 /// A buyer's submission and double submit land on two replicas at once: one
 /// `ResolveCustomer` and one `GetEntitlements` fleet-wide; a third submission
 /// on the second replica is answered from the store, entitlements included.
-#[tokio::test]
-async fn two_replicas_make_one_round_of_calls_per_token() {
+async fn two_replicas_make_one_round_of_calls_per_token<S: ResolutionStore>(
+    link: impl Fn() -> S,
+    stored: impl Fn(TokenDigest) -> Option<StoredAnswer>,
+) {
     let (emulator, tokens) = single_use_emulator(1).await;
     let token = &tokens[0];
     grant(&emulator, &customer_for(token));
-    let store = MemoryStore::new();
-    let a = replica(&emulator, EntitlementPolicy::Required, Some(store.link()));
-    let b = replica(&emulator, EntitlementPolicy::Required, Some(store.link()));
+    let a = replica(&emulator, EntitlementPolicy::Required, Some(link()));
+    let b = replica(&emulator, EntitlementPolicy::Required, Some(link()));
 
     let (first, second) = tokio::join!(a.send(token_post(token)), b.send(token_post(token)));
     assert_eq!(first.status(), StatusCode::OK);
@@ -254,7 +271,7 @@ async fn two_replicas_make_one_round_of_calls_per_token() {
     assert_eq!(emulator.calls_for(token), 1);
     assert_eq!(emulator.entitlement_calls(), 1);
 
-    let mut seen: Vec<_> = a
+    let seen: Vec<_> = a
         .requests()
         .iter()
         .chain(b.requests().iter())
@@ -267,10 +284,33 @@ async fn two_replicas_make_one_round_of_calls_per_token() {
         seen.iter()
             .all(|(r, e)| r.redeemed_at() == at && e.len() == 4)
     );
-    seen.clear();
-    let stored = store.answers();
-    assert_eq!(stored.len(), 1);
-    assert_eq!(stored[0].1.entitlements().map(|e| e.len()), Some(4));
+    let digest = RegistrationToken::new(token.as_str()).unwrap().digest();
+    let stored = stored(digest).expect("the answer is in the store");
+    assert_eq!(stored.entitlements().map(|e| e.len()), Some(4));
+    assert_eq!(stored.redeemed_at(), Some(at));
+}
+
+#[tokio::test]
+async fn two_replicas_on_a_memory_store_make_one_round_of_calls() {
+    let store = MemoryStore::new();
+    two_replicas_make_one_round_of_calls_per_token(|| store.link(), |digest| store.answer(digest))
+        .await;
+}
+
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_on_redis_make_one_round_of_calls() {
+    use tower_resolve_customer::RedisStore;
+    let Some(redis) = common::redis_server::RedisServer::start() else {
+        return;
+    };
+    let store = || RedisStore::new(&redis.url()).expect("a valid Redis URL");
+    let reader = store();
+    let runtime = tokio::runtime::Handle::current();
+    two_replicas_make_one_round_of_calls_per_token(store, |digest| {
+        tokio::task::block_in_place(|| runtime.block_on(reader.read(digest)).unwrap())
+    })
+    .await;
 }
 
 /// Replica A redeems the token but cannot fetch the entitlements; the

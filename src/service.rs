@@ -25,6 +25,7 @@ use crate::layer::Shared;
 use crate::rejection::{Rejection, outcome_kind};
 use crate::request_body::RequestBody;
 use crate::response_body::ResponseBody;
+use crate::source::Candidate;
 use crate::token::RegistrationToken;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -125,6 +126,7 @@ where
             if let Err(error) = check_content_length(&parts, config.max_body_bytes) {
                 return ResponseFuture::reject(reject(shared, &error));
             }
+            let found = found.map(Candidate::into_owned);
             let resolving = Box::pin(read_form_then_resolve(
                 Arc::clone(shared),
                 parts,
@@ -135,11 +137,12 @@ where
         }
 
         match found {
-            Some(token) => {
-                let key = key_of(&token);
-                // A cached answer is settled here, without boxing a future.
+            Some(candidate) => {
+                let key = key_of(candidate.as_str());
+                // A cached answer is settled here, without boxing a future or
+                // copying the token.
                 if let Some(outcome) = shared.resolutions.cache().cached(key) {
-                    drop(token);
+                    drop(candidate);
                     let trace = ResolveTrace::begin();
                     return match settle(shared, &mut parts, outcome, CacheStatus::Hit, &trace) {
                         Ok(()) => {
@@ -149,6 +152,7 @@ where
                         Err(error) => ResponseFuture::reject(trace.reject(shared, &error)),
                     };
                 }
+                let token = candidate.into_token();
                 let resolving = Box::pin(resolve_and_pass_on(
                     Arc::clone(shared),
                     parts,
@@ -180,7 +184,7 @@ async fn read_form_then_resolve<B>(
     shared: Arc<Shared>,
     parts: Parts,
     body: B,
-    found: Option<RegistrationToken>,
+    found: Option<Candidate<'static>>,
 ) -> Result<Request<RequestBody<B>>, Response<Bytes>>
 where
     B: Body,
@@ -198,19 +202,29 @@ where
         .source
         .find_in_form(&buffered.data, found, config.max_token_len)
         .map_err(|e| reject(&shared, &e))?;
-    let body = RequestBody::buffered(buffered.data, buffered.trailers);
     let mut parts = parts;
     if let Some(offer) = offer {
         parts.extensions.insert(offer);
     }
-    match found {
-        Some(token) => {
-            let key = key_of(&token);
-            resolve_and_pass_on(Arc::clone(&shared), parts, body, key, token).await
-        }
-        None if config.required => Err(reject(&shared, &Rejection::MissingToken)),
-        None => Ok(Request::from_parts(parts, body)),
+    let Some(candidate) = found else {
+        let body = RequestBody::buffered(buffered.data, buffered.trailers);
+        return match config.required {
+            true => Err(reject(&shared, &Rejection::MissingToken)),
+            false => Ok(Request::from_parts(parts, body)),
+        };
+    };
+    let key = key_of(candidate.as_str());
+    if let Some(outcome) = shared.resolutions.cache().cached(key) {
+        drop(candidate);
+        let trace = ResolveTrace::begin();
+        settle(&shared, &mut parts, outcome, CacheStatus::Hit, &trace)
+            .map_err(|error| trace.reject(&shared, &error))?;
+        let body = RequestBody::buffered(buffered.data, buffered.trailers);
+        return Ok(Request::from_parts(parts, body));
     }
+    let token = candidate.into_token();
+    let body = RequestBody::buffered(buffered.data, buffered.trailers);
+    resolve_and_pass_on(Arc::clone(&shared), parts, body, key, token).await
 }
 
 /// Resolves `token` and, if the customer is acceptable, returns the request with

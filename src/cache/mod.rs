@@ -29,8 +29,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
-use moka::policy::EvictionPolicy;
-use moka::sync::Cache;
 use tokio::sync::{Notify, OwnedSemaphorePermit};
 use tokio::time::Instant;
 use tracing::Instrument;
@@ -40,22 +38,19 @@ use crate::entitlements::EntitlementStep;
 use crate::error::ResolveError;
 use crate::rejection::{Rejection, outcome_kind};
 use crate::resolver::DynResolver;
-use crate::store::TokenDigest;
 use crate::store::protocol::SharedStore;
 use crate::token::RegistrationToken;
 use crate::upstream_limit::{MissRate, UpstreamLimit};
 
+mod fresh;
+mod key;
+
+use self::fresh::FreshCache;
+pub(crate) use self::key::{TokenKey, key_of};
+
 pub(crate) type Outcome = Result<Answer, Rejection>;
 
-/// The cache key: a digest of the token.
-pub(crate) type TokenKey = u128;
-
 const SHARDS: usize = 64;
-
-/// The first 128 bits of the token's SHA-256.
-pub(crate) fn key_of(token: &RegistrationToken) -> TokenKey {
-    token.digest().as_u128()
-}
 
 /// How a request's answer was obtained.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -147,24 +142,6 @@ impl Policy {
     }
 }
 
-/// A finished answer, fresh until `expires_at`. Stored inline in the cache:
-/// cloning a customer is a reference-count increment.
-#[derive(Clone)]
-struct Fresh<T> {
-    value: T,
-    expires_at: Instant,
-}
-
-impl<T> Fresh<T> {
-    fn new(value: T, lifetime: Duration) -> Self {
-        let now = Instant::now();
-        Self {
-            value,
-            expires_at: now.checked_add(lifetime).unwrap_or(now),
-        }
-    }
-}
-
 /// One resolve under way, shared by every request for the same token.
 struct Slot {
     done: OnceLock<Outcome>,
@@ -215,8 +192,8 @@ impl Shard {
 }
 
 struct Inner {
-    answers: Cache<TokenKey, Fresh<Answer>>,
-    refusals: Cache<TokenKey, Fresh<ResolveError>>,
+    answers: FreshCache<Answer>,
+    refusals: FreshCache<ResolveError>,
     shards: Box<[Shard]>,
     resolver: Arc<dyn DynResolver>,
     entitlements: Option<EntitlementStep>,
@@ -242,20 +219,10 @@ impl DedupeCache {
         policy: Policy,
         store: Option<SharedStore>,
     ) -> Self {
-        fn cache<V: Clone + Send + Sync + 'static>(
-            capacity: u64,
-            ttl: Duration,
-        ) -> Cache<TokenKey, V> {
-            Cache::builder()
-                .max_capacity(capacity)
-                .time_to_live(ttl)
-                .eviction_policy(EvictionPolicy::lru())
-                .build()
-        }
         Self {
             inner: Arc::new(Inner {
-                answers: cache(policy.capacity, policy.ttl),
-                refusals: cache(policy.negative_capacity, policy.negative_ttl),
+                answers: FreshCache::new(policy.capacity),
+                refusals: FreshCache::new(policy.negative_capacity),
                 shards: (0..SHARDS).map(|_| Shard::default()).collect(),
                 resolver,
                 entitlements,
@@ -284,15 +251,12 @@ impl DedupeCache {
         self.inner.entitlements.as_ref().map(|step| step.policy)
     }
 
-    /// What the cache holds and runs right now. Runs moka's pending
-    /// housekeeping first, so evictions are counted.
+    /// What the cache holds and runs right now.
     pub(crate) fn stats(&self) -> CacheStats {
         let inner = &self.inner;
-        inner.answers.run_pending_tasks();
-        inner.refusals.run_pending_tasks();
         CacheStats {
-            customers: inner.answers.entry_count(),
-            refusals: inner.refusals.entry_count(),
+            customers: inner.answers.len(),
+            refusals: inner.refusals.len(),
             resolving: inner.shards.iter().map(|s| s.lock().len()).sum(),
             upstream_calls: inner.limit.in_use(),
             store_lookups: if inner.store.is_some() {
@@ -375,22 +339,15 @@ impl Inner {
 
     fn cached(&self, key: TokenKey) -> Option<Outcome> {
         let now = Instant::now();
-        if let Some(answer) = self.answers.get(&key)
-            && now < answer.expires_at
-        {
+        if let Some((answer, _)) = self.answers.get(key, now) {
             // An answer still waiting for its entitlements is not a hit: the
             // next resolve fetches them (and only them).
             return answer
-                .value
                 .is_complete(self.policy.wants_entitlements)
-                .then_some(Ok(answer.value));
+                .then_some(Ok(answer));
         }
-        match self.refusals.get(&key) {
-            Some(refusal) if now < refusal.expires_at => {
-                Some(Err(Rejection::Resolve(refusal.value)))
-            }
-            _ => None,
-        }
+        let (refusal, _) = self.refusals.get(key, now)?;
+        Some(Err(Rejection::Resolve(refusal)))
     }
 }
 
@@ -398,8 +355,8 @@ impl Inner {
     /// The customer of a fresh cached answer that still lacks its
     /// entitlements.
     fn known(&self, key: TokenKey) -> Option<Known> {
-        let answer = self.answers.get(&key)?;
-        (Instant::now() < answer.expires_at).then(|| answer.value.known(answer.expires_at))
+        let (answer, expires_at) = self.answers.get(key, Instant::now())?;
+        Some(answer.known(expires_at))
     }
 
     /// The answer for `token`, given at most `deadline`: the resolver's
@@ -470,16 +427,17 @@ impl Inner {
             async move {
                 let deadline = inner.policy.upstream_deadline();
                 let local = inner.known(key);
+                // Stores name tokens by their SHA-256, which replicas agree on.
+                let digest = inner.store.as_ref().map(|_| token.digest());
                 let upstream = |known: Option<Known>| async {
                     let outcome = inner.redeem(&token, known, deadline).await;
                     drop(token);
                     outcome
                 };
-                match &inner.store {
-                    Some(store) => {
+                match (&inner.store, digest) {
+                    (Some(store), Some(digest)) => {
                         let deliver =
                             move |(outcome, lifetime)| completion.finish(outcome, lifetime);
-                        let digest = TokenDigest::new(key);
                         store
                             .resolve(
                                 digest,
@@ -491,7 +449,7 @@ impl Inner {
                             )
                             .await;
                     }
-                    None => {
+                    _ => {
                         let outcome = upstream(local).await;
                         let lifetime = inner.policy.lifetime_of(&outcome);
                         completion.finish(outcome, lifetime);
@@ -520,13 +478,14 @@ impl Completion {
         // request, a look at the stats) finds it there.
         if let Some(lifetime) = lifetime.filter(|l| !l.is_zero()) {
             match &outcome {
-                Ok(answer) => {
-                    let fresh = Fresh::new(answer.clone(), lifetime);
-                    self.inner.answers.insert(self.key, fresh);
-                }
+                Ok(answer) => self
+                    .inner
+                    .answers
+                    .insert(self.key, answer.clone(), lifetime),
                 Err(Rejection::Resolve(refusal)) => {
-                    let fresh = Fresh::new(refusal.clone(), lifetime);
-                    self.inner.refusals.insert(self.key, fresh);
+                    self.inner
+                        .refusals
+                        .insert(self.key, refusal.clone(), lifetime)
                 }
                 Err(_) => {}
             }
@@ -600,20 +559,20 @@ mod tests {
         };
         let cache = DedupeCache::new(Arc::new(resolver), None, policy(), None);
         for token in [&good, &junk] {
-            let (outcome, status) = cache.resolve(key_of(token), token).await;
+            let (outcome, status) = cache.resolve(key_of(token.expose()), token).await;
             assert_eq!(status, CacheStatus::Miss);
             assert_eq!(outcome.is_ok(), token == &good);
             assert_eq!(
-                cache.cached(key_of(token)).map(|o| o.is_ok()),
+                cache.cached(key_of(token.expose())).map(|o| o.is_ok()),
                 Some(token == &good)
             );
         }
 
         let inner = &cache.inner;
-        let mut keys: Vec<TokenKey> = inner.answers.iter().map(|(k, _)| *k).collect();
-        keys.extend(inner.refusals.iter().map(|(k, _)| *k));
+        let mut keys: Vec<TokenKey> = inner.answers.keys();
+        keys.extend(inner.refusals.keys());
         keys.sort_unstable();
-        let mut expected = vec![key_of(&good), key_of(&junk)];
+        let mut expected = vec![key_of(good.expose()), key_of(junk.expose())];
         expected.sort_unstable();
         assert_eq!(keys, expected);
         assert!(inner.shards.iter().all(|s| s.lock().is_empty()));
@@ -623,19 +582,7 @@ mod tests {
                 let copied = u128::from_le_bytes(window.try_into().unwrap());
                 assert!(!keys.contains(&copied));
             }
-            let values = format!(
-                "{:?} {:?}",
-                inner
-                    .answers
-                    .iter()
-                    .map(|(_, v)| v.value)
-                    .collect::<Vec<_>>(),
-                inner
-                    .refusals
-                    .iter()
-                    .map(|(_, v)| v.value)
-                    .collect::<Vec<_>>(),
-            );
+            let values = format!("{:?} {:?}", inner.answers.values(), inner.refusals.values());
             assert!(!values.contains(&token.expose()[..16]), "{values}");
         }
     }

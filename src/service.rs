@@ -138,7 +138,7 @@ where
 
         match found {
             Some(candidate) => {
-                let key = key_of(candidate.as_str());
+                let key = key_of(candidate.as_bytes());
                 // A cached answer is settled here, without boxing a future or
                 // copying the token.
                 if let Some(outcome) = shared.resolutions.cache().cached(key) {
@@ -213,7 +213,7 @@ where
             false => Ok(Request::from_parts(parts, body)),
         };
     };
-    let key = key_of(candidate.as_str());
+    let key = key_of(candidate.as_bytes());
     if let Some(outcome) = shared.resolutions.cache().cached(key) {
         drop(candidate);
         let trace = ResolveTrace::begin();

@@ -143,24 +143,31 @@ impl TokenSource {
                 Source::Form(_) => {}
                 Source::Header(name) => {
                     for value in parts.headers.get_all(name) {
-                        let value = value.to_str().map_err(|_| TokenError::Undecodable)?;
-                        found.offer(Cow::Borrowed(value))?;
+                        found.offer(Cow::Borrowed(value.as_bytes())).map_err(
+                            |error| match value.to_str() {
+                                Ok(_) => error,
+                                Err(_) => TokenError::Undecodable.into(),
+                            },
+                        )?;
                     }
                 }
                 Source::Query(name) => {
                     if let Some(query) = parts.uri.query() {
                         let names = std::slice::from_ref(name);
                         for (_, value) in urlencoded_fields(query.as_bytes(), names) {
-                            found.offer(value)?;
+                            found.offer(bytes_of(value))?;
                         }
                     }
                 }
                 Source::Cookie(name) => {
                     for header in parts.headers.get_all(COOKIE) {
                         for value in cookie_values(header.as_bytes(), name.as_bytes()) {
-                            let value =
-                                std::str::from_utf8(value).map_err(|_| TokenError::Undecodable)?;
-                            found.offer(Cow::Borrowed(value))?;
+                            found.offer(Cow::Borrowed(value)).map_err(|error| {
+                                match std::str::from_utf8(value) {
+                                    Ok(_) => error,
+                                    Err(_) => TokenError::Undecodable.into(),
+                                }
+                            })?;
                         }
                     }
                 }
@@ -189,25 +196,26 @@ impl TokenSource {
                 offer.get_or_insert_with(|| OfferType::from_field(&value));
             }
             if token_fields.iter().any(|field| field == name) {
-                found.offer(value)?;
+                found.offer(bytes_of(value))?;
             }
         }
         Ok((found.token.map(Candidate), offer))
     }
 }
 
-/// A token found in a request and validated, still borrowed from it where
-/// it could be: a cache hit needs only its key, and never copies it.
-pub(crate) struct Candidate<'a>(Cow<'a, str>);
+/// A token found in a request and validated (so ASCII), still borrowed from
+/// it where it could be: a cache hit needs only its key, and never copies it.
+pub(crate) struct Candidate<'a>(Cow<'a, [u8]>);
 
 impl Candidate<'_> {
-    pub(crate) fn as_str(&self) -> &str {
+    pub(crate) fn as_bytes(&self) -> &[u8] {
         &self.0
     }
 
     /// The token, owned.
     pub(crate) fn into_token(self) -> RegistrationToken {
-        RegistrationToken::validated(self.0.into_owned())
+        // Validated, so ASCII: the lossy conversion changes nothing.
+        RegistrationToken::validated(String::from_utf8_lossy(&self.0).into_owned())
     }
 
     /// The same candidate, no longer borrowing the request.
@@ -216,9 +224,17 @@ impl Candidate<'_> {
     }
 }
 
+/// A decoded value as bytes, borrowed if it was.
+fn bytes_of(value: Cow<'_, str>) -> Cow<'_, [u8]> {
+    match value {
+        Cow::Borrowed(value) => Cow::Borrowed(value.as_bytes()),
+        Cow::Owned(value) => Cow::Owned(value.into_bytes()),
+    }
+}
+
 /// The token found so far; refuses malformed and disagreeing candidates.
 struct Found<'a> {
-    token: Option<Cow<'a, str>>,
+    token: Option<Cow<'a, [u8]>>,
     max_len: usize,
 }
 
@@ -230,7 +246,7 @@ impl<'a> Found<'a> {
         }
     }
 
-    fn offer(&mut self, candidate: Cow<'a, str>) -> Result<(), Rejection> {
+    fn offer(&mut self, candidate: Cow<'a, [u8]>) -> Result<(), Rejection> {
         match &self.token {
             Some(existing) if *existing == candidate => Ok(()),
             Some(_) => {

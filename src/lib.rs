@@ -129,6 +129,7 @@ mod source;
 mod store;
 mod token;
 mod upstream_limit;
+mod urlencoded;
 
 #[cfg(feature = "aws")]
 mod aws;

@@ -191,12 +191,14 @@ where
     B::Error: Into<BoxError>,
 {
     let config = &shared.config;
-    let buffered = tokio::time::timeout(
-        config.body_timeout,
-        read_limited(body, config.max_body_bytes),
-    )
-    .await
-    .unwrap_or(Err(Rejection::BodyTimeout))
+    let mut read = std::pin::pin!(read_limited(body, config.max_body_bytes));
+    // A body that has arrived whole is read without starting a timer.
+    let buffered = match std::future::poll_fn(|cx| Poll::Ready(read.as_mut().poll(cx))).await {
+        Poll::Ready(read) => read,
+        Poll::Pending => tokio::time::timeout(config.body_timeout, read)
+            .await
+            .unwrap_or(Err(Rejection::BodyTimeout)),
+    }
     .map_err(|e| reject(&shared, &e))?;
     let (found, offer) = config
         .source

@@ -116,7 +116,16 @@ pub(crate) fn validate(token: &[u8], max_len: usize) -> Result<(), TokenError> {
 /// Branch-free comparisons over the whole token, which the compiler turns
 /// into vector instructions: a token is checked 16 or 32 bytes at a time.
 fn all_token_bytes(bytes: &[u8]) -> bool {
-    bytes.iter().fold(true, |all, &b| all & is_token_byte(b))
+    let mut blocks = bytes.chunks_exact(32);
+    let mut all = true;
+    for block in blocks.by_ref() {
+        let mut block_ok = true;
+        for &b in block {
+            block_ok &= is_token_byte(b);
+        }
+        all &= block_ok;
+    }
+    blocks.remainder().iter().fold(all, |all, &b| all & is_token_byte(b))
 }
 
 fn is_token_byte(b: u8) -> bool {

@@ -4,118 +4,22 @@
 //! cargo bench --bench layer
 //! ```
 
+mod common;
+
 use std::convert::Infallible;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use common::*;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use http::header::CONTENT_TYPE;
 use http::{Request, Response};
 use http_body::Body;
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use tokio::runtime::Runtime;
-use tower::{Service, ServiceExt, service_fn};
+use tower::{Service, ServiceExt};
 use tower_layer::Layer;
-use tower_resolve_customer::{
-    RegistrationToken, Resolutions, ResolveCustomerLayer, ResolveError, ResolvedCustomer, Resolver,
-    TokenSource,
-};
-
-use tower_resolve_customer::TOKEN_HEADER as HEADER;
-const TOKEN: &str = "+tFn41ejk5vVEuXXa2T2mLcwLL5tFz5iUaR4fHV0oR8y6t2UhvTBYZlBKw8hz2LO4b/abcdEFGHijklMNOPqrstUVWXyz0123456789+/ABCDefghIJKLmnopQRSTuvwxYZ01234567890abcdefghijklmnopqrstuvwxyzABCDEFGHIJ==";
-
-fn runtime() -> Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("runtime")
-}
-
-/// The handler: reads the whole body, as a registration handler does.
-fn handler<B>()
--> impl Service<Request<B>, Response = Response<Full<Bytes>>, Error = Infallible, Future: Send>
-+ Clone
-+ Send
-+ 'static
-where
-    B: Body + Send + 'static,
-    B::Data: Send,
-    B::Error: std::fmt::Debug,
-{
-    service_fn(|request: Request<B>| async move {
-        let body = request
-            .into_body()
-            .collect()
-            .await
-            .expect("body")
-            .to_bytes();
-        Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(
-            body.len().to_string(),
-        ))))
-    })
-}
-
-/// Answers at once, or after `latency`, counting calls.
-#[derive(Clone)]
-struct CountingResolver {
-    calls: Arc<AtomicUsize>,
-    latency: Duration,
-}
-
-impl CountingResolver {
-    fn new(latency: Duration) -> Self {
-        Self {
-            calls: Arc::default(),
-            latency,
-        }
-    }
-}
-
-impl Resolver for CountingResolver {
-    async fn resolve(&self, _token: &RegistrationToken) -> Result<ResolvedCustomer, ResolveError> {
-        self.calls.fetch_add(1, Ordering::Relaxed);
-        if !self.latency.is_zero() {
-            tokio::time::sleep(self.latency).await;
-        }
-        Ok(ResolvedCustomer::new("123456789012", "prod-bench"))
-    }
-}
-
-fn header_request(token: &str) -> Request<Full<Bytes>> {
-    Request::post("/register")
-        .header(HEADER, token)
-        .body(Full::new(Bytes::new()))
-        .expect("request")
-}
-
-/// A 1 KiB urlencoded form whose token is the last field.
-fn form_body() -> Bytes {
-    let token_field = form_urlencoded::Serializer::new(String::new())
-        .append_pair(tower_resolve_customer::TOKEN_FIELD, TOKEN)
-        .finish();
-    let mut body = String::new();
-    let mut i = 0;
-    while body.len() + token_field.len() + 1 < 1024 {
-        let field = form_urlencoded::Serializer::new(String::new())
-            .append_pair(&format!("field{i:02}"), "some value & more")
-            .finish();
-        body.push_str(&field);
-        body.push('&');
-        i += 1;
-    }
-    body.push_str(&token_field);
-    assert!((1024..1060).contains(&body.len()), "{}", body.len());
-    Bytes::from(body)
-}
-
-fn form_request(body: &Bytes) -> Request<Full<Bytes>> {
-    Request::post("/register")
-        .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
-        .body(Full::new(body.clone()))
-        .expect("request")
-}
+use tower_resolve_customer::{Resolutions, ResolveCustomerLayer, TokenSource};
 
 /// Times `make()` requests through `service`, one at a time.
 fn bench_service<S>(
@@ -168,21 +72,6 @@ fn header_cache_hit(c: &mut Criterion) {
     bench_service(&mut group, &rt, "layered", layered, make);
     group.finish();
     assert_eq!(resolver.calls.load(Ordering::Relaxed), 1);
-}
-
-/// A browser's `Cookie` header: five unrelated cookies, then the token.
-fn cookie_request(token: &str) -> Request<Full<Bytes>> {
-    Request::post("/register")
-        .header(
-            http::header::COOKIE,
-            format!(
-                "_ga=GA1.2.1234567890.1700000000; session=0f3c9a7e5b2d4c1a8e6f; \
-                 theme=dark; consent=\"analytics=1&ads=0\"; _gid=GA1.2.987654321.1700000000; \
-                 registration={token}"
-            ),
-        )
-        .body(Full::new(Bytes::new()))
-        .expect("request")
 }
 
 fn cookie_cache_hit(c: &mut Criterion) {
@@ -362,6 +251,152 @@ where
     }
 }
 
+/// The `i`th of the tokens a scaling run fills the cache with: 184
+/// characters, like a real one.
+fn filler_token(i: usize) -> String {
+    format!("{i:0>182}==")
+}
+
+/// A header-source layer over resolutions holding `cached` customers (and
+/// [`TOKEN`]'s).
+fn filled(
+    rt: &Runtime,
+    cached: usize,
+) -> impl Service<
+    Request<Full<Bytes>>,
+    Response = Response<tower_resolve_customer::ResponseBody<Full<Bytes>>>,
+    Error = Infallible,
+    Future: Send,
+> + Clone
++ Send
++ 'static {
+    let resolver = CountingResolver::new(Duration::ZERO);
+    let layered = ResolveCustomerLayer::from_resolutions(
+        Resolutions::builder(resolver.clone())
+            .cache_capacity(cached as u64 + 10)
+            .max_concurrent_resolves(1_000)
+            .build(),
+    )
+    .token_source(TokenSource::header(HEADER))
+    .layer(handler());
+    rt.block_on(async {
+        for batch in (0..cached).collect::<Vec<_>>().chunks(1_000) {
+            let tasks: Vec<_> = batch
+                .iter()
+                .map(|&i| tokio::spawn(layered.clone().oneshot(header_request(&filler_token(i)))))
+                .collect();
+            for task in tasks {
+                let response = task.await.expect("task").expect("infallible");
+                assert_eq!(response.status(), 200);
+            }
+        }
+        layered
+            .clone()
+            .oneshot(header_request(TOKEN))
+            .await
+            .expect("warm up");
+    });
+    assert_eq!(resolver.calls.load(Ordering::Relaxed), cached + 1);
+    layered
+}
+
+/// Whether criterion runs for timings (`cargo bench`) rather than once as a
+/// test (`cargo test --benches`), where a million-entry fill is not worth
+/// its time.
+fn timing() -> bool {
+    std::env::args().any(|a| a == "--bench")
+}
+
+/// A cache hit's cost does not grow with what is cached: the header hit
+/// with 10, 10,000 and 1,000,000 other customers cached.
+fn header_hit_by_cache_size(c: &mut Criterion) {
+    let rt = runtime();
+    let mut group = c.benchmark_group("7_cache_hit_header_by_cached_customers");
+    let make = || header_request(TOKEN);
+    bench_service(&mut group, &rt, "bare", handler(), make);
+    let sizes: &[usize] = if timing() {
+        &[10, 10_000, 1_000_000]
+    } else {
+        &[10, 10_000]
+    };
+    for &cached in sizes {
+        let layered = filled(&rt, cached);
+        bench_service(&mut group, &rt, &format!("layered_{cached}"), layered, make);
+    }
+    group.finish();
+}
+
+/// Two threads hitting the cache at once: both with one token (one entry,
+/// one shard), or each with its own 1,000 tokens (distinct entries). The
+/// time is per request, over both threads.
+fn header_hit_two_threads(c: &mut Criterion) {
+    const PER_THREAD: usize = 1_000;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let mut group = c.benchmark_group("8_cache_hit_header_two_threads");
+    let layered = filled(&rt, 2 * PER_THREAD);
+    let tokens: std::sync::Arc<Vec<String>> =
+        std::sync::Arc::new((0..2 * PER_THREAD).map(filler_token).collect());
+    for (name, distinct, bare) in [
+        ("bare_same", false, true),
+        ("layered_same", false, false),
+        ("bare_distinct", true, true),
+        ("layered_distinct", true, false),
+    ] {
+        let layered = layered.clone();
+        let tokens = std::sync::Arc::clone(&tokens);
+        group.bench_function(name, |b| {
+            b.to_async(&rt).iter_custom(|iterations| {
+                let layered = layered.clone();
+                let tokens = std::sync::Arc::clone(&tokens);
+                async move {
+                    let started = Instant::now();
+                    let threads: Vec<_> = (0..2)
+                        .map(|thread| {
+                            let layered = layered.clone();
+                            let tokens = std::sync::Arc::clone(&tokens);
+                            tokio::spawn(async move {
+                                for i in 0..iterations as usize {
+                                    let token = if distinct {
+                                        tokens[thread * PER_THREAD + i % PER_THREAD].as_str()
+                                    } else {
+                                        TOKEN
+                                    };
+                                    let request = header_request(token);
+                                    let status = if bare {
+                                        handler()
+                                            .oneshot(request)
+                                            .await
+                                            .expect("infallible")
+                                            .status()
+                                    } else {
+                                        layered
+                                            .clone()
+                                            .oneshot(request)
+                                            .await
+                                            .expect("infallible")
+                                            .status()
+                                    };
+                                    assert_eq!(status, 200);
+                                }
+                            })
+                        })
+                        .collect();
+                    for thread in threads {
+                        thread.await.expect("thread");
+                    }
+                    // Per request: two ran at a time.
+                    started.elapsed() / 2
+                }
+            })
+        });
+    }
+    group.finish();
+}
+
 criterion_group!(
     benches,
     pass_through,
@@ -370,6 +405,8 @@ criterion_group!(
     form_cache_hit,
     cache_miss,
     burst,
-    distinct_tokens
+    distinct_tokens,
+    header_hit_by_cache_size,
+    header_hit_two_threads
 );
 criterion_main!(benches);

@@ -125,7 +125,10 @@ fn all_token_bytes(bytes: &[u8]) -> bool {
         }
         all &= block_ok;
     }
-    blocks.remainder().iter().fold(all, |all, &b| all & is_token_byte(b))
+    blocks
+        .remainder()
+        .iter()
+        .fold(all, |all, &b| all & is_token_byte(b))
 }
 
 fn is_token_byte(b: u8) -> bool {

@@ -12,7 +12,7 @@ use http::header::CONTENT_TYPE;
 use http::{Request, Response};
 use http_body::Body;
 use http_body_util::{BodyExt, Full};
-use tower::{Service, service_fn};
+use tower::{Service, ServiceExt, service_fn};
 use tower_resolve_customer::{RegistrationToken, ResolveError, ResolvedCustomer, Resolver};
 
 pub use tower_resolve_customer::TOKEN_HEADER as HEADER;
@@ -122,4 +122,24 @@ pub fn cookie_request(token: &str) -> Request<Full<Bytes>> {
         )
         .body(Full::new(Bytes::new()))
         .expect("request")
+}
+
+/// Times `make()` requests through `service`, one at a time.
+pub fn bench_service<S>(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    rt: &tokio::runtime::Runtime,
+    name: &str,
+    service: S,
+    make: impl Fn() -> Request<Full<Bytes>> + Copy,
+) where
+    S: Service<Request<Full<Bytes>>, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send,
+    S::Response: Send,
+{
+    group.bench_function(name, |b| {
+        b.to_async(rt).iter(|| {
+            let service = service.clone();
+            async move { service.oneshot(make()).await.expect("infallible") }
+        })
+    });
 }

@@ -21,7 +21,7 @@
 //!   inner service.
 //!
 //! The token is never logged, never shown by `Debug`, never put in a rejection,
-//! and never used as a cache key (a digest is).
+//! and never used as a cache key (a keyed hash is; stores see its SHA-256).
 //!
 //! # Example
 //!

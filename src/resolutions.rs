@@ -171,8 +171,9 @@ impl ResolutionsBuilder {
         self
     }
 
-    /// How many resolved customers are remembered at most (default 10,000); the
-    /// least recently used go first. Resolves under way are tracked apart and
+    /// How many resolved customers are remembered at most (default 10,000): when
+    /// full, one not used since the others were goes first (CLOCK, an
+    /// approximation of least recently used), never the one just stored. Resolves under way are tracked apart and
     /// never evicted, so concurrent requests for one token always share one
     /// upstream call, whatever the capacity.
     pub fn cache_capacity(mut self, entries: u64) -> Self {

@@ -480,6 +480,35 @@ async fn memory_round_trips_per_request_kind() {
 // MemoryStore: the suite, and every fault, on paused time
 // ---------------------------------------------------------------------------
 
+/// An answer read from the store is kept locally for what it has left, but
+/// never longer than this replica's own `cache_ttl`.
+#[tokio::test(start_paused = true)]
+async fn answers_from_the_store_live_no_longer_than_the_local_ttl() {
+    let store = MemoryStore::new();
+    let token = MeteringEmulator::mint_token();
+    let digest = RegistrationToken::new(token.as_str()).unwrap().digest();
+    let hour = Duration::from_secs(3600);
+    let answer = StoredAnswer::resolved(customer_for(&token), SystemTime::now(), hour);
+    store.publish(digest, &answer).await.unwrap();
+    let resolver = common::TestResolver::ok();
+    let replica = common::Harness::new(
+        Resolutions::builder(Arc::clone(&resolver))
+            .cache_ttl(Duration::from_secs(10))
+            .store(store.link())
+            .build()
+            .layer(),
+    );
+
+    assert_eq!(replica.send(token_post(&token)).await.status(), 200);
+    let reads = store.calls(StoreCall::Read);
+    assert_eq!(replica.send(token_post(&token)).await.status(), 200);
+    assert_eq!(store.calls(StoreCall::Read), reads, "a local hit");
+    tokio::time::advance(Duration::from_secs(10)).await;
+    assert_eq!(replica.send(token_post(&token)).await.status(), 200);
+    assert!(store.calls(StoreCall::Read) > reads, "back to the store");
+    assert_eq!(resolver.calls(), 0);
+}
+
 #[tokio::test(start_paused = true)]
 async fn memory_store_keeps_the_contract() {
     let store = MemoryStore::new();

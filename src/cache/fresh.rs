@@ -118,16 +118,18 @@ impl<V: Clone> FreshCache<V> {
     /// Evicts one entry other than `keep`: the first the hands meet, from
     /// `keep`'s shard on, that expired or was not used since its hand last
     /// passed. A first turn of every hand clears the marks it passes, so a
-    /// second finds one (unless readers mark them all again meanwhile: then
-    /// the cache stays one over until the next insert).
+    /// second finds one; should readers mark them all again meanwhile, a
+    /// third turn evicts whatever the hands meet first, so the cache never
+    /// stays over its capacity.
     fn evict_one(&self, keep: TokenKey, now: Instant) {
         let first = shard_of(keep);
         for i in 0..3 * SHARDS {
             let index = (first + i) % SHARDS;
+            let force = i >= 2 * SHARDS;
             let evicted = self.shards[index]
                 .write()
                 .unwrap_or_else(|e| e.into_inner())
-                .evict(keep, now);
+                .evict(keep, now, force);
             if evicted {
                 self.len.fetch_sub(1, Ordering::AcqRel);
                 return;
@@ -182,9 +184,10 @@ impl<V: Clone> FreshCache<V> {
 
 impl<V> Shard<V> {
     /// Evicts the first entry the hand meets in one turn that expired or
-    /// was not used since the hand last passed, clearing the marks it
-    /// passes; never `keep`. `false` when the turn found none.
-    fn evict(&mut self, keep: TokenKey, now: Instant) -> bool {
+    /// was not used since the hand last passed (any entry, with `force`),
+    /// clearing the marks it passes; never `keep`. `false` when the turn
+    /// found none.
+    fn evict(&mut self, keep: TokenKey, now: Instant, force: bool) -> bool {
         for _ in 0..self.clock.len() {
             if self.hand >= self.clock.len() {
                 self.hand = 0;
@@ -192,11 +195,14 @@ impl<V> Shard<V> {
             let key = self.clock[self.hand];
             if key != keep {
                 let entry = &self.entries[&key];
-                if now >= entry.expires_at || !entry.referenced.swap(false, Ordering::Relaxed) {
+                let used = entry.referenced.swap(false, Ordering::Relaxed);
+                if force || now >= entry.expires_at || !used {
                     self.entries.remove(&key);
-                    // The last key takes this one's place: the hand looks
-                    // at it next.
+                    // The last key (often the newest) takes this one's
+                    // place; the hand moves past it, so it waits a turn
+                    // like any other.
                     self.clock.swap_remove(self.hand);
+                    self.hand += 1;
                     return true;
                 }
             }
@@ -275,6 +281,55 @@ mod tests {
                 "evicted at {i}"
             );
             cache.insert(key(i), i, Duration::from_secs(60));
+        }
+    }
+
+    /// Keys in one shard: the same top bits.
+    fn same_shard(i: u128) -> TokenKey {
+        (7u128 << 122) | i
+    }
+
+    #[tokio::test]
+    async fn unread_entries_go_in_the_order_they_came() {
+        let cache = FreshCache::new(3);
+        for i in 0..3 {
+            cache.insert(same_shard(i), i, Duration::from_secs(60));
+        }
+        // Each new entry evicts the oldest unread one, never the one
+        // inserted just before it.
+        for i in 3..20 {
+            cache.insert(same_shard(i), i, Duration::from_secs(60));
+            let now = Instant::now();
+            assert!(
+                cache.get(same_shard(i - 1), now).is_some(),
+                "{i}: the previous one"
+            );
+            // Reading marks it: undo that, so the order is insertion order.
+            cache.read(same_shard(i - 1)).entries[&same_shard(i - 1)]
+                .referenced
+                .store(false, Ordering::Relaxed);
+            assert!(
+                cache.get(same_shard(i - 3), now).is_none(),
+                "{i}: the oldest"
+            );
+        }
+        assert_eq!(cache.len(), 3);
+    }
+
+    #[tokio::test]
+    async fn entries_read_all_the_time_still_make_room() {
+        let cache = std::sync::Arc::new(FreshCache::new(4));
+        for i in 0..4 {
+            cache.insert(key(i), i, Duration::from_secs(60));
+        }
+        for i in 4..1_000 {
+            // Every entry is marked again before each insert.
+            for j in i - 4..i {
+                let _ = cache.get(key(j), Instant::now());
+            }
+            cache.insert(key(i), i, Duration::from_secs(60));
+            assert!(cache.len() <= 4, "{}", cache.len());
+            assert_eq!(cache.keys().len() as u64, cache.len());
         }
     }
 

@@ -6,11 +6,12 @@
 //!   never evicted, so every request for a token whose resolve is under way joins
 //!   that resolve, however full the caches are. It is guarded by sharded mutexes
 //!   that are never held across an await.
-//! - two moka caches of finished answers: successes (`answers`, the positive
-//!   TTL) and definitive refusals (`refusals`, invalid or expired tokens, the
-//!   negative TTL), bounded separately so a flood of junk tokens cannot push real
-//!   customers out. Both evict least-recently-used entries, so a new customer is
-//!   always admitted. Transient failures are never stored.
+//! - two caches of finished answers ([`fresh`]): successes (`answers`, the
+//!   positive TTL) and definitive refusals (`refusals`, invalid or expired
+//!   tokens, the negative TTL), bounded separately so a flood of junk tokens
+//!   cannot push real customers out. Both evict with CLOCK (an approximation
+//!   of least recently used) and never the entry just stored, so a new
+//!   customer is always admitted. Transient failures are never stored.
 //!
 //! With a shared [`ResolutionStore`](crate::ResolutionStore), a local miss
 //! runs the fleet protocol ([`crate::store::protocol`]) inside the single
@@ -20,9 +21,8 @@
 //! when every request waiting for it has gone, and a request that times out
 //! leaves it running, so a token AWS has already redeemed is not thrown away.
 //!
-//! Entries are keyed by the first 128 bits of the token's SHA-256, never by the
-//! token itself. Freshness is judged on tokio's clock, so tests can pause time;
-//! moka's own expiry only reclaims memory.
+//! Entries are keyed by the token's keyed 128-bit hash ([`key`]), never by the
+//! token itself. Freshness is judged on tokio's clock, so tests can pause time.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -477,15 +477,21 @@ impl Completion {
         // Cached before the waiters wake, so whatever they do next (another
         // request, a look at the stats) finds it there.
         if let Some(lifetime) = lifetime.filter(|l| !l.is_zero()) {
+            // An answer from the store keeps the lifetime it has left, but
+            // never more than this replica's own settings.
+            let policy = &self.inner.policy;
             match &outcome {
-                Ok(answer) => self
-                    .inner
-                    .answers
-                    .insert(self.key, answer.clone(), lifetime),
+                Ok(answer) => {
+                    let lifetime = lifetime.min(policy.ttl);
+                    self.inner
+                        .answers
+                        .insert(self.key, answer.clone(), lifetime);
+                }
                 Err(Rejection::Resolve(refusal)) => {
+                    let lifetime = lifetime.min(policy.negative_ttl);
                     self.inner
                         .refusals
-                        .insert(self.key, refusal.clone(), lifetime)
+                        .insert(self.key, refusal.clone(), lifetime);
                 }
                 Err(_) => {}
             }

@@ -61,6 +61,17 @@
 //! # }
 //! ```
 //!
+//! # What handlers receive
+//!
+//! Next to the [`ResolvedCustomer`], every accepted request carries a
+//! [`Redemption`]: whether this request's resolve redeemed the token, or it
+//! replays an earlier redemption (a double submit, a refresh, someone else's
+//! copy of the token), and when that first redemption happened, fleet-wide.
+//! A form post from AWS Marketplace for a free trial also carries an
+//! [`OfferType`]. With the entitlement step on
+//! ([`ResolutionsBuilder::entitlements`]), the buyer's [`Entitlements`] come
+//! too, fetched once per token in the same single flight.
+//!
 //! # Features
 //!
 //! - `aws` (default): [`AwsMarketplaceResolver`], on `aws-sdk-marketplacemetering`.

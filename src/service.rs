@@ -16,7 +16,7 @@ use tracing::Instrument;
 use std::time::SystemTime;
 
 use crate::answer::Entitled;
-use crate::cache::{CacheStatus, Outcome, TokenKey, key_of};
+use crate::cache::{CacheStatus, Outcome, TokenKey};
 use crate::entitlements::EntitlementPolicy;
 use crate::error::ResolveError;
 use crate::form::{check_content_length, read_limited};
@@ -138,7 +138,7 @@ where
 
         match found {
             Some(candidate) => {
-                let key = key_of(candidate.as_bytes());
+                let key = candidate.key();
                 // A cached answer is settled here, without boxing a future or
                 // copying the token.
                 if let Some(outcome) = shared.resolutions.cache().cached(key) {
@@ -215,7 +215,7 @@ where
             false => Ok(Request::from_parts(parts, body)),
         };
     };
-    let key = key_of(candidate.as_bytes());
+    let key = candidate.key();
     if let Some(outcome) = shared.resolutions.cache().cached(key) {
         drop(candidate);
         let trace = ResolveTrace::begin();

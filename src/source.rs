@@ -6,6 +6,7 @@ use std::sync::Arc;
 use http::header::{CONTENT_TYPE, COOKIE};
 use http::{HeaderName, Method, request::Parts};
 
+use crate::cache::{TokenKey, key_of};
 use crate::offer_type::{OFFER_TYPE_FIELD, OfferType};
 use crate::rejection::Rejection;
 use crate::token::{RegistrationToken, TOKEN_FIELD, TokenError, validate};
@@ -144,26 +145,26 @@ impl TokenSource {
                 Source::Form(_) => {}
                 Source::Header(name) => {
                     for value in parts.headers.get_all(name) {
-                        found.offer(Cow::Borrowed(value.as_bytes())).map_err(
-                            |error| match value.to_str() {
+                        found
+                            .offer(Repr::Plain(value.as_bytes()))
+                            .map_err(|error| match value.to_str() {
                                 Ok(_) => error,
                                 Err(_) => TokenError::Undecodable.into(),
-                            },
-                        )?;
+                            })?;
                     }
                 }
                 Source::Query(name) => {
                     if let Some(query) = parts.uri.query() {
                         let names = std::slice::from_ref(name);
                         for (_, value) in urlencoded::fields(query.as_bytes(), names) {
-                            found.offer(urlencoded::decode(value))?;
+                            found.offer(Repr::Encoded(value))?;
                         }
                     }
                 }
                 Source::Cookie(name) => {
                     for header in parts.headers.get_all(COOKIE) {
                         for value in cookie_values(header.as_bytes(), name.as_bytes()) {
-                            found.offer(Cow::Borrowed(value)).map_err(|error| {
+                            found.offer(Repr::Plain(value)).map_err(|error| {
                                 match std::str::from_utf8(value) {
                                     Ok(_) => error,
                                     Err(_) => TokenError::Undecodable.into(),
@@ -174,7 +175,7 @@ impl TokenSource {
                 }
             }
         }
-        Ok(found.token.map(Candidate))
+        Ok(found.token)
     }
 
     /// Looks in the form fields of a buffered body, given what the other sources
@@ -186,7 +187,7 @@ impl TokenSource {
         max_len: usize,
     ) -> Result<(Option<Candidate<'b>>, Option<OfferType>), Rejection> {
         let mut found = Found {
-            token: already.map(|candidate| candidate.0),
+            token: already,
             max_len,
         };
         let mut offer = None;
@@ -197,37 +198,77 @@ impl TokenSource {
                 offer.get_or_insert_with(|| OfferType::from_field(&urlencoded::decode_text(value)));
             }
             if token_fields.iter().any(|field| field == name) {
-                found.offer(urlencoded::decode(value))?;
+                found.offer(Repr::Encoded(value))?;
             }
         }
-        Ok((found.token.map(Candidate), offer))
+        Ok((found.token, offer))
     }
 }
 
-/// A token found in a request and validated (so ASCII), still borrowed from
-/// it where it could be: a cache hit needs only its key, and never copies it.
-pub(crate) struct Candidate<'a>(Cow<'a, [u8]>);
+/// A token found in a request and validated (so ASCII), with its cache key;
+/// still borrowed from the request, and still encoded for a form or query
+/// value, where it could be: a cache hit needs only the key, and never
+/// copies the token.
+pub(crate) struct Candidate<'a> {
+    repr: Repr<'a>,
+    key: TokenKey,
+}
+
+/// Where a candidate's bytes are.
+enum Repr<'a> {
+    /// The token as it is (a header or cookie value, or a copy).
+    Plain(&'a [u8]),
+    /// A urlencoded value that decodes to the token.
+    Encoded(&'a [u8]),
+    /// The token, copied.
+    Owned(Vec<u8>),
+}
+
+impl Repr<'_> {
+    /// Runs `f` on the token's bytes, decoded on the stack if need be.
+    fn with_bytes<R>(&self, f: impl FnOnce(&[u8]) -> R) -> R {
+        match self {
+            Repr::Plain(bytes) => f(bytes),
+            Repr::Encoded(raw) => urlencoded::with_decoded(raw, f),
+            Repr::Owned(bytes) => f(bytes),
+        }
+    }
+
+    fn into_bytes(self) -> Vec<u8> {
+        match self {
+            Repr::Plain(bytes) => bytes.to_vec(),
+            Repr::Encoded(raw) => urlencoded::decode(raw).into_owned(),
+            Repr::Owned(bytes) => bytes,
+        }
+    }
+}
 
 impl Candidate<'_> {
-    pub(crate) fn as_bytes(&self) -> &[u8] {
-        &self.0
+    /// The token's key in this process's caches.
+    pub(crate) fn key(&self) -> TokenKey {
+        self.key
     }
 
     /// The token, owned.
     pub(crate) fn into_token(self) -> RegistrationToken {
-        // Validated, so ASCII: the lossy conversion changes nothing.
-        RegistrationToken::validated(String::from_utf8_lossy(&self.0).into_owned())
+        // Validated, so ASCII: the text is the bytes, taken as they are.
+        let text = String::from_utf8(self.repr.into_bytes())
+            .unwrap_or_else(|invalid| String::from_utf8_lossy(invalid.as_bytes()).into_owned());
+        RegistrationToken::validated(text)
     }
 
     /// The same candidate, no longer borrowing the request.
     pub(crate) fn into_owned(self) -> Candidate<'static> {
-        Candidate(Cow::Owned(self.0.into_owned()))
+        Candidate {
+            repr: Repr::Owned(self.repr.into_bytes()),
+            key: self.key,
+        }
     }
 }
 
 /// The token found so far; refuses malformed and disagreeing candidates.
 struct Found<'a> {
-    token: Option<Cow<'a, [u8]>>,
+    token: Option<Candidate<'a>>,
     max_len: usize,
 }
 
@@ -239,16 +280,23 @@ impl<'a> Found<'a> {
         }
     }
 
-    fn offer(&mut self, candidate: Cow<'a, [u8]>) -> Result<(), Rejection> {
-        match &self.token {
-            Some(existing) if *existing == candidate => Ok(()),
-            Some(_) => {
-                validate(&candidate, self.max_len)?;
-                Err(Rejection::AmbiguousToken)
+    /// Another place's token: the same as the one found (same key), a first
+    /// one (validated), or a different one (ambiguous, unless malformed).
+    fn offer(&mut self, repr: Repr<'a>) -> Result<(), Rejection> {
+        let max_len = self.max_len;
+        let existing = self.token.as_ref().map(Candidate::key);
+        let key = repr.with_bytes(|bytes| {
+            let key = key_of(bytes);
+            if existing != Some(key) {
+                validate(bytes, max_len)?;
             }
+            Ok::<_, TokenError>(key)
+        })?;
+        match existing {
+            Some(found) if found == key => Ok(()),
+            Some(_) => Err(Rejection::AmbiguousToken),
             None => {
-                validate(&candidate, self.max_len)?;
-                self.token = Some(candidate);
+                self.token = Some(Candidate { repr, key });
                 Ok(())
             }
         }

@@ -115,39 +115,55 @@ fn value_len(rest: &[u8]) -> usize {
 /// Decodes one urlencoded name or value; borrowed when it holds no `%` or
 /// `+`.
 pub(crate) fn decode(raw: &[u8]) -> Cow<'_, [u8]> {
-    let Some(first) = memchr::memchr2(b'%', b'+', raw) else {
+    if memchr::memchr2(b'%', b'+', raw).is_none() {
         return Cow::Borrowed(raw);
-    };
+    }
     let mut out = Vec::with_capacity(raw.len());
-    out.extend_from_slice(&raw[..first]);
-    let mut rest = &raw[first..];
-    loop {
+    decode_with(raw, |piece| out.extend_from_slice(piece));
+    Cow::Owned(out)
+}
+
+/// Runs `f` on the decoding of `raw`, made on the stack when it is short (a
+/// registration token always is): no allocation.
+pub(crate) fn with_decoded<R>(raw: &[u8], f: impl FnOnce(&[u8]) -> R) -> R {
+    const INLINE: usize = 256;
+    if raw.len() > INLINE {
+        return f(&decode(raw));
+    }
+    let mut buffer = [0u8; INLINE];
+    let mut len = 0;
+    // A decoding is never longer than what it decodes.
+    decode_with(raw, |piece| {
+        buffer[len..len + piece.len()].copy_from_slice(piece);
+        len += piece.len();
+    });
+    f(&buffer[..len])
+}
+
+/// Decodes `raw`, handing `emit` its pieces in order: runs copied as they
+/// are, and decoded bytes.
+fn decode_with(raw: &[u8], mut emit: impl FnMut(&[u8])) {
+    let mut rest = raw;
+    while let Some(next) = memchr::memchr2(b'%', b'+', rest) {
+        emit(&rest[..next]);
+        rest = &rest[next..];
         match rest {
             [b'+', tail @ ..] => {
-                out.push(b' ');
+                emit(b" ");
                 rest = tail;
             }
             [b'%', high, low, tail @ ..] if high.is_ascii_hexdigit() && low.is_ascii_hexdigit() => {
-                out.push(hex(*high) << 4 | hex(*low));
+                emit(&[hex(*high) << 4 | hex(*low)]);
                 rest = tail;
             }
-            [b'%', tail @ ..] => {
-                out.push(b'%');
+            [_, tail @ ..] => {
+                emit(b"%");
                 rest = tail;
             }
-            _ => {}
-        }
-        match memchr::memchr2(b'%', b'+', rest) {
-            Some(next) => {
-                out.extend_from_slice(&rest[..next]);
-                rest = &rest[next..];
-            }
-            None => {
-                out.extend_from_slice(rest);
-                return Cow::Owned(out);
-            }
+            [] => {}
         }
     }
+    emit(rest);
 }
 
 /// The value of an ASCII hex digit.
@@ -247,5 +263,13 @@ mod tests {
     fn values_without_escapes_are_borrowed() {
         assert!(matches!(decode(b"plain-token"), Cow::Borrowed(_)));
         assert_eq!(&*decode(b"a%2Bb%2f%3D"), b"a+b/=");
+    }
+
+    #[test]
+    fn decoding_on_the_stack_is_the_same() {
+        let long = [b"%2B".as_slice(); 100].concat();
+        for raw in [b"".as_slice(), b"plain", b"a%2Bb%2f%3D+%zz%4%", &long] {
+            assert_eq!(with_decoded(raw, <[u8]>::to_vec), decode(raw).into_owned());
+        }
     }
 }

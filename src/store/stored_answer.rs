@@ -256,6 +256,8 @@ impl StoredAnswer {
                 _ => fields.set(&name, value.into_owned())?,
             }
         }
+        // Every field but the kind and the reason belongs to a customer.
+        let customer_fields = fields.values[1..7].iter().any(Option::is_some);
         let [
             kind,
             account,
@@ -273,18 +275,7 @@ impl StoredAnswer {
                 ("refused", Some(reason)) => ResolveError::Refused(reason.into()),
                 _ => return None,
             };
-            let customer_fields = [
-                account,
-                product,
-                redeemed_at,
-                identifier,
-                license,
-                agreement,
-            ];
-            if customer_fields.iter().any(Option::is_some)
-                || count.is_some()
-                || !entitlements.is_empty()
-            {
+            if customer_fields || count.is_some() || !entitlements.is_empty() {
                 return None;
             }
             return Self::refusal(refusal, lifetime);

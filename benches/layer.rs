@@ -37,54 +37,50 @@ fn pass_through(c: &mut Criterion) {
     group.finish();
 }
 
-fn header_cache_hit(c: &mut Criterion) {
+/// A cache hit with the token where `source` looks, against the bare
+/// service; the resolver is called once, to warm the cache.
+fn cache_hit(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    source: TokenSource,
+    make: impl Fn() -> Request<Full<Bytes>> + Copy,
+) {
     let rt = runtime();
-    let mut group = c.benchmark_group("2_cache_hit_header");
-    let make = || header_request(TOKEN);
-    bench_service(&mut group, &rt, "bare", handler(), make);
+    bench_service(group, &rt, "bare", handler(), make);
     let resolver = CountingResolver::new(Duration::ZERO);
     let layered = ResolveCustomerLayer::new(resolver.clone())
-        .token_source(TokenSource::header(HEADER))
+        .token_source(source)
         .layer(handler());
     rt.block_on(layered.clone().oneshot(make()))
         .expect("warm up");
-    bench_service(&mut group, &rt, "layered", layered, make);
-    group.finish();
+    bench_service(group, &rt, "layered", layered, make);
     assert_eq!(resolver.calls.load(Ordering::Relaxed), 1);
+}
+
+fn header_cache_hit(c: &mut Criterion) {
+    let mut group = c.benchmark_group("2_cache_hit_header");
+    cache_hit(&mut group, TokenSource::header(HEADER), || {
+        header_request(TOKEN)
+    });
+    group.finish();
 }
 
 fn cookie_cache_hit(c: &mut Criterion) {
-    let rt = runtime();
     let mut group = c.benchmark_group("2b_cache_hit_cookie");
-    let make = || cookie_request(TOKEN);
-    bench_service(&mut group, &rt, "bare", handler(), make);
-    let resolver = CountingResolver::new(Duration::ZERO);
-    let layered = ResolveCustomerLayer::new(resolver.clone())
-        .token_source(TokenSource::cookie("registration"))
-        .layer(handler());
-    rt.block_on(layered.clone().oneshot(make()))
-        .expect("warm up");
-    bench_service(&mut group, &rt, "layered", layered, make);
+    cache_hit(&mut group, TokenSource::cookie("registration"), || {
+        cookie_request(TOKEN)
+    });
     group.finish();
-    assert_eq!(resolver.calls.load(Ordering::Relaxed), 1);
 }
 
 fn form_cache_hit(c: &mut Criterion) {
-    let rt = runtime();
     let mut group = c.benchmark_group("3_cache_hit_form_1kib");
     static BODY: std::sync::OnceLock<Bytes> = std::sync::OnceLock::new();
     let make = || form_request(BODY.get_or_init(form_body));
     group.throughput(Throughput::Bytes(
         make().body().size_hint().exact().unwrap_or(0),
     ));
-    bench_service(&mut group, &rt, "bare", handler(), make);
-    let resolver = CountingResolver::new(Duration::ZERO);
-    let layered = ResolveCustomerLayer::new(resolver.clone()).layer(handler());
-    rt.block_on(layered.clone().oneshot(make()))
-        .expect("warm up");
-    bench_service(&mut group, &rt, "layered", layered, make);
+    cache_hit(&mut group, TokenSource::form(), make);
     group.finish();
-    assert_eq!(resolver.calls.load(Ordering::Relaxed), 1);
 }
 
 fn cache_miss(c: &mut Criterion) {

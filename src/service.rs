@@ -143,13 +143,12 @@ where
                 // copying the token.
                 if let Some(outcome) = shared.resolutions.cache().cached(key) {
                     drop(candidate);
-                    let trace = ResolveTrace::begin();
-                    return match settle(shared, &mut parts, outcome, CacheStatus::Hit, &trace) {
+                    return match settle_hit(shared, &mut parts, outcome) {
                         Ok(()) => {
                             let request = Request::from_parts(parts, RequestBody::new(body));
                             ResponseFuture::call(self.inner.call(request))
                         }
-                        Err(error) => ResponseFuture::reject(trace.reject(shared, &error)),
+                        Err(rejection) => ResponseFuture::reject(rejection),
                     };
                 }
                 let token = candidate.into_token();
@@ -218,9 +217,7 @@ where
     let key = candidate.key();
     if let Some(outcome) = shared.resolutions.cache().cached(key) {
         drop(candidate);
-        let trace = ResolveTrace::begin();
-        settle(&shared, &mut parts, outcome, CacheStatus::Hit, &trace)
-            .map_err(|error| trace.reject(&shared, &error))?;
+        settle_hit(&shared, &mut parts, outcome)?;
         let body = RequestBody::buffered(buffered.data, buffered.trailers);
         return Ok(Request::from_parts(parts, body));
     }
@@ -251,6 +248,18 @@ where
     settle(&shared, &mut parts, outcome, status, &trace)
         .map_err(|error| trace.reject(&shared, &error))?;
     Ok(Request::from_parts(parts, body))
+}
+
+/// Settles an answer found in the cache: the request goes on with it, or the
+/// rejection to answer with.
+#[expect(
+    clippy::result_large_err,
+    reason = "the rejection is the response itself, moved once, as everywhere in this module"
+)]
+fn settle_hit(shared: &Shared, parts: &mut Parts, outcome: Outcome) -> Result<(), Response<Bytes>> {
+    let trace = ResolveTrace::begin();
+    settle(shared, parts, outcome, CacheStatus::Hit, &trace)
+        .map_err(|error| trace.reject(shared, &error))
 }
 
 /// Applies the product allowlist and the entitlement policy to an answer,

@@ -519,19 +519,16 @@ fn boto3_resolves_customers_and_gets_modeled_errors() {
         results["minimal"],
         json!({"Result": {"CustomerAWSAccountId": "111122223333", "ProductCode": "prod-minimal"}})
     );
-    for (step, exception, status) in [
-        ("resubmitted", "ExpiredTokenException", 400),
-        ("unknown", "InvalidTokenException", 400),
-        ("throttled", "ThrottlingException", 400),
-        ("internal", "InternalServiceErrorException", 500),
-        ("disabled", "DisabledApiException", 400),
-    ] {
-        assert_eq!(
-            results[step],
-            json!({"Exception": exception, "Code": exception, "Status": status, "Modeled": true}),
-            "{step}"
-        );
-    }
+    assert_modeled_errors(
+        &results,
+        &[
+            ("resubmitted", "ExpiredTokenException", 400),
+            ("unknown", "InvalidTokenException", 400),
+            ("throttled", "ThrottlingException", 400),
+            ("internal", "InternalServiceErrorException", 500),
+            ("disabled", "DisabledApiException", 400),
+        ],
+    );
 }
 
 /// The AWS CLI resolves a token through `AWS_ENDPOINT_URL_MARKETPLACE_METERING`
@@ -694,12 +691,21 @@ fn boto3_lists_entitlements_with_filters_paging_and_modeled_errors() {
     let expected: Vec<String> = (0..30).map(|i| format!("D{i:02}")).collect();
     assert_eq!(all, expected, "every entitlement once, in order");
     assert_eq!(results["paginator"], 30);
-    for (step, exception, status) in [
-        ("both_customer_filters", "InvalidParameterException", 400),
-        ("foreign_next_token", "InvalidParameterException", 400),
-        ("throttled", "ThrottlingException", 400),
-        ("internal", "InternalServiceErrorException", 500),
-    ] {
+    assert_modeled_errors(
+        &results,
+        &[
+            ("both_customer_filters", "InvalidParameterException", 400),
+            ("foreign_next_token", "InvalidParameterException", 400),
+            ("throttled", "ThrottlingException", 400),
+            ("internal", "InternalServiceErrorException", 500),
+        ],
+    );
+}
+
+/// Each `(step, exception, status)`: boto3 raised its modeled exception for
+/// that step, with that error code and HTTP status.
+fn assert_modeled_errors(results: &serde_json::Value, expected: &[(&str, &str, u16)]) {
+    for &(step, exception, status) in expected {
         assert_eq!(
             results[step],
             json!({"Exception": exception, "Code": exception, "Status": status, "Modeled": true}),

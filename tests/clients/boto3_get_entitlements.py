@@ -12,9 +12,7 @@ import datetime
 import json
 import sys
 
-import boto3
-from botocore.config import Config
-
+import boto3_clients
 import emulator_admin
 
 endpoint = sys.argv[1]
@@ -46,14 +44,7 @@ for index in range(30):
                          "CustomerIdentifier": "cust-many", "Value": {"IntegerValue": index}})
 admin("POST", "entitlements", entitlements)
 
-client = boto3.client(
-    "marketplace-entitlement",
-    endpoint_url=endpoint,
-    region_name="us-east-1",
-    aws_access_key_id="AKIDBOTO3EXAMPLE",
-    aws_secret_access_key="boto3-example-secret",
-    config=Config(retries={"total_max_attempts": 1}),
-)
+client = boto3_clients.client("marketplace-entitlement", endpoint)
 
 
 def plain(entitlement):
@@ -100,12 +91,7 @@ def error(name, fault=None, **kwargs):
         client.get_entitlements(**kwargs)
         results[name] = "no error"
     except client.exceptions.ClientError as caught:
-        results[name] = {
-            "Exception": type(caught).__name__,
-            "Code": caught.response["Error"]["Code"],
-            "Status": caught.response["ResponseMetadata"]["HTTPStatusCode"],
-            "Modeled": isinstance(caught, getattr(client.exceptions, type(caught).__name__, ())),
-        }
+        results[name] = boto3_clients.described(client, caught)
 
 
 error("both_customer_filters", ProductCode="prod-ent",

@@ -12,9 +12,7 @@ the error code and the HTTP status).
 import json
 import sys
 
-import boto3
-from botocore.config import Config
-
+import boto3_clients
 import emulator_admin
 
 endpoint = sys.argv[1]
@@ -24,15 +22,7 @@ def admin(method, path, body=None):
     return emulator_admin.admin(endpoint, method, path, body)
 
 
-client = boto3.client(
-    "meteringmarketplace",
-    endpoint_url=endpoint,
-    region_name="us-east-1",
-    aws_access_key_id="AKIDBOTO3EXAMPLE",
-    aws_secret_access_key="boto3-example-secret",
-    # One attempt: the faults below must surface, not be retried away.
-    config=Config(retries={"total_max_attempts": 1}),
-)
+client = boto3_clients.client("meteringmarketplace", endpoint)
 
 admin("PUT", "policy", {"RedemptionPolicy": "SingleUse"})
 admin(
@@ -69,12 +59,7 @@ def step(name, token, fault=None):
         answer.pop("ResponseMetadata", None)
         results[name] = {"Result": answer}
     except client.exceptions.ClientError as error:
-        results[name] = {
-            "Exception": type(error).__name__,
-            "Code": error.response["Error"]["Code"],
-            "Status": error.response["ResponseMetadata"]["HTTPStatusCode"],
-            "Modeled": isinstance(error, getattr(client.exceptions, type(error).__name__, ())),
-        }
+        results[name] = boto3_clients.described(client, error)
 
 
 step("full", "boto3-full-token")

@@ -549,6 +549,7 @@ struct HeldByA {
     token: String,
     store: MemoryStore,
     a_link: MemoryStore,
+    b_link: MemoryStore,
     a: Replica,
     b: Replica,
     a_upstream: Gated<tower_resolve_customer::emulator::InProcessResolver>,
@@ -568,7 +569,8 @@ impl HeldByA {
         let a = Replica::new(a_link.clone(), a_upstream.clone(), |b| {
             b.on_store_unavailable(policy)
         });
-        let b = Replica::new(store.link(), emulator.in_process_resolver(), |b| {
+        let b_link = store.link();
+        let b = Replica::new(b_link.clone(), emulator.in_process_resolver(), |b| {
             b.on_store_unavailable(policy)
         });
         Self {
@@ -576,6 +578,7 @@ impl HeldByA {
             token: tokens[0].clone(),
             store,
             a_link,
+            b_link,
             a,
             b,
             a_upstream,
@@ -667,6 +670,39 @@ async fn memory_one_slow_first_reply_is_not_an_outage() {
     assert_eq!(first, account_of(&fleet.token));
     assert_eq!(second, account_of(&fleet.token));
     assert_eq!(fleet.emulator.calls_for(&fleet.token), 1);
+}
+
+/// B takes the lease just after A published and released it, and B's
+/// re-check of the store fails once: B asks again and serves A's answer
+/// instead of taking the failed re-check for "nothing published" and
+/// redeeming the token a second time.
+#[tokio::test(start_paused = true)]
+async fn memory_a_failed_recheck_is_asked_again_before_going_upstream() {
+    let fleet = HeldByA::new(StoreUnavailable::ResolveLocally, Gated::new).await;
+    let first = spawn_submit(&fleet.a, &fleet.token, 1);
+    fleet.a_upstream.wait_started(1).await;
+    // A read, took the lease and re-checked: two reads.
+    assert_eq!(fleet.store.calls(StoreCall::Read), 2);
+    // B's lease call reaches the store only after A is done.
+    fleet.b_link.fail_next(
+        StoreCall::TryLease,
+        StoreFault::Delayed(Duration::from_millis(100)),
+    );
+    let second = spawn_submit(&fleet.b, &fleet.token, 1);
+    fleet.store.wait_for_calls(StoreCall::Read, 3).await;
+    // B's next read, the re-check under the lease it is about to take, fails.
+    fleet.b_link.fail_next(StoreCall::Read, StoreFault::Refused);
+    fleet.a_upstream.release(1);
+    assert_eq!(ending("A", first).await, account_of(&fleet.token));
+    assert_eq!(ending("B", second).await, account_of(&fleet.token));
+    assert_eq!(fleet.b_link.faults_met(), 2, "B met both faults");
+    assert_eq!(
+        fleet.b_link.link_calls(StoreCall::TryLease),
+        1,
+        "B took the lease A had released"
+    );
+    assert_eq!(fleet.emulator.calls_for(&fleet.token), 1);
+    assert_eq!(fleet.redemptions(), 1);
 }
 
 /// A's publish is lost, then refused, then lands: B waits for it (A's lease

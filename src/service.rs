@@ -123,7 +123,13 @@ where
         };
 
         if config.source.wants_body(&parts) {
-            if let Err(error) = check_content_length(&parts, config.max_body_bytes) {
+            let checked = match &found {
+                Some(candidate) => candidate.validate(config.max_token_len, false),
+                None => Ok(()),
+            };
+            if let Err(error) =
+                checked.and_then(|()| check_content_length(&parts, config.max_body_bytes))
+            {
                 return ResponseFuture::reject(reject(shared, &error));
             }
             let found = found.map(Candidate::into_owned);
@@ -139,9 +145,13 @@ where
         match found {
             Some(candidate) => {
                 let key = candidate.key();
+                let cached = shared.resolutions.cache().cached(key);
+                if let Err(error) = candidate.validate(config.max_token_len, cached.is_some()) {
+                    return ResponseFuture::reject(reject(shared, &error));
+                }
                 // A cached answer is settled here, without boxing a future or
                 // copying the token.
-                if let Some(outcome) = shared.resolutions.cache().cached(key) {
+                if let Some(outcome) = cached {
                     drop(candidate);
                     return match settle_hit(shared, &mut parts, outcome) {
                         Ok(()) => {
@@ -215,7 +225,11 @@ where
         };
     };
     let key = candidate.key();
-    if let Some(outcome) = shared.resolutions.cache().cached(key) {
+    let cached = shared.resolutions.cache().cached(key);
+    candidate
+        .validate(config.max_token_len, cached.is_some())
+        .map_err(|e| reject(&shared, &e))?;
+    if let Some(outcome) = cached {
         drop(candidate);
         settle_hit(&shared, &mut parts, outcome)?;
         let body = RequestBody::buffered(buffered.data, buffered.trailers);

@@ -133,7 +133,8 @@ impl TokenSource {
             && self.sources.iter().any(|s| matches!(s, Source::Form(_)))
     }
 
-    /// Looks in every source that needs no body.
+    /// Looks in every source that needs no body. The token found is not
+    /// checked yet: see [`Candidate::validate`].
     pub(crate) fn find_in_parts<'p>(
         &self,
         parts: &'p Parts,
@@ -145,12 +146,7 @@ impl TokenSource {
                 Source::Form(_) => {}
                 Source::Header(name) => {
                     for value in parts.headers.get_all(name) {
-                        found
-                            .offer(Repr::Plain(value.as_bytes()))
-                            .map_err(|error| match value.to_str() {
-                                Ok(_) => error,
-                                Err(_) => TokenError::Undecodable.into(),
-                            })?;
+                        found.offer(Repr::Header(value.as_bytes()))?;
                     }
                 }
                 Source::Query(name) => {
@@ -164,12 +160,7 @@ impl TokenSource {
                 Source::Cookie(name) => {
                     for header in parts.headers.get_all(COOKIE) {
                         for value in cookie_values(header.as_bytes(), name.as_bytes()) {
-                            found.offer(Repr::Plain(value)).map_err(|error| {
-                                match std::str::from_utf8(value) {
-                                    Ok(_) => error,
-                                    Err(_) => TokenError::Undecodable.into(),
-                                }
-                            })?;
+                            found.offer(Repr::Cookie(value))?;
                         }
                     }
                 }
@@ -179,7 +170,8 @@ impl TokenSource {
     }
 
     /// Looks in the form fields of a buffered body, given what the other sources
-    /// already found, and reads the offer type in the same pass.
+    /// already found, and reads the offer type in the same pass. The token
+    /// found is not checked yet: see [`Candidate::validate`].
     pub(crate) fn find_in_form<'b>(
         &self,
         body: &'b [u8],
@@ -205,41 +197,67 @@ impl TokenSource {
     }
 }
 
-/// A token found in a request and validated (so ASCII), with its cache key;
-/// still borrowed from the request, and still encoded for a form or query
-/// value, where it could be: a cache hit needs only the key, and never
-/// copies the token.
+/// A token found in a request, with its cache key; still borrowed from the
+/// request, and still encoded for a form or query value, where it could be:
+/// a cache hit needs only the key, and never copies the token.
+///
+/// Its syntax is checked by [`validate`](Self::validate) once the cache has
+/// been asked: a token the cache holds was checked when it was first
+/// resolved (the key is a keyed 128-bit hash of exactly these bytes), so a
+/// hit costs only a length check.
 pub(crate) struct Candidate<'a> {
     repr: Repr<'a>,
     key: TokenKey,
+    /// The token's length, decoded.
+    len: usize,
 }
 
-/// Where a candidate's bytes are.
+/// Where a candidate's bytes are, and how they were carried.
 enum Repr<'a> {
-    /// The token as it is (a header or cookie value, or a copy).
-    Plain(&'a [u8]),
+    /// A header value, as it is.
+    Header(&'a [u8]),
+    /// A cookie value, as it is.
+    Cookie(&'a [u8]),
     /// A urlencoded value that decodes to the token.
     Encoded(&'a [u8]),
-    /// The token, copied.
-    Owned(Vec<u8>),
+    /// The token, copied once it was found valid.
+    Checked(Vec<u8>),
 }
 
 impl Repr<'_> {
     /// Runs `f` on the token's bytes, decoded on the stack if need be.
     fn with_bytes<R>(&self, f: impl FnOnce(&[u8]) -> R) -> R {
         match self {
-            Repr::Plain(bytes) => f(bytes),
+            Repr::Header(bytes) | Repr::Cookie(bytes) => f(bytes),
             Repr::Encoded(raw) => urlencoded::with_decoded(raw, f),
-            Repr::Owned(bytes) => f(bytes),
+            Repr::Checked(bytes) => f(bytes),
         }
     }
 
     fn into_bytes(self) -> Vec<u8> {
         match self {
-            Repr::Plain(bytes) => bytes.to_vec(),
+            Repr::Header(bytes) | Repr::Cookie(bytes) => bytes.to_vec(),
             Repr::Encoded(raw) => urlencoded::decode(raw).into_owned(),
-            Repr::Owned(bytes) => bytes,
+            Repr::Checked(bytes) => bytes,
         }
+    }
+
+    /// The token's syntax, checked. Bytes a header or cookie cannot carry as
+    /// text are refused as undecodable whatever else is wrong.
+    fn validate(&self, max_len: usize) -> Result<(), TokenError> {
+        let undecodable = match self {
+            Repr::Header(bytes) => !bytes.iter().all(|&b| b == b'\t' || (32..127).contains(&b)),
+            Repr::Cookie(bytes) => std::str::from_utf8(bytes).is_err(),
+            Repr::Encoded(_) | Repr::Checked(_) => false,
+        };
+        self.with_bytes(|bytes| validate(bytes, max_len))
+            .map_err(|error| {
+                if undecodable {
+                    TokenError::Undecodable
+                } else {
+                    error
+                }
+            })
     }
 }
 
@@ -249,7 +267,17 @@ impl Candidate<'_> {
         self.key
     }
 
-    /// The token, owned.
+    /// Checks the token's syntax against this route's length limit. A token
+    /// `cached` (its key found in the cache) passed the same check when it
+    /// was resolved: only its length is checked again.
+    pub(crate) fn validate(&self, max_len: usize, cached: bool) -> Result<(), Rejection> {
+        if (cached && self.len <= max_len) || matches!(self.repr, Repr::Checked(_)) {
+            return Ok(());
+        }
+        Ok(self.repr.validate(max_len)?)
+    }
+
+    /// The token, owned. Call [`validate`](Self::validate) first.
     pub(crate) fn into_token(self) -> RegistrationToken {
         // Validated, so ASCII: the text is the bytes, taken as they are.
         let text = String::from_utf8(self.repr.into_bytes())
@@ -257,16 +285,18 @@ impl Candidate<'_> {
         RegistrationToken::validated(text)
     }
 
-    /// The same candidate, no longer borrowing the request.
+    /// The same candidate, no longer borrowing the request. Call
+    /// [`validate`](Self::validate) first.
     pub(crate) fn into_owned(self) -> Candidate<'static> {
         Candidate {
-            repr: Repr::Owned(self.repr.into_bytes()),
+            repr: Repr::Checked(self.repr.into_bytes()),
             key: self.key,
+            len: self.len,
         }
     }
 }
 
-/// The token found so far; refuses malformed and disagreeing candidates.
+/// The token found so far; refuses disagreeing candidates.
 struct Found<'a> {
     token: Option<Candidate<'a>>,
     max_len: usize,
@@ -281,22 +311,18 @@ impl<'a> Found<'a> {
     }
 
     /// Another place's token: the same as the one found (same key), a first
-    /// one (validated), or a different one (ambiguous, unless malformed).
+    /// one, or a different one (ambiguous, unless either is malformed).
     fn offer(&mut self, repr: Repr<'a>) -> Result<(), Rejection> {
-        let max_len = self.max_len;
-        let existing = self.token.as_ref().map(Candidate::key);
-        let key = repr.with_bytes(|bytes| {
-            let key = key_of(bytes);
-            if existing != Some(key) {
-                validate(bytes, max_len)?;
+        let (key, len) = repr.with_bytes(|bytes| (key_of(bytes), bytes.len()));
+        match &self.token {
+            Some(found) if found.key == key => Ok(()),
+            Some(found) => {
+                found.validate(self.max_len, false)?;
+                repr.validate(self.max_len)?;
+                Err(Rejection::AmbiguousToken)
             }
-            Ok::<_, TokenError>(key)
-        })?;
-        match existing {
-            Some(found) if found == key => Ok(()),
-            Some(_) => Err(Rejection::AmbiguousToken),
             None => {
-                self.token = Some(Candidate { repr, key });
+                self.token = Some(Candidate { repr, key, len });
                 Ok(())
             }
         }

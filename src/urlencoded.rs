@@ -12,12 +12,13 @@ use std::borrow::Cow;
 /// The pairs of `input` whose decoded name is one of `names`, as that name
 /// and the raw (still encoded) value, in order.
 ///
-/// Names are read byte by byte (they are short), values skipped with a
-/// vector search for the next `&`; a name is compared only when it could
-/// decode to one of `names` (it is at least as long as the shortest), and
-/// decoded only when it contains `%` or `+`. So the other fields of a
-/// registration form (often dozens) cost a few comparisons each, never a
-/// decoding or an allocation.
+/// Pairs are found with a vector search for each `&`. A pair's name is read
+/// only when it could decode to one of `names`: it is at least as long as
+/// the shortest, and it starts with the same byte as one of them or with an
+/// escape (`%`, or `+` for a name that starts with a space). It is then read
+/// eight bytes at a time, compared, and decoded only when it contains `%` or
+/// `+`. So each of the other fields of a registration form (often dozens)
+/// costs one byte comparison, never a decoding or an allocation.
 pub(crate) fn fields<'a, 'n, N: AsRef<str>>(
     input: &'a [u8],
     names: &'n [N],
@@ -27,23 +28,36 @@ pub(crate) fn fields<'a, 'n, N: AsRef<str>>(
         .map(|name| name.as_ref().len())
         .min()
         .unwrap_or(0);
-    let mut rest = Some(input);
+    let could_start = move |first: u8| {
+        first == b'%'
+            || names
+                .iter()
+                .any(|name| match name.as_ref().as_bytes().first() {
+                    None => true,
+                    Some(&b' ') => first == b'+' || first == b' ',
+                    Some(&byte) => first == byte,
+                })
+    };
+    let mut ends = memchr::memchr_iter(b'&', input).chain(std::iter::once(input.len()));
+    let mut start = 0;
     std::iter::from_fn(move || {
-        while let Some(pair) = rest {
-            // The name: up to the first `=` or `&`.
-            let (name_end, escaped) = name_end(pair);
-            let raw_name = &pair[..name_end];
-            // The value: after the `=`, up to the next `&`.
-            let value_end = match pair.get(name_end) {
-                Some(b'=') => name_end + 1 + value_len(&pair[name_end + 1..]),
-                _ => name_end,
-            };
-            let value = pair.get(name_end + 1..value_end).unwrap_or_default();
-            rest = pair.get(value_end + 1..);
+        for end in ends.by_ref() {
+            let pair = &input[start..end];
+            start = end + 1;
             // An empty pair (`&&`) is no field, as for `form_urlencoded`.
-            if value_end == 0 || raw_name.len() < shortest {
+            let Some(&first) = pair.first() else {
+                continue;
+            };
+            if pair.len() < shortest || !could_start(first) {
                 continue;
             }
+            // The name: up to the first `=`; the value: after it.
+            let (name_end, escaped) = name_end(pair);
+            let raw_name = &pair[..name_end];
+            if raw_name.len() < shortest {
+                continue;
+            }
+            let value = pair.get(name_end + 1..).unwrap_or_default();
             let found = if escaped {
                 let decoded = decode(raw_name);
                 names
@@ -105,11 +119,6 @@ fn name_end(pair: &[u8]) -> (usize, bool) {
         }
     }
     (pair.len(), escaped)
-}
-
-/// How long a value at the start of `rest` is: up to the first `&`.
-fn value_len(rest: &[u8]) -> usize {
-    memchr::memchr(b'&', rest).unwrap_or(rest.len())
 }
 
 /// Decodes one urlencoded name or value; borrowed when it holds no `%` or
@@ -219,8 +228,12 @@ mod tests {
     #[test]
     fn fields_agree_with_form_urlencoded_on_generated_input() {
         const PIECES: &[&[u8]] = &[
-            b"=", b"&", b"%", b"+", b"tok", b"t%6Fk", b"to+", b"2F", b"%2", b"a", b"\xff",
+            b"=", b"&", b"%", b"+", b"tok", b"t%6Fk", b"to+", b"2F", b"%2", b"a", b"\xff", b" ",
+            b"%20", b"ok", b"%2Bok", b"t",
         ];
+        // Names that start alike, with a space (written `+` or `%20`), with
+        // a `+` (written `%2B`), and the empty name.
+        const NAME_SETS: &[&[&str]] = &[&["tok"], &["t", "tok"], &[" ok", "tok"], &["+ok"], &[""]];
         let mut state = 0x9E37_79B9_7F4A_7C15u64;
         for _ in 0..20_000 {
             let mut input = Vec::new();
@@ -231,14 +244,21 @@ mod tests {
                 input.extend_from_slice(PIECES[(state % PIECES.len() as u64) as usize]);
             }
             state = state.wrapping_add(0x9E37_79B9);
-            let expected: Vec<_> = form_urlencoded::parse(&input)
-                .filter(|(k, _)| k == "tok")
-                .map(|(_, v)| v.into_owned())
-                .collect();
-            let got: Vec<_> = fields(&input, &["tok"])
-                .map(|(_, value)| decode_text(value).into_owned())
-                .collect();
-            assert_eq!(got, expected, "{:?}", String::from_utf8_lossy(&input));
+            for names in NAME_SETS {
+                let expected: Vec<_> = form_urlencoded::parse(&input)
+                    .filter(|(k, _)| names.contains(&k.as_ref()))
+                    .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                    .collect();
+                let got: Vec<_> = fields(&input, names)
+                    .map(|(name, value)| (name.to_owned(), decode_text(value).into_owned()))
+                    .collect();
+                assert_eq!(
+                    got,
+                    expected,
+                    "{:?} for {names:?}",
+                    String::from_utf8_lossy(&input)
+                );
+            }
         }
     }
 

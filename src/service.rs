@@ -123,16 +123,17 @@ where
         };
 
         if config.source.wants_body(&parts) {
-            let checked = match &found {
-                Some(candidate) => candidate.validate(config.max_token_len, false),
-                None => Ok(()),
+            let found = found
+                .map(|candidate| candidate.into_checked(config.max_token_len))
+                .transpose()
+                .and_then(|found| {
+                    check_content_length(&parts, config.max_body_bytes)?;
+                    Ok(found)
+                });
+            let found = match found {
+                Ok(found) => found,
+                Err(error) => return ResponseFuture::reject(reject(shared, &error)),
             };
-            if let Err(error) =
-                checked.and_then(|()| check_content_length(&parts, config.max_body_bytes))
-            {
-                return ResponseFuture::reject(reject(shared, &error));
-            }
-            let found = found.map(Candidate::into_owned);
             let resolving = Box::pin(read_form_then_resolve(
                 Arc::clone(shared),
                 parts,

@@ -279,20 +279,26 @@ impl Candidate<'_> {
 
     /// The token, owned. Call [`validate`](Self::validate) first.
     pub(crate) fn into_token(self) -> RegistrationToken {
+        let bytes = self.repr.into_bytes();
+        debug_assert!(
+            validate(&bytes, usize::MAX).is_ok(),
+            "a token not validated"
+        );
         // Validated, so ASCII: the text is the bytes, taken as they are.
-        let text = String::from_utf8(self.repr.into_bytes())
+        let text = String::from_utf8(bytes)
             .unwrap_or_else(|invalid| String::from_utf8_lossy(invalid.as_bytes()).into_owned());
         RegistrationToken::validated(text)
     }
 
-    /// The same candidate, no longer borrowing the request. Call
-    /// [`validate`](Self::validate) first.
-    pub(crate) fn into_owned(self) -> Candidate<'static> {
-        Candidate {
+    /// The same candidate, validated against `max_len` and no longer
+    /// borrowing the request.
+    pub(crate) fn into_checked(self, max_len: usize) -> Result<Candidate<'static>, Rejection> {
+        self.validate(max_len, false)?;
+        Ok(Candidate {
             repr: Repr::Checked(self.repr.into_bytes()),
             key: self.key,
             len: self.len,
-        }
+        })
     }
 }
 

@@ -35,6 +35,9 @@ pub(crate) fn fields<'a, 'n, N: AsRef<str>>(
                 .any(|name| match name.as_ref().as_bytes().first() {
                     None => true,
                     Some(&b' ') => first == b'+' || first == b' ',
+                    // Bytes that are not UTF-8 may be read as U+FFFD, as
+                    // `form_urlencoded` reads them.
+                    Some(&byte) if !byte.is_ascii() => !first.is_ascii(),
                     Some(&byte) => first == byte,
                 })
     };
@@ -58,7 +61,7 @@ pub(crate) fn fields<'a, 'n, N: AsRef<str>>(
                 continue;
             }
             let value = pair.get(name_end + 1..).unwrap_or_default();
-            let found = if escaped {
+            let found = if escaped || !raw_name.is_ascii() {
                 let decoded = decode(raw_name);
                 names
                     .iter()
@@ -228,12 +231,36 @@ mod tests {
     #[test]
     fn fields_agree_with_form_urlencoded_on_generated_input() {
         const PIECES: &[&[u8]] = &[
-            b"=", b"&", b"%", b"+", b"tok", b"t%6Fk", b"to+", b"2F", b"%2", b"a", b"\xff", b" ",
-            b"%20", b"ok", b"%2Bok", b"t",
+            b"=",
+            b"&",
+            b"%",
+            b"+",
+            b"tok",
+            b"t%6Fk",
+            b"to+",
+            b"2F",
+            b"%2",
+            b"a",
+            b"\xff",
+            b" ",
+            b"%20",
+            b"ok",
+            b"%2Bok",
+            b"t",
+            b"\xc3\xa9",
+            b"%C3%A9",
         ];
         // Names that start alike, with a space (written `+` or `%20`), with
-        // a `+` (written `%2B`), and the empty name.
-        const NAME_SETS: &[&[&str]] = &[&["tok"], &["t", "tok"], &[" ok", "tok"], &["+ok"], &[""]];
+        // a `+` (written `%2B`), the empty name, and names that are not
+        // ASCII (one that bytes not UTF-8 decode to).
+        const NAME_SETS: &[&[&str]] = &[
+            &["tok"],
+            &["t", "tok"],
+            &[" ok", "tok"],
+            &["+ok"],
+            &[""],
+            &["\u{FFFD}ok", "\u{e9}t"],
+        ];
         let mut state = 0x9E37_79B9_7F4A_7C15u64;
         for _ in 0..20_000 {
             let mut input = Vec::new();

@@ -3,7 +3,6 @@
 use bytes::{Buf, Bytes, BytesMut};
 use http::HeaderMap;
 use http::header::CONTENT_LENGTH;
-use http::request::Parts;
 use http_body::Body;
 use http_body_util::BodyExt;
 
@@ -18,9 +17,8 @@ pub(crate) struct BufferedBody {
 }
 
 /// Refuses, before reading anything, a body whose declared length is over `limit`.
-pub(crate) fn check_content_length(parts: &Parts, limit: usize) -> Result<(), Rejection> {
-    let declared = parts
-        .headers
+pub(crate) fn check_content_length(headers: &HeaderMap, limit: usize) -> Result<(), Rejection> {
+    let declared = headers
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());

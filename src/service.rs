@@ -8,7 +8,7 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http::request::Parts;
-use http::{Request, Response};
+use http::{Extensions, Request, Response};
 use http_body::Body;
 use tower_service::Service;
 use tracing::Instrument;
@@ -115,31 +115,28 @@ where
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         let shared = &self.shared;
         let config = &shared.config;
-        let (mut parts, body) = request.into_parts();
 
-        let found = match config.source.find_in_parts(&parts, config.max_token_len) {
+        // The request is taken apart only for a future: requests answered
+        // at once (no token, a cached answer) go on as they came.
+        let found = match config.source.find_in_head(&request, config.max_token_len) {
             Ok(found) => found,
             Err(error) => return ResponseFuture::reject(reject(shared, &error)),
         };
 
-        if config.source.wants_body(&parts) {
+        if config.source.wants_body(&request) {
             let found = found
                 .map(|candidate| candidate.into_checked(config.max_token_len))
                 .transpose()
                 .and_then(|found| {
-                    check_content_length(&parts, config.max_body_bytes)?;
+                    check_content_length(request.headers(), config.max_body_bytes)?;
                     Ok(found)
                 });
             let found = match found {
                 Ok(found) => found,
                 Err(error) => return ResponseFuture::reject(reject(shared, &error)),
             };
-            let resolving = Box::pin(read_form_then_resolve(
-                Arc::clone(shared),
-                parts,
-                body,
-                found,
-            ));
+            let (parts, body) = request.into_parts();
+            let resolving = read_form_boxed(Arc::clone(shared), parts, body, found);
             return ResponseFuture::resolve(resolving, self.take_ready_inner());
         }
 
@@ -154,31 +151,24 @@ where
                 // copying the token.
                 if let Some(outcome) = cached {
                     drop(candidate);
-                    return match settle_hit(shared, &mut parts, outcome) {
+                    let mut request = request;
+                    return match settle_hit(shared, request.extensions_mut(), outcome) {
                         Ok(()) => {
-                            let request = Request::from_parts(parts, RequestBody::new(body));
-                            ResponseFuture::call(self.inner.call(request))
+                            ResponseFuture::call(self.inner.call(request.map(RequestBody::new)))
                         }
                         Err(rejection) => ResponseFuture::reject(rejection),
                     };
                 }
                 let token = candidate.into_token();
-                let resolving = Box::pin(resolve_and_pass_on(
-                    Arc::clone(shared),
-                    parts,
-                    RequestBody::new(body),
-                    key,
-                    token,
-                ));
+                let (parts, body) = request.into_parts();
+                let body = RequestBody::new(body);
+                let resolving = resolve_boxed(Arc::clone(shared), parts, body, key, token);
                 ResponseFuture::resolve(resolving, self.take_ready_inner())
             }
             None if config.required => {
                 ResponseFuture::reject(reject(shared, &Rejection::MissingToken))
             }
-            None => ResponseFuture::call(
-                self.inner
-                    .call(Request::from_parts(parts, RequestBody::new(body))),
-            ),
+            None => ResponseFuture::call(self.inner.call(request.map(RequestBody::new))),
         }
     }
 }
@@ -197,7 +187,7 @@ async fn read_form_then_resolve<B>(
     found: Option<Candidate<'static>>,
 ) -> Result<Request<RequestBody<B>>, Response<Bytes>>
 where
-    B: Body,
+    B: Body + Send + 'static,
     B::Error: Into<BoxError>,
 {
     let config = &shared.config;
@@ -232,13 +222,48 @@ where
         .map_err(|e| reject(&shared, &e))?;
     if let Some(outcome) = cached {
         drop(candidate);
-        settle_hit(&shared, &mut parts, outcome)?;
+        settle_hit(&shared, &mut parts.extensions, outcome)?;
         let body = RequestBody::buffered(buffered.data, buffered.trailers);
         return Ok(Request::from_parts(parts, body));
     }
     let token = candidate.into_token();
     let body = RequestBody::buffered(buffered.data, buffered.trailers);
-    resolve_and_pass_on(Arc::clone(&shared), parts, body, key, token).await
+    // Boxed apart, so the resolve's state makes this future (boxed on every
+    // form request) no larger.
+    resolve_boxed(Arc::clone(&shared), parts, body, key, token).await
+}
+
+/// [`read_form_then_resolve`], boxed. Out of line: the future is built in a
+/// stack frame of its own, so `call`'s stays small for the requests that
+/// need no future.
+#[inline(never)]
+fn read_form_boxed<B>(
+    shared: Arc<Shared>,
+    parts: Parts,
+    body: B,
+    found: Option<Candidate<'static>>,
+) -> Resolving<B>
+where
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    Box::pin(read_form_then_resolve(shared, parts, body, found))
+}
+
+/// [`resolve_and_pass_on`], boxed, out of line for the same reason.
+#[inline(never)]
+fn resolve_boxed<B>(
+    shared: Arc<Shared>,
+    parts: Parts,
+    body: RequestBody<B>,
+    key: TokenKey,
+    token: RegistrationToken,
+) -> Resolving<B>
+where
+    B: Send + 'static,
+{
+    Box::pin(resolve_and_pass_on(shared, parts, body, key, token))
 }
 
 /// Resolves `token` and, if the customer is acceptable, returns the request with
@@ -260,7 +285,7 @@ where
         .instrument(trace.span.clone())
         .await;
     drop(token);
-    settle(&shared, &mut parts, outcome, status, &trace)
+    settle(&shared, &mut parts.extensions, outcome, status, &trace)
         .map_err(|error| trace.reject(&shared, &error))?;
     Ok(Request::from_parts(parts, body))
 }
@@ -271,9 +296,13 @@ where
     clippy::result_large_err,
     reason = "the rejection is the response itself, moved once, as everywhere in this module"
 )]
-fn settle_hit(shared: &Shared, parts: &mut Parts, outcome: Outcome) -> Result<(), Response<Bytes>> {
+fn settle_hit(
+    shared: &Shared,
+    extensions: &mut Extensions,
+    outcome: Outcome,
+) -> Result<(), Response<Bytes>> {
     let trace = ResolveTrace::begin();
-    settle(shared, parts, outcome, CacheStatus::Hit, &trace)
+    settle(shared, extensions, outcome, CacheStatus::Hit, &trace)
         .map_err(|error| trace.reject(shared, &error))
 }
 
@@ -283,7 +312,7 @@ fn settle_hit(shared: &Shared, parts: &mut Parts, outcome: Outcome) -> Result<()
 /// fetched, its [`Entitlements`](crate::Entitlements).
 fn settle(
     shared: &Shared,
-    parts: &mut Parts,
+    extensions: &mut Extensions,
     outcome: Outcome,
     status: CacheStatus,
     trace: &ResolveTrace,
@@ -323,13 +352,11 @@ fn settle(
             .record("latency_us", started.elapsed().as_micros() as u64);
     }
     let answer = outcome?;
-    parts
-        .extensions
-        .insert(answer.redemption(status == CacheStatus::Miss));
+    extensions.insert(answer.redemption(status == CacheStatus::Miss));
     if let Some(entitlements) = answer.entitlements() {
-        parts.extensions.insert(entitlements.clone());
+        extensions.insert(entitlements.clone());
     }
-    parts.extensions.insert(answer.customer);
+    extensions.insert(answer.customer);
     Ok(())
 }
 

@@ -4,7 +4,7 @@ use std::borrow::Cow;
 use std::sync::Arc;
 
 use http::header::{CONTENT_TYPE, COOKIE};
-use http::{HeaderName, Method, request::Parts};
+use http::{HeaderMap, HeaderName, Method, Request};
 
 use crate::cache::{TokenKey, key_of};
 use crate::offer_type::{OFFER_TYPE_FIELD, OfferType};
@@ -127,17 +127,17 @@ impl TokenSource {
 
     /// Whether the body must be read: a form source is configured and the request
     /// is an urlencoded `POST`.
-    pub(crate) fn wants_body(&self, parts: &Parts) -> bool {
-        parts.method == Method::POST
-            && is_urlencoded_form(parts)
+    pub(crate) fn wants_body<B>(&self, request: &Request<B>) -> bool {
+        request.method() == Method::POST
+            && is_urlencoded_form(request.headers())
             && self.sources.iter().any(|s| matches!(s, Source::Form(_)))
     }
 
     /// Looks in every source that needs no body. The token found is not
     /// checked yet: see [`Candidate::validate`].
-    pub(crate) fn find_in_parts<'p>(
+    pub(crate) fn find_in_head<'p, B>(
         &self,
-        parts: &'p Parts,
+        request: &'p Request<B>,
         max_len: usize,
     ) -> Result<Option<Candidate<'p>>, Rejection> {
         let mut found = Found::new(max_len);
@@ -145,12 +145,12 @@ impl TokenSource {
             match source {
                 Source::Form(_) => {}
                 Source::Header(name) => {
-                    for value in parts.headers.get_all(name) {
+                    for value in request.headers().get_all(name) {
                         found.offer(Repr::Header(value.as_bytes()))?;
                     }
                 }
                 Source::Query(name) => {
-                    if let Some(query) = parts.uri.query() {
+                    if let Some(query) = request.uri().query() {
                         let names = std::slice::from_ref(name);
                         for (_, value) in urlencoded::fields(query.as_bytes(), names) {
                             found.offer(Repr::Encoded(value))?;
@@ -158,7 +158,7 @@ impl TokenSource {
                     }
                 }
                 Source::Cookie(name) => {
-                    for header in parts.headers.get_all(COOKIE) {
+                    for header in request.headers().get_all(COOKIE) {
                         for value in cookie_values(header.as_bytes(), name.as_bytes()) {
                             found.offer(Repr::Cookie(value))?;
                         }
@@ -336,8 +336,8 @@ impl<'a> Found<'a> {
 }
 
 /// `application/x-www-form-urlencoded`, case-insensitively, with any parameters.
-fn is_urlencoded_form(parts: &Parts) -> bool {
-    let Some(value) = parts.headers.get(CONTENT_TYPE) else {
+fn is_urlencoded_form(headers: &HeaderMap) -> bool {
+    let Some(value) = headers.get(CONTENT_TYPE) else {
         return false;
     };
     let essence = value
@@ -392,8 +392,8 @@ mod tests {
                 .header(CONTENT_TYPE, ct)
                 .body(())
                 .unwrap()
-                .into_parts()
-                .0
+                .headers()
+                .clone()
         };
         assert!(is_urlencoded_form(&parts(
             "application/x-www-form-urlencoded"

@@ -64,6 +64,14 @@ fn header_cache_hit(c: &mut Criterion) {
     group.finish();
 }
 
+fn browser_header_cache_hit(c: &mut Criterion) {
+    let mut group = c.benchmark_group("2c_cache_hit_header_among_browser_headers");
+    cache_hit(&mut group, TokenSource::header(HEADER), || {
+        browser_header_request(TOKEN)
+    });
+    group.finish();
+}
+
 fn cookie_cache_hit(c: &mut Criterion) {
     let mut group = c.benchmark_group("2b_cache_hit_cookie");
     cache_hit(&mut group, TokenSource::cookie("registration"), || {
@@ -230,6 +238,7 @@ criterion_group!(
     benches,
     pass_through,
     header_cache_hit,
+    browser_header_cache_hit,
     cookie_cache_hit,
     form_cache_hit,
     cache_miss,

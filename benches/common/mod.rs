@@ -82,6 +82,30 @@ pub fn header_request(token: &str) -> Request<Full<Bytes>> {
         .expect("request")
 }
 
+/// The token in a header, among the twelve other headers a browser's
+/// `fetch` from a single-page app sends.
+pub fn browser_header_request(token: &str) -> Request<Full<Bytes>> {
+    Request::post("/register")
+        .header("host", "registration.example.com")
+        .header(
+            "user-agent",
+            "Mozilla/5.0 (X11; Linux x86_64; rv:140.0) Gecko/20100101 Firefox/140.0",
+        )
+        .header("accept", "application/json")
+        .header("accept-language", "en-US,en;q=0.5")
+        .header("accept-encoding", "gzip, deflate, br, zstd")
+        .header("referer", "https://registration.example.com/register")
+        .header("content-type", "application/json")
+        .header(HEADER, token)
+        .header("origin", "https://registration.example.com")
+        .header("connection", "keep-alive")
+        .header("sec-fetch-dest", "empty")
+        .header("sec-fetch-mode", "cors")
+        .header("sec-fetch-site", "same-origin")
+        .body(Full::new(Bytes::new()))
+        .expect("request")
+}
+
 /// A 1 KiB urlencoded form whose token is the last field.
 pub fn form_body() -> Bytes {
     let token_field = form_urlencoded::Serializer::new(String::new())

@@ -204,7 +204,9 @@ impl TokenSource {
 /// Its syntax is checked by [`validate`](Self::validate) once the cache has
 /// been asked: a token the cache holds was checked when it was first
 /// resolved (the key is a keyed 128-bit hash of exactly these bytes), so a
-/// hit costs only a length check.
+/// hit costs only a length check. A token found outside a form body that is
+/// still to be read is checked in full as it is copied
+/// ([`into_checked`](Self::into_checked)).
 pub(crate) struct Candidate<'a> {
     repr: Repr<'a>,
     key: TokenKey,

@@ -17,17 +17,23 @@ use std::borrow::Cow;
 /// the shortest, and it starts with the same byte as one of them or with an
 /// escape (`%`, or `+` for a name that starts with a space). It is then read
 /// eight bytes at a time, compared, and decoded only when it contains `%` or
-/// `+`. So each of the other fields of a registration form (often dozens)
-/// costs one byte comparison, never a decoding or an allocation.
+/// `+` or is not ASCII. So each of the other fields of a registration form
+/// (often dozens) costs a length check and a comparison of its first byte
+/// with each wanted name's, never a decoding or an allocation.
 pub(crate) fn fields<'a, 'n, N: AsRef<str>>(
     input: &'a [u8],
     names: &'n [N],
 ) -> impl Iterator<Item = (&'n str, &'a [u8])> {
-    let shortest = names
-        .iter()
-        .map(|name| name.as_ref().len())
-        .min()
-        .unwrap_or(0);
+    // No name can come from a shorter raw name, unless bytes that are not
+    // UTF-8 grow into U+FFFD: then no length is ruled out.
+    let shortest = match names.iter().all(|name| name.as_ref().is_ascii()) {
+        true => names
+            .iter()
+            .map(|name| name.as_ref().len())
+            .min()
+            .unwrap_or(0),
+        false => 0,
+    };
     let could_start = move |first: u8| {
         first == b'%'
             || names
@@ -260,6 +266,8 @@ mod tests {
             &["+ok"],
             &[""],
             &["\u{FFFD}ok", "\u{e9}t"],
+            &["\u{FFFD}ok"],
+            &["t\u{FFFD}"],
         ];
         let mut state = 0x9E37_79B9_7F4A_7C15u64;
         for _ in 0..20_000 {

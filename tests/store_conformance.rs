@@ -703,6 +703,7 @@ async fn memory_a_failed_recheck_is_asked_again_before_going_upstream() {
     );
     assert_eq!(fleet.emulator.calls_for(&fleet.token), 1);
     assert_eq!(fleet.redemptions(), 1);
+    assert!(fleet.store.leases().is_empty(), "B released its lease");
 }
 
 /// A's publish is lost, then refused, then lands: B waits for it (A's lease

@@ -274,6 +274,11 @@ impl DedupeCache {
 
     /// The answer for `token` (whose key is `key`): from the cache, from a
     /// resolve under way, or from a new resolve.
+    ///
+    /// The only way answers enter the cache, always under the key of a
+    /// [`RegistrationToken`], whose syntax was checked: a cache hit on the
+    /// request path checks only the token's length (see
+    /// `Candidate::validate`).
     pub(crate) async fn resolve(
         &self,
         key: TokenKey,

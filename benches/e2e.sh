@@ -4,6 +4,9 @@
 #
 #   benches/e2e.sh [duration_seconds=5] [connections=32] [threads=1] [rounds=5]
 #
+# SERVER_THREADS=N gives each server N runtime worker threads (default: one
+# per CPU).
+#
 # The three servers take turns, round after round, so a slow spell on a shared
 # machine hits them alike; the figures reported are each server's median round.
 # Installs Debian's wrk when it is missing. Prints requests/s and p50/p99 for
@@ -31,7 +34,7 @@ cpu_us() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%d", ($14 + $15) * 1000000 
 # One round against one server: "rps p50 p99 cpu_us_per_request".
 run() {
   local port=$1; shift
-  "$server" --port "$port" "$@" > /dev/null &
+  "$server" --port "$port" ${SERVER_THREADS:+--worker-threads "$SERVER_THREADS"} "$@" > /dev/null &
   local pid=$!
   for _ in $(seq 50); do
     curl -s -o /dev/null "http://127.0.0.1:$port/" -H "x-amzn-marketplace-token: $token" && break

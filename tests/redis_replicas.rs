@@ -673,3 +673,75 @@ async fn a_replica_out_of_upstream_budget_still_serves_answers_from_redis() {
     assert_eq!(emulator.calls_for(&fresh), 0);
     assert_eq!(emulator.redemptions_of(&token), 1);
 }
+
+/// The README's sizing ("Redis on AWS"): what a registration and a junk
+/// token leave in Redis, with values shaped as AWS returns them, under the
+/// default prefix.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_memory_per_registration_is_as_the_readme_says() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let emulator = MeteringEmulator::start()
+        .await
+        .expect("the emulator starts");
+    let token = MeteringEmulator::mint_token();
+    emulator.register(
+        &token,
+        ResolvedCustomer::new("111122223333", "6j3dmx8bkmd5gf9xxxxxxxxxx")
+            .with_customer_identifier("hr5Ad6bTfbJ")
+            .with_license_arn(
+                "arn:aws:license-manager::111122223333:license:l-0123456789abcdef0123456789abcdef",
+            )
+            .with_agreement_id("agmt-0123456789abcdefghijklmn"),
+    );
+    let junk = MeteringEmulator::mint_token();
+    let r = replica(emulator.resolver(), store(&redis));
+    assert_eq!(r.send(token_post(&token)).await.status(), 200);
+    assert_eq!(r.send(token_post(&junk)).await.status(), 400);
+    settled("the publishes and releases", &r).await;
+
+    let mut connection = redis.connection();
+    let mut measured = Vec::new();
+    for (key, value, _) in redis.keys() {
+        let usage: u64 = redis::cmd("MEMORY")
+            .arg("USAGE")
+            .arg(&key)
+            .query(&mut connection)
+            .expect("MEMORY USAGE");
+        let kind = if key.contains(":taker:") {
+            "taker"
+        } else if value.contains("kind=invalid-token") {
+            "refusal"
+        } else {
+            "customer"
+        };
+        measured.push((kind, key.len(), value.len(), usage));
+    }
+    measured.sort();
+    println!("kind, key bytes, value bytes, Redis memory: {measured:?}");
+    // As the README states them: key bytes, at most this many value bytes
+    // (a taker's holder id varies in length), and Redis memory as Redis 7.0
+    // with jemalloc counts it (another version may count a little more: up
+    // to a tenth is allowed).
+    let readme = [
+        ("customer", 64, 274, 440),
+        ("refusal", 64, 18, 152),
+        ("taker", 63, 40, 168),
+        ("taker", 63, 40, 168),
+    ];
+    assert_eq!(measured.len(), readme.len(), "{measured:?}");
+    for ((kind, key, value, usage), (want_kind, want_key, most_value, most)) in
+        measured.iter().zip(readme)
+    {
+        assert_eq!((*kind, *key), (want_kind, want_key), "{measured:?}");
+        assert!(
+            *value <= most_value,
+            "{kind}: {value} value bytes, {measured:?}"
+        );
+        assert!(
+            *usage <= most + most / 10,
+            "{kind}: {usage} bytes of memory, {measured:?}"
+        );
+    }
+}

@@ -10,7 +10,8 @@
 //! milliseconds away cancels that drift.
 //!
 //! ```sh
-//! cargo bench --bench paired     # 31 rounds of 100,000 requests per side
+//! cargo bench --bench paired           # 31 rounds of 100,000 requests per side
+//! cargo bench --bench paired -- form   # only the rows whose name holds "form"
 //! ```
 
 mod common;
@@ -42,6 +43,15 @@ where
     started.elapsed().as_nanos() as f64 / f64::from(n)
 }
 
+/// Whether the row `name` is wanted: all, or those holding the first
+/// argument that is not a flag.
+fn wanted(name: &str) -> bool {
+    std::env::args()
+        .skip(1)
+        .find(|arg| !arg.starts_with("--"))
+        .is_none_or(|only| name.contains(&only))
+}
+
 fn median(values: &mut [f64]) -> f64 {
     values.sort_by(f64::total_cmp);
     values[values.len() / 2]
@@ -64,6 +74,9 @@ async fn row<S1, S2, B1, B2>(
     B1: Body,
     B2: Body,
 {
+    if !wanted(name) {
+        return;
+    }
     // Warm both: caches, allocator, branch predictors.
     per_request(&bare, make, block).await;
     per_request(&layered, make, block).await;

@@ -300,8 +300,8 @@ impl ResolutionsBuilder {
         self
     }
 
-    /// How long a lease lasts without renewal (default four store timeouts,
-    /// at least three). The holder renews it every quarter of its length while
+    /// How long a lease lasts without renewal (default and least: four store
+    /// timeouts). The holder renews it every quarter of its length while
     /// it works, so it only lapses when the holder dies or loses the store; a
     /// shorter lease lets the others take over sooner.
     pub fn lease(mut self, lease: Duration) -> Self {

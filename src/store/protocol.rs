@@ -55,8 +55,10 @@ const MAX_POLL: Duration = Duration::from_millis(100);
 /// Consecutive failed polls, while waiting on another replica, before the
 /// store counts as unavailable.
 const MAX_POLL_FAILURES: u32 = 3;
-/// A lease lasts at least this many store timeouts.
-const MIN_LEASE_IN_TIMEOUTS: u32 = 3;
+/// A lease lasts at least this many store timeouts: with renewals a quarter
+/// of a lease (at least one store timeout) apart, two in a row may time out
+/// and the third still lands before the lease lapses.
+const MIN_LEASE_IN_TIMEOUTS: u32 = 4;
 /// Renewals per lease length: with renewals a quarter of a lease apart
 /// (counted from the last successful send), two in a row may fail.
 const RENEWALS_PER_LEASE: u32 = 4;
@@ -123,11 +125,11 @@ enum Look {
 
 impl SharedStore {
     /// The lease length for `timeout` and a configured `lease`: at least
-    /// [`MIN_LEASE_IN_TIMEOUTS`] store timeouts; four by default.
+    /// [`MIN_LEASE_IN_TIMEOUTS`] store timeouts, which is the default.
     pub(crate) fn lease_for(timeout: Duration, lease: Option<Duration>) -> Duration {
         let floor = timeout.saturating_mul(MIN_LEASE_IN_TIMEOUTS);
         lease
-            .unwrap_or_else(|| timeout.saturating_mul(4))
+            .unwrap_or(floor)
             .max(floor)
             .max(Duration::from_millis(4))
     }
@@ -638,3 +640,25 @@ impl std::fmt::Display for TimedOut {
 }
 
 impl std::error::Error for TimedOut {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lease_is_at_least_four_store_timeouts() {
+        let timeout = Duration::from_millis(500);
+        assert_eq!(
+            SharedStore::lease_for(timeout, None),
+            Duration::from_secs(2)
+        );
+        assert_eq!(
+            SharedStore::lease_for(timeout, Some(Duration::from_millis(1_500))),
+            Duration::from_secs(2)
+        );
+        assert_eq!(
+            SharedStore::lease_for(timeout, Some(Duration::from_secs(9))),
+            Duration::from_secs(9)
+        );
+    }
+}

@@ -143,10 +143,10 @@ where
         match found {
             Some(candidate) => {
                 let key = candidate.key();
-                let cached = shared.resolutions.cache().cached(key);
-                if let Err(error) = candidate.validate(config.max_token_len, cached.is_some()) {
-                    return ResponseFuture::reject(reject(shared, &error));
-                }
+                let cached = match cached_answer(shared, &candidate) {
+                    Ok(cached) => cached,
+                    Err(error) => return ResponseFuture::reject(reject(shared, &error)),
+                };
                 // A cached answer is settled here, without boxing a future or
                 // copying the token.
                 if let Some(outcome) = cached {
@@ -208,6 +208,8 @@ where
     if let Some(offer) = offer {
         parts.extensions.insert(offer);
     }
+    // The candidate borrows the buffered data: the body is put back once it
+    // is dropped.
     let Some(candidate) = found else {
         let body = RequestBody::buffered(buffered.data, buffered.trailers);
         return match config.required {
@@ -216,11 +218,7 @@ where
         };
     };
     let key = candidate.key();
-    let cached = shared.resolutions.cache().cached(key);
-    candidate
-        .validate(config.max_token_len, cached.is_some())
-        .map_err(|e| reject(&shared, &e))?;
-    if let Some(outcome) = cached {
+    if let Some(outcome) = cached_answer(&shared, &candidate).map_err(|e| reject(&shared, &e))? {
         drop(candidate);
         settle_hit(&shared, &mut parts.extensions, outcome)?;
         let body = RequestBody::buffered(buffered.data, buffered.trailers);
@@ -231,6 +229,15 @@ where
     // Boxed apart, so the resolve's state makes this future (boxed on every
     // form request) no larger.
     resolve_boxed(Arc::clone(&shared), parts, body, key, token).await
+}
+
+/// The cached answer for a token found in a request, once the token is
+/// checked: after the lookup, so that a hit checks only the token's length
+/// (see [`Candidate::validate`]).
+fn cached_answer(shared: &Shared, candidate: &Candidate<'_>) -> Result<Option<Outcome>, Rejection> {
+    let cached = shared.resolutions.cache().cached(candidate.key());
+    candidate.validate(shared.config.max_token_len, cached.is_some())?;
+    Ok(cached)
 }
 
 /// [`read_form_then_resolve`], boxed. Out of line: the future is built in a

@@ -98,9 +98,9 @@ fn bytes_equal(word: u64, byte: u8) -> u64 {
     x.wrapping_sub(ONES) & !x & HIGHS
 }
 
-/// Where a name ends in `pair` (its first `=` or `&`, or the end), and
-/// whether a `%` or `+` comes before: names are scanned eight bytes at a
-/// time.
+/// Where a name ends in `pair` (its first `=`, or the end: a pair holds no
+/// `&`), and whether a `%` or `+` comes before: names are scanned eight
+/// bytes at a time.
 fn name_end(pair: &[u8]) -> (usize, bool) {
     let mut escaped = false;
     let mut words = pair.chunks_exact(8);
@@ -109,7 +109,7 @@ fn name_end(pair: &[u8]) -> (usize, bool) {
         let word = u64::from_le_bytes([
             word[0], word[1], word[2], word[3], word[4], word[5], word[6], word[7],
         ]);
-        let ends = bytes_equal(word, b'=') | bytes_equal(word, b'&');
+        let ends = bytes_equal(word, b'=');
         let escapes = bytes_equal(word, b'%') | bytes_equal(word, b'+');
         if ends != 0 {
             let bit = ends.trailing_zeros();
@@ -122,7 +122,7 @@ fn name_end(pair: &[u8]) -> (usize, bool) {
     }
     for (i, &b) in words.remainder().iter().enumerate() {
         match b {
-            b'=' | b'&' => return (offset + i, escaped),
+            b'=' => return (offset + i, escaped),
             b'%' | b'+' => escaped = true,
             _ => {}
         }

@@ -97,11 +97,7 @@ fn main() {
         .expect("runtime");
     static BODY: std::sync::OnceLock<Bytes> = std::sync::OnceLock::new();
     let form = |_| form_request(BODY.get_or_init(form_body));
-    let get = |_| {
-        Request::get("/")
-            .body(Full::new(Bytes::new()))
-            .expect("request")
-    };
+    let get = |_| plain_get();
     static MISSES: AtomicUsize = AtomicUsize::new(0);
     let fresh_token = |_| {
         header_request(&format!(

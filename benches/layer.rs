@@ -23,16 +23,9 @@ use tower_resolve_customer::{Resolutions, ResolveCustomerLayer, TokenSource};
 fn pass_through(c: &mut Criterion) {
     let rt = runtime();
     let mut group = c.benchmark_group("1_pass_through_no_token");
-    let make = || {
-        Request::get("/")
-            .body(Full::new(Bytes::new()))
-            .expect("request")
-    };
+    let make = plain_get;
     bench_service(&mut group, &rt, "bare", handler(), make);
-    let layered = ResolveCustomerLayer::new(CountingResolver::new(Duration::ZERO))
-        .token_source(TokenSource::form().or(TokenSource::header(HEADER)))
-        .optional()
-        .layer(handler());
+    let layered = pass_through_layer().layer(handler());
     bench_service(&mut group, &rt, "layered", layered, make);
     group.finish();
 }

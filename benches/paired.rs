@@ -108,11 +108,6 @@ fn main() {
     let (rounds, block) = if benching { (31, 100_000) } else { (3, 100) };
     let rt = runtime();
     static BODY: std::sync::OnceLock<Bytes> = std::sync::OnceLock::new();
-    let get = || {
-        Request::get("/")
-            .body(Full::new(Bytes::new()))
-            .expect("request")
-    };
     let header = || header_request(TOKEN);
     let form = || form_request(BODY.get_or_init(form_body));
 
@@ -120,15 +115,12 @@ fn main() {
     println!("| Path | Bare | Layered | Added (median) | Added (middle half) |");
     println!("|---|---|---|---|---|");
     rt.block_on(async {
-        let pass_through = ResolveCustomerLayer::new(CountingResolver::new(Duration::ZERO))
-            .token_source(TokenSource::form().or(TokenSource::header(HEADER)))
-            .optional()
-            .layer(handler());
+        let pass_through = pass_through_layer().layer(handler());
         row(
             "pass-through, no token",
             handler(),
             pass_through,
-            get,
+            plain_get,
             rounds,
             block,
         )

@@ -75,6 +75,22 @@ impl Resolver for CountingResolver {
     }
 }
 
+/// A `GET /` with no token and no body: what the pass-through rows send.
+pub fn plain_get() -> Request<Full<Bytes>> {
+    Request::get("/")
+        .body(Full::new(Bytes::new()))
+        .expect("request")
+}
+
+/// The pass-through rows' layer: optional, looking in the form and then in
+/// the token header, over a resolver never called.
+pub fn pass_through_layer() -> tower_resolve_customer::ResolveCustomerLayer {
+    use tower_resolve_customer::{ResolveCustomerLayer, TokenSource};
+    ResolveCustomerLayer::new(CountingResolver::new(Duration::ZERO))
+        .token_source(TokenSource::form().or(TokenSource::header(HEADER)))
+        .optional()
+}
+
 pub fn header_request(token: &str) -> Request<Full<Bytes>> {
     Request::post("/register")
         .header(HEADER, token)

@@ -203,45 +203,5 @@ fn main() {
         for kind in &mut kinds {
             kind.report();
         }
-        report_key_sizes(&redis, &a, &emulator).await;
     });
-}
-
-/// What one registration leaves in Redis: each key, its length, its value's
-/// length and `MEMORY USAGE`, right after the lease holder released (the
-/// answer and the first taker remain; the lease is gone).
-async fn report_key_sizes(
-    redis: &RedisServer,
-    replica: &ResolveCustomerLayer,
-    emulator: &MeteringEmulator,
-) {
-    let token = MeteringEmulator::mint_token();
-    let customer = ResolvedCustomer::new("123456789012", "prod-a1b2c3d4e5f6g7h8i9j0k1l2m")
-        .with_license_arn(
-            "arn:aws:license-manager::123456789012:license:l-0123456789abcdef0123456789abcdef",
-        )
-        .with_agreement_id("agmt-0123456789abcdefghijklmno");
-    emulator.register(&token, customer);
-    let digest = RegistrationToken::new(token.clone()).unwrap().digest();
-    assert_eq!(submit(replica, &token).await, StatusCode::OK);
-    settled(replica).await;
-    let mut connection = redis.connection();
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("*{{{digest}}}"))
-        .query(&mut connection)
-        .expect("KEYS");
-    println!(
-        "| Key (one registration, AWS-shaped values) | Key bytes | Value bytes | MEMORY USAGE |"
-    );
-    println!("|---|---|---|---|");
-    for key in keys {
-        let value: String = redis::cmd("GET").arg(&key).query(&mut connection).unwrap();
-        let usage: i64 = redis::cmd("MEMORY")
-            .arg("USAGE")
-            .arg(&key)
-            .query(&mut connection)
-            .unwrap();
-        let name = key.replace(&digest.to_string(), "<digest>");
-        println!("| `{name}` | {} | {} | {usage} |", key.len(), value.len());
-    }
 }

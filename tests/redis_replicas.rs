@@ -675,8 +675,9 @@ async fn a_replica_out_of_upstream_budget_still_serves_answers_from_redis() {
 }
 
 /// The README's sizing ("Redis on AWS"): what a registration and a junk
-/// token leave in Redis, with values shaped as AWS returns them, under the
-/// default prefix.
+/// token leave in Redis, with values shaped as AWS returns them (a current
+/// listing's, and an older listing's, which adds `CustomerIdentifier`),
+/// under the default prefix.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_memory_per_registration_is_as_the_readme_says() {
     let Some(redis) = RedisServer::start() else {
@@ -685,19 +686,19 @@ async fn redis_memory_per_registration_is_as_the_readme_says() {
     let emulator = MeteringEmulator::start()
         .await
         .expect("the emulator starts");
-    let token = MeteringEmulator::mint_token();
-    emulator.register(
-        &token,
-        ResolvedCustomer::new("111122223333", "6j3dmx8bkmd5gf9xxxxxxxxxx")
-            .with_customer_identifier("hr5Ad6bTfbJ")
-            .with_license_arn(
-                "arn:aws:license-manager::111122223333:license:l-0123456789abcdef0123456789abcdef",
-            )
-            .with_agreement_id("agmt-0123456789abcdefghijklmn"),
-    );
-    let junk = MeteringEmulator::mint_token();
+    let current = ResolvedCustomer::new("123456789012", "prod-a1b2c3d4e5f6g7h8i9j0k1l2m")
+        .with_license_arn(
+            "arn:aws:license-manager::123456789012:license:l-0123456789abcdef0123456789abcdef",
+        )
+        .with_agreement_id("agmt-0123456789abcdefghijklmno");
+    let older = current.clone().with_customer_identifier("hr5Ad6bTfbJ");
     let r = replica(emulator.resolver(), store(&redis));
-    assert_eq!(r.send(token_post(&token)).await.status(), 200);
+    for customer in [current, older] {
+        let token = MeteringEmulator::mint_token();
+        emulator.register(&token, customer);
+        assert_eq!(r.send(token_post(&token)).await.status(), 200);
+    }
+    let junk = MeteringEmulator::mint_token();
     assert_eq!(r.send(token_post(&junk)).await.status(), 400);
     settled("the publishes and releases", &r).await;
 
@@ -713,6 +714,8 @@ async fn redis_memory_per_registration_is_as_the_readme_says() {
             "taker"
         } else if value.contains("kind=invalid-token") {
             "refusal"
+        } else if value.contains("customer_identifier=") {
+            "customer, older listing"
         } else {
             "customer"
         };
@@ -725,8 +728,10 @@ async fn redis_memory_per_registration_is_as_the_readme_says() {
     // with jemalloc counts it (another version may count a little more: up
     // to a tenth is allowed).
     let readme = [
-        ("customer", 64, 274, 440),
+        ("customer", 64, 248, 376),
+        ("customer, older listing", 64, 280, 440),
         ("refusal", 64, 18, 152),
+        ("taker", 63, 40, 168),
         ("taker", 63, 40, 168),
         ("taker", 63, 40, 168),
     ];

@@ -238,7 +238,7 @@ fn a_replica_dying_mid_resolve_is_taken_over_when_its_lease_ends() {
             .expect("open semaphore")
             .forget();
         dying.shutdown_background();
-        let [(lease_key, a_holder, ttl)] = <[_; 1]>::try_from(redis.keys_but_takers())
+        let [(lease_key, a_holder, ttl)] = <[_; 1]>::try_from(redis.keys_but_attempts())
             .unwrap_or_else(|keys| panic!("one key, A's lease: {keys:?}"));
         assert!(lease_key.contains(":lease:"), "{lease_key}");
         assert!(
@@ -306,7 +306,7 @@ async fn a_transiently_failed_resolve_releases_the_lease_at_once() {
     assert_eq!(emulator.calls_for(&token), 3, "the SDK's three attempts");
     assert_eq!(emulator.redemptions_of(&token), 0);
     settled("A's release", &a).await;
-    let keys = redis.keys_but_takers();
+    let keys = redis.keys_but_attempts();
     assert!(
         keys.is_empty(),
         "lease released, failure not stored: {keys:?}"
@@ -622,7 +622,7 @@ async fn redis_keys_hold_no_token_and_expire() {
             assert!(!key.contains(&raw[..16]) && !value.contains(&raw[..16]));
         }
     }
-    let keys = redis.keys_but_takers();
+    let keys = redis.keys_but_attempts();
     assert_eq!(
         keys.len(),
         2,
@@ -710,8 +710,8 @@ async fn redis_memory_per_registration_is_as_the_readme_says() {
             .arg(&key)
             .query(&mut connection)
             .expect("MEMORY USAGE");
-        let kind = if key.contains(":taker:") {
-            "taker"
+        let kind = if key.contains(":attempts:") {
+            "attempts"
         } else if value.contains("kind=invalid-token") {
             "refusal"
         } else if value.contains("customer_identifier=") {
@@ -724,16 +724,16 @@ async fn redis_memory_per_registration_is_as_the_readme_says() {
     measured.sort();
     println!("kind, key bytes, value bytes, Redis memory: {measured:?}");
     // As the README states them: key bytes, at most this many value bytes
-    // (a taker's holder id varies in length), and Redis memory as Redis 7.0
-    // with jemalloc counts it (another version may count a little more: up
-    // to a tenth is allowed).
+    // (an attempt's holder id varies in length; shown as `holder=score`), and
+    // Redis memory as Redis 7.0 with jemalloc counts it (another version may
+    // count a little more: up to a tenth is allowed).
     let readme = [
+        ("attempts", 66, 56, 184),
+        ("attempts", 66, 56, 184),
+        ("attempts", 66, 56, 184),
         ("customer", 64, 248, 376),
         ("customer, older listing", 64, 280, 440),
         ("refusal", 64, 18, 152),
-        ("taker", 63, 40, 168),
-        ("taker", 63, 40, 168),
-        ("taker", 63, 40, 168),
     ];
     assert_eq!(measured.len(), readme.len(), "{measured:?}");
     for ((kind, key, value, usage), (want_kind, want_key, most_value, most)) in

@@ -28,7 +28,7 @@ use http::{Request, Response, StatusCode};
 use tokio::sync::Semaphore;
 use tower::ServiceExt;
 use tower_layer::Layer;
-use tower_resolve_customer::emulator::{MeteringEmulator, RedemptionPolicy};
+use tower_resolve_customer::emulator::{Fault, MeteringEmulator, RedemptionPolicy};
 use tower_resolve_customer::{
     Entitlement, EntitlementValue, Entitlements, LeaseGrant, LeaseHolder, LeaseTerms, MemoryStore,
     RegistrationToken, RequestBody, ResolutionStore, Resolutions, ResolutionsBuilder,
@@ -249,28 +249,40 @@ async fn contract<S: ResolutionStore>(store: &S, other_link: &S) {
     assert!(store.release_lease(token, &a).await.unwrap());
     assert!(!store.release_lease(token, &a).await.unwrap());
     assert!(!store.extend_lease(token, &a, lease).await.unwrap());
-    assert_eq!(
-        other_link.try_lease(token, &b, terms).await.unwrap(),
-        LeaseGrant::TakenAfterAnother,
-        "the store remembers that A took the lease"
+
+    // Attempts: A's, recorded when it took the lease, is under way until A
+    // ends it, its lease released or not.
+    assert!(
+        other_link.end_attempt(token, &b, terms).await.unwrap(),
+        "A's attempt is under way (B's, never started, is now ended)"
     );
-    assert!(other_link.release_lease(token, &b).await.unwrap());
     let c = LeaseHolder::unique();
     assert_eq!(
         other_link.try_lease(token, &c, terms).await.unwrap(),
-        LeaseGrant::TakenAfterAnother,
-        "A was the first to take it, not C"
-    );
-    assert_eq!(
-        other_link.try_lease(token, &c, terms).await.unwrap(),
-        LeaseGrant::TakenAfterAnother,
-        "asking again says so again"
+        LeaseGrant::Taken,
+        "a lease released is free, whoever took it before"
     );
     assert!(other_link.release_lease(token, &c).await.unwrap());
+    assert!(
+        store.end_attempt(token, &a, terms).await.unwrap(),
+        "C's attempt is under way, its lease released"
+    );
+    assert!(
+        !other_link.end_attempt(token, &c, terms).await.unwrap(),
+        "A's and B's attempts ended"
+    );
     assert_eq!(
         store.try_lease(token, &a, terms).await.unwrap(),
         LeaseGrant::Taken,
-        "A was the first to take it"
+        "a late lease call of A"
+    );
+    assert!(
+        !other_link.end_attempt(token, &c, terms).await.unwrap(),
+        "does not start A's ended attempt again"
+    );
+    assert!(
+        !store.end_attempt(token, &a, terms).await.unwrap(),
+        "ending is idempotent"
     );
     assert!(store.release_lease(token, &a).await.unwrap());
 
@@ -830,6 +842,106 @@ async fn memory_a_lapsed_lease_whose_successor_hears_expired_first_still_serves_
     assert_eq!(emulator.redemptions_of(token), 1);
     let stored = store.answer(digest_of(token)).expect("A published");
     assert!(stored.is_customer());
+}
+
+/// Run A takes the lease and is refused upstream (its budget spent) before
+/// any AWS call. Just under `R'` later (how long a store remembers an
+/// attempt), B takes the lease and AWS redeems the token for it, but B's link
+/// to the store fails, so its lease lapses, and its answer is slow to come
+/// back. Past `R'` from A's take, C takes the lease and hears "expired". The
+/// store records each attempt, not a first taker: A's ended when A was
+/// refused, B's is under way, so C waits for B's customer instead of settling
+/// on `expired-token`.
+#[tokio::test(start_paused = true)]
+async fn memory_a_redemption_after_an_attempt_refused_upstream_is_waited_for() {
+    let (emulator, tokens) = single_use_emulator(2).await;
+    let (token, other) = (&tokens[0], &tokens[1]);
+    let store = MemoryStore::new();
+    let b_link = store.link();
+    let a = Replica::new(store.link(), emulator.in_process_resolver(), |b| {
+        b.miss_rate_limit(1, 1)
+    });
+    let b_upstream = Gated::answered_then_held(emulator.in_process_resolver());
+    let b = Replica::new(b_link.clone(), b_upstream.clone(), |b| b);
+    let c = Replica::new(store.link(), emulator.in_process_resolver(), |b| b);
+
+    // A's one upstream call goes to another buyer; this token is refused.
+    assert_eq!(a.submit(other, 1).await, account_of(other));
+    assert_eq!(
+        a.submit(token, 1).await,
+        Ending::Refused(StatusCode::SERVICE_UNAVAILABLE, "overloaded".into())
+    );
+    assert_eq!(emulator.calls_for(token), 0);
+    // R' with this suite's settings: twice the resolve timeout (the upstream
+    // deadline), the resolve timeout, the lease (four store timeouts) and
+    // eight store timeouts.
+    let remembered = RESOLVE_TIMEOUT * 3 + STORE_TIMEOUT * 12;
+    tokio::time::sleep(remembered - Duration::from_secs(1)).await;
+
+    let second = spawn_submit(&b, token, 1);
+    b_upstream.wait_started(1).await;
+    while emulator.redemptions_of(token) == 0 {
+        tokio::task::yield_now().await;
+    }
+    b_link.set_down(true);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(store.leases().is_empty(), "B's lease lapsed");
+
+    let ended_before = store.calls(StoreCall::EndAttempt);
+    let third = spawn_submit(&c, token, 1);
+    // C hears "expired" and records its attempt as ended: B's is under way.
+    store
+        .wait_for_calls(StoreCall::EndAttempt, ended_before + 1)
+        .await;
+    assert_eq!(emulator.calls_for(token), 2, "C called AWS");
+    b_link.set_down(false);
+    b_upstream.release(1);
+    assert_eq!(ending("B", second).await, account_of(token));
+    assert_eq!(ending("C", third).await, account_of(token));
+    assert_eq!(emulator.redemptions_of(token), 1);
+}
+
+/// A token already spent: A's attempt is refused upstream (its budget
+/// spent), B's is throttled by AWS, and C hears "expired". Neither earlier
+/// attempt can publish a customer, and each recorded its end, so C answers
+/// `expired-token` at once instead of waiting for them (a wait that would
+/// answer 504, and again on every retry within `R'`).
+#[tokio::test(start_paused = true)]
+async fn memory_an_expired_token_is_refused_at_once_after_attempts_that_failed() {
+    let (emulator, tokens) = single_use_emulator(2).await;
+    let (token, other) = (&tokens[0], &tokens[1]);
+    let spent = emulator
+        .in_process_resolver()
+        .resolve(&RegistrationToken::new(token.as_str()).unwrap())
+        .await;
+    assert!(spent.is_ok(), "redeemed elsewhere: {spent:?}");
+    let store = MemoryStore::new();
+    let a = Replica::new(store.link(), emulator.in_process_resolver(), |b| {
+        b.miss_rate_limit(1, 1)
+    });
+    let b = Replica::new(store.link(), emulator.in_process_resolver(), |b| b);
+    let c = Replica::new(store.link(), emulator.in_process_resolver(), |b| b);
+
+    assert_eq!(a.submit(other, 1).await, account_of(other));
+    assert_eq!(
+        a.submit(token, 1).await,
+        Ending::Refused(StatusCode::SERVICE_UNAVAILABLE, "overloaded".into())
+    );
+    emulator.inject_times(Fault::Throttle, 1);
+    assert_eq!(
+        b.submit(token, 1).await,
+        Ending::Refused(StatusCode::SERVICE_UNAVAILABLE, "throttled".into())
+    );
+    let started = tokio::time::Instant::now();
+    assert_eq!(
+        c.submit(token, 1).await,
+        Ending::Refused(StatusCode::BAD_REQUEST, "expired-token".into())
+    );
+    assert!(
+        started.elapsed() < Duration::from_millis(100),
+        "C waited {:?} for attempts that had ended",
+        started.elapsed()
+    );
 }
 
 /// A's own renewals fail until its lease lapses; B takes over and AWS
@@ -2205,10 +2317,19 @@ mod dynamodb_store {
             "the retried release found its own mark"
         );
         assert!(!link.release_lease(token, &a).await.unwrap());
-        assert_eq!(proxy.faults_met(), 4);
+        proxy.script([Action::LoseReply]);
+        assert!(
+            !link.end_attempt(token, &a, terms).await.unwrap(),
+            "no attempt but A's, ended"
+        );
+        assert_eq!(proxy.faults_met(), 5);
         assert_eq!(
             other.try_lease(token, &b, terms).await.unwrap(),
-            LeaseGrant::TakenAfterAnother
+            LeaseGrant::Taken
+        );
+        assert!(
+            link.end_attempt(token, &a, terms).await.unwrap(),
+            "B's is under way"
         );
     }
 }

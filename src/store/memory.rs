@@ -19,6 +19,8 @@ pub enum StoreCall {
     Read,
     /// [`ResolutionStore::try_lease`].
     TryLease,
+    /// [`ResolutionStore::end_attempt`].
+    EndAttempt,
     /// [`ResolutionStore::extend_lease`].
     ExtendLease,
     /// [`ResolutionStore::publish`].
@@ -29,9 +31,10 @@ pub enum StoreCall {
 
 impl StoreCall {
     /// Every kind of call.
-    pub const ALL: [Self; 5] = [
+    pub const ALL: [Self; 6] = [
         Self::Read,
         Self::TryLease,
+        Self::EndAttempt,
         Self::ExtendLease,
         Self::Publish,
         Self::ReleaseLease,
@@ -116,8 +119,16 @@ struct Data {
 struct State {
     answers: HashMap<TokenDigest, (StoredAnswer, Instant)>,
     leases: HashMap<TokenDigest, (LeaseHolder, Instant)>,
-    takers: HashMap<TokenDigest, (LeaseHolder, Instant)>,
+    attempts: HashMap<TokenDigest, HashMap<LeaseHolder, Attempt>>,
     calls: HashMap<StoreCall, u64>,
+}
+
+/// A holder's attempt at redeeming a token.
+#[derive(Clone, Copy)]
+struct Attempt {
+    /// Until when the store remembers it.
+    until: Instant,
+    under_way: bool,
 }
 
 #[derive(Default)]
@@ -315,6 +326,17 @@ fn holder_of(state: &State, token: TokenDigest, now: Instant) -> Option<&LeaseHo
         .map(|(holder, _)| holder)
 }
 
+/// The attempts on `token` still remembered at `now`.
+fn attempts_of(
+    state: &mut State,
+    token: TokenDigest,
+    now: Instant,
+) -> &mut HashMap<LeaseHolder, Attempt> {
+    let attempts = state.attempts.entry(token).or_default();
+    attempts.retain(|_, attempt| now < attempt.until);
+    attempts
+}
+
 impl ResolutionStore for MemoryStore {
     type Error = MemoryStoreError;
 
@@ -333,22 +355,45 @@ impl ResolutionStore for MemoryStore {
         terms: LeaseTerms,
     ) -> Result<LeaseGrant, MemoryStoreError> {
         self.run(StoreCall::TryLease, |state, now| {
-            let renewing = match holder_of(state, token, now) {
-                Some(current) if current != holder => return LeaseGrant::HeldElsewhere,
-                current => current.is_some(),
-            };
+            if holder_of(state, token, now).is_some_and(|current| current != holder) {
+                return LeaseGrant::HeldElsewhere;
+            }
             state
                 .leases
                 .insert(token, (holder.clone(), expiry(now, terms.lease)));
-            state.takers.retain(|_, (_, until)| now < *until);
-            if !renewing {
-                let until = expiry(now, terms.remember.max(terms.lease));
-                state.takers.entry(token).or_insert((holder.clone(), until));
-            }
-            match state.takers.get(&token) {
-                Some((first, _)) if first != holder => LeaseGrant::TakenAfterAnother,
-                _ => LeaseGrant::Taken,
-            }
+            // Forget the attempts no longer remembered, on every token.
+            state.attempts.retain(|_, attempts| {
+                attempts.retain(|_, attempt| now < attempt.until);
+                !attempts.is_empty()
+            });
+            let attempts = attempts_of(state, token, now);
+            attempts.entry(holder.clone()).or_insert(Attempt {
+                until: expiry(now, terms.remember.max(terms.lease)),
+                under_way: true,
+            });
+            LeaseGrant::Taken
+        })
+        .await
+    }
+
+    async fn end_attempt(
+        &self,
+        token: TokenDigest,
+        holder: &LeaseHolder,
+        terms: LeaseTerms,
+    ) -> Result<bool, MemoryStoreError> {
+        self.run(StoreCall::EndAttempt, |state, now| {
+            let attempts = attempts_of(state, token, now);
+            attempts.insert(
+                holder.clone(),
+                Attempt {
+                    until: expiry(now, terms.remember.max(terms.lease)),
+                    under_way: false,
+                },
+            );
+            attempts
+                .iter()
+                .any(|(other, attempt)| other != holder && attempt.under_way)
         })
         .await
     }

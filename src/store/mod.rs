@@ -44,10 +44,16 @@ pub use self::stored_answer::{STORED_CUSTOMER_PREFIX, STORED_ENTITLED_PREFIX, St
 ///   *remaining* lifetime, or `None` when nothing unexpired is stored.
 /// - [`try_lease`](Self::try_lease): takes the lease on `token` for `holder`
 ///   for `terms.lease`, atomically, if no one holds it, or renews it if
-///   `holder` already does. A store also remembers who *first* took the
-///   lease, for `terms.remember` from then (longer than a lease: as long as
-///   that holder may still be at work after its lease lapsed), and says
-///   whether that was another holder: see [`LeaseGrant`].
+///   `holder` already does. Taken or renewed, it also records `holder`'s
+///   *attempt* at redeeming the token, if none is recorded yet: under way
+///   for `terms.remember` from then (longer than a lease: as long as that
+///   holder may still be at work after its lease lapsed). An attempt
+///   recorded as ended stays ended.
+/// - [`end_attempt`](Self::end_attempt): records `holder`'s attempt as ended
+///   (it has no customer to publish), kept for `terms.remember` so that a
+///   late lease call cannot start it again, and tells whether an attempt of
+///   *another* holder is still under way: recorded less than its
+///   `remember` ago and not ended.
 /// - [`extend_lease`](Self::extend_lease): resets the lease's remaining time
 ///   to `duration` only if `holder` still holds it; `false` otherwise.
 /// - [`publish`](Self::publish): stores `answer` for its
@@ -81,7 +87,8 @@ pub use self::stored_answer::{STORED_CUSTOMER_PREFIX, STORED_ENTITLED_PREFIX, St
 /// struct MapStore {
 ///     answers: Mutex<HashMap<TokenDigest, StoredAnswer>>,
 ///     leases: Mutex<HashMap<TokenDigest, LeaseHolder>>,
-///     takers: Mutex<HashMap<TokenDigest, LeaseHolder>>,
+///     // Each holder's attempt: `true` while under way.
+///     attempts: Mutex<HashMap<TokenDigest, HashMap<LeaseHolder, bool>>>,
 /// }
 ///
 /// impl ResolutionStore for MapStore {
@@ -99,9 +106,15 @@ pub use self::stored_answer::{STORED_CUSTOMER_PREFIX, STORED_ENTITLED_PREFIX, St
 ///                 leases.insert(token, holder.clone());
 ///             }
 ///         }
-///         let mut takers = self.takers.lock().unwrap();
-///         let first = takers.entry(token).or_insert_with(|| holder.clone());
-///         Ok(if first == holder { LeaseGrant::Taken } else { LeaseGrant::TakenAfterAnother })
+///         let mut attempts = self.attempts.lock().unwrap();
+///         attempts.entry(token).or_default().entry(holder.clone()).or_insert(true);
+///         Ok(LeaseGrant::Taken)
+///     }
+///     async fn end_attempt(&self, token: TokenDigest, holder: &LeaseHolder, _: LeaseTerms) -> Result<bool, Infallible> {
+///         let mut attempts = self.attempts.lock().unwrap();
+///         let attempts = attempts.entry(token).or_default();
+///         attempts.insert(holder.clone(), false);
+///         Ok(attempts.iter().any(|(other, under_way)| other != holder && *under_way))
 ///     }
 ///     async fn extend_lease(&self, token: TokenDigest, holder: &LeaseHolder, _: Duration) -> Result<bool, Infallible> {
 ///         Ok(self.leases.lock().unwrap().get(&token) == Some(holder))
@@ -140,6 +153,15 @@ pub trait ResolutionStore: Send + Sync + 'static {
         holder: &LeaseHolder,
         terms: LeaseTerms,
     ) -> impl Future<Output = Result<LeaseGrant, Self::Error>> + Send;
+
+    /// Records `holder`'s attempt on `token` as ended, and tells whether an
+    /// attempt of another holder is still under way.
+    fn end_attempt(
+        &self,
+        token: TokenDigest,
+        holder: &LeaseHolder,
+        terms: LeaseTerms,
+    ) -> impl Future<Output = Result<bool, Self::Error>> + Send;
 
     /// Extends the lease on `token` while `holder` still holds it.
     fn extend_lease(
@@ -195,29 +217,22 @@ impl fmt::Debug for TokenDigest {
     }
 }
 
-/// How long a lease lasts, and how long a store remembers who took it.
+/// How long a lease lasts, and how long a store remembers an attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LeaseTerms {
     /// How long the lease lasts unless extended.
     pub lease: Duration,
-    /// How long the store remembers the holder that first took the lease (at
-    /// least `lease`): as long as a holder whose lease lapsed may still be at
-    /// work.
+    /// How long the store remembers a holder's attempt at redeeming the
+    /// token, from the lease call that first recorded it (at least `lease`):
+    /// as long as that holder may still be at work, its lease lapsed or not.
     pub remember: Duration,
 }
 
 /// The answer to [`ResolutionStore::try_lease`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LeaseGrant {
-    /// The holder holds the lease (taken now, or already its own), and it is
-    /// the first to have taken it within [`LeaseTerms::remember`].
+    /// The holder holds the lease: taken now, or already its own.
     Taken,
-    /// The holder holds the lease (taken now, or already its own), but
-    /// another holder first took it, less than [`LeaseTerms::remember`] ago:
-    /// that holder's redemption of the token may still be under way, or may
-    /// have succeeded unpublished. A holder asking again gets this answer
-    /// again.
-    TakenAfterAnother,
     /// Another holder holds the lease.
     HeldElsewhere,
 }
@@ -225,7 +240,7 @@ pub enum LeaseGrant {
 impl LeaseGrant {
     /// Whether the caller holds the lease.
     pub fn is_taken(self) -> bool {
-        !matches!(self, Self::HeldElsewhere)
+        self == Self::Taken
     }
 }
 
@@ -282,6 +297,12 @@ pub(crate) trait DynStore: Send + Sync + 'static {
         holder: &'a LeaseHolder,
         terms: LeaseTerms,
     ) -> StoreFuture<'a, LeaseGrant>;
+    fn end_attempt<'a>(
+        &'a self,
+        token: TokenDigest,
+        holder: &'a LeaseHolder,
+        terms: LeaseTerms,
+    ) -> StoreFuture<'a, bool>;
     fn extend_lease<'a>(
         &'a self,
         token: TokenDigest,
@@ -313,6 +334,14 @@ impl<S: ResolutionStore> DynStore for S {
         terms: LeaseTerms,
     ) -> StoreFuture<'a, LeaseGrant> {
         erase(ResolutionStore::try_lease(self, token, holder, terms))
+    }
+    fn end_attempt<'a>(
+        &'a self,
+        token: TokenDigest,
+        holder: &'a LeaseHolder,
+        terms: LeaseTerms,
+    ) -> StoreFuture<'a, bool> {
+        erase(ResolutionStore::end_attempt(self, token, holder, terms))
     }
     fn extend_lease<'a>(
         &'a self,

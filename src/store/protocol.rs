@@ -10,8 +10,8 @@
 //!    the lifetime it has left.
 //! 2. **Lease**: take the token's lease under a holder id unique to this run.
 //!    Taking is idempotent for one holder, so a reply lost on the way back is
-//!    simply asked for again. The store also says whether another holder
-//!    first took the lease recently ([`LeaseGrant::TakenAfterAnother`]).
+//!    simply asked for again. Taking it also records this run's *attempt* at
+//!    redeeming the token, remembered for as long as the run may be at work.
 //! 3. Lease held by another replica: **poll** (read, then try the lease again)
 //!    with backoff, until an answer appears, the lease is free, or the
 //!    request's resolve timeout passes (then a retryable timeout).
@@ -19,11 +19,13 @@
 //!    have published and released in between), admission by the **upstream
 //!    limits**, then the **upstream call**, while the lease is **renewed**
 //!    every quarter of its length. An "expired" answer is **settled** against
-//!    the store (a customer found by another redemption wins, and while
-//!    another redemption may still publish, the run waits for it). The answer
-//!    is **delivered** to the local waiters, **published** (tried again until
-//!    it lands or the resolve timeout passes, still renewing), and the lease
-//!    **released**.
+//!    the store: the run records its attempt as ended, a customer found by
+//!    another redemption wins, and while another attempt is still under way
+//!    (it may yet publish a customer), the run waits for it. The answer is
+//!    **delivered** to the local waiters, **published** (tried again until it
+//!    lands or the resolve timeout passes, still renewing), and the lease
+//!    **released**; an attempt that has no customer to publish is recorded as
+//!    ended, so that no one waits for it.
 //! 5. When three looks in a row fail, the store counts as unavailable: resolve
 //!    without it or refuse, as configured ([`StoreUnavailable`]). A call that
 //!    timed out may still have been applied, so a replica that resolves
@@ -155,29 +157,22 @@ impl SharedStore {
             holder: LeaseHolder::unique(),
             policy,
             give_up: Instant::now() + policy.timeout,
-            contested: AtomicBool::new(false),
+            in_doubt: AtomicBool::new(false),
+            attempt: Mutex::new(Attempt::None),
             held_since: Mutex::new(None),
             known: Mutex::new(known),
         };
         let mut backoff = Backoff::new();
-        // Looks in a row that failed, and whether a lease attempt may have
-        // been applied without this run learning it.
+        // Looks in a row that failed.
         let mut failures = 0;
-        let mut maybe_leased = false;
         loop {
-            match run.look(&mut maybe_leased).await {
+            match run.look().await {
                 Ok(Look::Answer(answer)) => {
                     deliver(from_store(answer));
-                    if maybe_leased {
-                        run.release().await;
-                    }
-                    return;
+                    return run.close().await;
                 }
                 Ok(Look::Leased) => return run.hold(limit, upstream, deliver).await,
-                Ok(Look::HeldElsewhere) => {
-                    run.contested.store(true, Ordering::Relaxed);
-                    failures = 0;
-                }
+                Ok(Look::HeldElsewhere) => failures = 0,
                 Err(error) => {
                     // A slow reply is not an outage: only several failed
                     // looks in a row count as the store being unavailable.
@@ -191,10 +186,7 @@ impl SharedStore {
                 // The holder is still at work: the buyer's retry will find
                 // its answer.
                 deliver((Err(Rejection::Resolve(ResolveError::Timeout)), None));
-                if maybe_leased {
-                    run.release().await;
-                }
-                return;
+                return run.close().await;
             }
             backoff.pause().await;
         }
@@ -218,11 +210,13 @@ struct Run<'a> {
     policy: &'a Policy,
     /// When waiting replicas give up: the request's resolve timeout.
     give_up: Instant,
-    /// Whether another redemption of the token may be under way or done:
-    /// this run saw another holder, lost its lease, could not re-check the
-    /// store, or resolved without it. An "expired" answer is then not taken
-    /// at its word.
-    contested: AtomicBool,
+    /// Whether the store may not know of another redemption of the token
+    /// (one under way or done): this run lost its lease, could not re-check
+    /// the store, or resolved without it. An "expired" answer is then not
+    /// taken at its word.
+    in_doubt: AtomicBool,
+    /// What the store may record of this run's attempt.
+    attempt: Mutex<Attempt>,
     /// When the lease call or renewal that last confirmed this run's lease
     /// was sent: the lease lasts at least until then plus its length.
     held_since: Mutex<Option<Instant>>,
@@ -261,7 +255,7 @@ impl Run<'_> {
     }
 
     /// One look: a stored answer, the lease won, or the lease held elsewhere.
-    async fn look(&self, maybe_leased: &mut bool) -> Result<Look, StoreFailure> {
+    async fn look(&self) -> Result<Look, StoreFailure> {
         let (digest, terms) = (self.digest, self.terms());
         if let Some(answer) = self.usable(self.store.call(self.store().read(digest)).await?) {
             return Ok(Look::Answer(answer));
@@ -274,7 +268,8 @@ impl Run<'_> {
             .call(self.store().try_lease(digest, &self.holder, terms))
             .await;
         if attempt.is_err() {
-            *maybe_leased = true;
+            // Perhaps applied: the lease may be held, the attempt recorded.
+            self.set_attempt(Attempt::Open);
             sent = Instant::now();
             attempt = self
                 .store
@@ -284,15 +279,23 @@ impl Run<'_> {
         Ok(match attempt? {
             LeaseGrant::Taken => {
                 self.held(sent);
-                Look::Leased
-            }
-            LeaseGrant::TakenAfterAnother => {
-                self.held(sent);
-                self.contested.store(true, Ordering::Relaxed);
+                self.set_attempt(Attempt::Open);
                 Look::Leased
             }
             LeaseGrant::HeldElsewhere => Look::HeldElsewhere,
         })
+    }
+
+    fn set_attempt(&self, attempt: Attempt) {
+        *self.attempt.lock().unwrap_or_else(|e| e.into_inner()) = attempt;
+    }
+
+    fn attempt(&self) -> Attempt {
+        *self.attempt.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn doubt(&self) {
+        self.in_doubt.store(true, Ordering::Relaxed);
     }
 
     /// Records that a call sent at `sent` confirmed this run's lease.
@@ -307,11 +310,11 @@ impl Run<'_> {
         since.is_none_or(|since| Instant::now() >= since + self.store.lease)
     }
 
-    /// This run's lease terms: the first holder may still be at work after
-    /// taking the lease for its re-check (three store calls), its upstream
-    /// call (the upstream deadline), then publishing (the resolve timeout and
-    /// a store call), and the lease may outlive it by its length: remembered
-    /// for all of that, with a margin of a few store calls.
+    /// This run's lease terms: a holder may still be at work after taking
+    /// the lease for its re-check (three store calls), its upstream call (the
+    /// upstream deadline), then publishing (the resolve timeout and a store
+    /// call), and the lease may outlive it by its length: its attempt is
+    /// remembered for all of that, with a margin of a few store calls.
     fn terms(&self) -> LeaseTerms {
         let store_calls = self.store.timeout.saturating_mul(8);
         LeaseTerms {
@@ -344,13 +347,13 @@ impl Run<'_> {
                     }
                     // The lease is ours: the others wait for this replica.
                     tracing::warn!(%error, "shared store unavailable for the re-check: resolving under the lease");
-                    self.contested.store(true, Ordering::Relaxed);
+                    self.doubt();
                 }
             }
             self.redeem(limit, upstream, deliver).await;
         };
         self.renewing(false, work).await;
-        self.release().await;
+        self.close().await;
     }
 
     /// The store could not be reached: resolve without it, or refuse.
@@ -368,7 +371,7 @@ impl Run<'_> {
             }
             StoreUnavailable::ResolveLocally => {
                 tracing::warn!(%error, "shared store unavailable: resolving without it");
-                self.contested.store(true, Ordering::Relaxed);
+                self.doubt();
                 let work = self.redeem(limit, upstream, deliver);
                 // A lease attempt that timed out may have been applied: keep
                 // that lease alive (or take it, once the store answers) while
@@ -376,8 +379,9 @@ impl Run<'_> {
                 self.renewing(true, work).await;
             }
         }
-        // Whatever the store did with calls that timed out, leave no lease.
-        self.release().await;
+        // Whatever the store did with calls that timed out, leave no lease
+        // (and no attempt under way, unless there is a customer to publish).
+        self.close().await;
     }
 
     /// Calls upstream once `limit` admits it (holding the admission only for
@@ -395,6 +399,16 @@ impl Run<'_> {
         let known = self.known.lock().unwrap_or_else(|e| e.into_inner()).take();
         let outcome = upstream(known).await;
         drop(permit);
+        match &outcome {
+            // A customer: until it is published, others wait for this run.
+            // An invalid token: no one hears "expired" for it, so no one
+            // waits. Either way, the attempt is left as recorded.
+            Ok(_)
+            | Err(Rejection::Resolve(ResolveError::InvalidToken | ResolveError::Refused(_))) => {
+                self.set_attempt(Attempt::Kept);
+            }
+            _ => {}
+        }
         self.finish(outcome, deliver).await;
     }
 
@@ -434,18 +448,24 @@ impl Run<'_> {
 
     /// AWS answered "expired": the token may have been used up by another
     /// redemption of this very token (a lease that lapsed, a replica that
-    /// resolved without the store), whose customer then wins.
+    /// resolved without the store), whose customer then wins. This run's
+    /// attempt redeemed nothing: it is recorded as ended, and the store says
+    /// whether another attempt is still under way, one that may yet publish.
     async fn settle_expired(&self) -> Settled {
-        let contested = self.contested.load(Ordering::Relaxed) || self.lease_may_have_lapsed();
+        let in_doubt = self.in_doubt.load(Ordering::Relaxed) || self.lease_may_have_lapsed();
         let mut backoff = Backoff::new();
         loop {
+            let others = self.end_attempt().await;
             match self.store.call(self.store().read(self.digest)).await {
                 Ok(Some(answer)) if answer.is_customer() => return Settled::Customer(answer),
-                Ok(_) if !contested => return Settled::Expired,
+                Ok(_) if !in_doubt && matches!(others, Ok(false)) => return Settled::Expired,
                 // Another redemption may still publish, or the store cannot
                 // say yet: wait for it, as long as the request would.
                 Ok(_) => {}
                 Err(error) => tracing::debug!(%error, "could not check an expired token"),
+            }
+            if let Err(error) = others {
+                tracing::debug!(%error, "could not end an attempt");
             }
             if !backoff.fits_before(self.give_up) {
                 // Not known: the buyer's retry settles it.
@@ -453,6 +473,18 @@ impl Run<'_> {
             }
             backoff.pause().await;
         }
+    }
+
+    /// Records this run's attempt as ended; whether another holder's is
+    /// still under way.
+    async fn end_attempt(&self) -> Result<bool, StoreFailure> {
+        let terms = self.terms();
+        let others = self
+            .store
+            .call(self.store().end_attempt(self.digest, &self.holder, terms))
+            .await?;
+        self.set_attempt(Attempt::Ended);
+        Ok(others)
     }
 
     /// The stored answer, asked up to [`MAX_POLL_FAILURES`] times if the store
@@ -511,7 +543,7 @@ impl Run<'_> {
     /// its length, counted from when the last renewal that succeeded was
     /// sent, so that two renewals in a row can fail before it lapses. A lease
     /// found free (it lapsed, or the store lost it) is taken again; one found
-    /// held by another replica is given up, and the run counts as contested.
+    /// held by another replica is given up, and the run is in doubt.
     /// `at_once`: the first renewal goes out now (the lease, if any, was
     /// asked for a while ago).
     async fn renewing(&self, at_once: bool, work: impl Future<Output = ()>) {
@@ -541,7 +573,11 @@ impl Run<'_> {
                             .unwrap_or_else(|e| e.into_inner())
                             .is_some()
                         {
-                            self.contested.store(true, Ordering::Relaxed);
+                            self.doubt();
+                        }
+                        if self.attempt() == Attempt::None {
+                            // Perhaps applied, whatever the reply.
+                            self.set_attempt(Attempt::Open);
                         }
                         self.store
                             .call(
@@ -557,18 +593,13 @@ impl Run<'_> {
                         self.held(sent);
                         next = sent + every;
                     }
-                    Ok(LeaseGrant::TakenAfterAnother) => {
-                        self.held(sent);
-                        self.contested.store(true, Ordering::Relaxed);
-                        next = sent + every;
-                    }
                     Ok(LeaseGrant::HeldElsewhere) => {
                         if !at_once {
                             tracing::warn!(
                                 "another replica took the lease while its holder was resolving"
                             );
                         }
-                        self.contested.store(true, Ordering::Relaxed);
+                        self.doubt();
                         return;
                     }
                     Err(error) => {
@@ -593,20 +624,53 @@ impl Run<'_> {
         .await;
     }
 
-    /// Ends this run's lease, asked twice if the first call fails; a lease
-    /// that could not be released ends on its own.
-    async fn release(&self) {
-        for _ in 0..2 {
-            match self
-                .store
-                .call(self.store().release_lease(self.digest, &self.holder))
-                .await
-            {
-                Ok(_) => return,
-                Err(error) => tracing::debug!(%error, "could not release a lease"),
-            }
+    /// Ends this run's lease and, unless it has a customer to publish, its
+    /// attempt, each asked twice if the first call fails: a lease that could
+    /// not be released ends on its own, and an attempt is forgotten in time.
+    async fn close(&self) {
+        if self.attempt() == Attempt::None {
+            // No lease call of this run can have been applied.
+            return;
         }
+        let end = async {
+            if self.attempt() != Attempt::Open {
+                return;
+            }
+            for _ in 0..2 {
+                match self.end_attempt().await {
+                    Ok(_) => return,
+                    Err(error) => tracing::debug!(%error, "could not end an attempt"),
+                }
+            }
+        };
+        let release = async {
+            for _ in 0..2 {
+                match self
+                    .store
+                    .call(self.store().release_lease(self.digest, &self.holder))
+                    .await
+                {
+                    Ok(_) => return,
+                    Err(error) => tracing::debug!(%error, "could not release a lease"),
+                }
+            }
+        };
+        tokio::join!(end, release);
     }
+}
+
+/// What the store may record of a run's attempt at redeeming its token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Attempt {
+    /// Nothing: no lease call of this run can have been applied.
+    None,
+    /// Under way, perhaps: a lease call may have recorded it.
+    Open,
+    /// Left as recorded: the run has a customer to publish, or heard the
+    /// token is invalid (no one waits for an attempt on such a token).
+    Kept,
+    /// Recorded as ended.
+    Ended,
 }
 
 /// What an "expired" answer turned out to be.

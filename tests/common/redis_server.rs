@@ -172,7 +172,8 @@ impl RedisServer {
     }
 
     /// Every key, its value and its remaining time to live in milliseconds,
-    /// sorted by key.
+    /// sorted by key. The value of an attempts key (a sorted set) is its
+    /// members and scores, `holder=score` joined by spaces.
     pub fn keys(&self) -> Vec<(String, String, i64)> {
         let mut connection = self.connection();
         let mut keys: Vec<String> = redis::cmd("KEYS")
@@ -182,10 +183,25 @@ impl RedisServer {
         keys.sort();
         keys.into_iter()
             .map(|key| {
-                let value: String = redis::cmd("GET")
-                    .arg(&key)
-                    .query(&mut connection)
-                    .expect("GET");
+                let value = if key.contains(":attempts:") {
+                    let members: Vec<(String, f64)> = redis::cmd("ZRANGE")
+                        .arg(&key)
+                        .arg(0)
+                        .arg(-1)
+                        .arg("WITHSCORES")
+                        .query(&mut connection)
+                        .expect("ZRANGE");
+                    members
+                        .iter()
+                        .map(|(holder, score)| format!("{holder}={score}"))
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                } else {
+                    redis::cmd("GET")
+                        .arg(&key)
+                        .query(&mut connection)
+                        .expect("GET")
+                };
                 let ttl: i64 = redis::cmd("PTTL")
                     .arg(&key)
                     .query(&mut connection)
@@ -195,14 +211,14 @@ impl RedisServer {
             .collect()
     }
 
-    /// Every key but the lease takers (`<prefix>taker:<digest>`, remembered
+    /// Every key but the attempts (`<prefix>attempts:<digest>`, remembered
     /// for a while after each lease), with its value and time to live.
-    pub fn keys_but_takers(&self) -> Vec<(String, String, i64)> {
-        let (takers, others): (Vec<_>, Vec<_>) = self
+    pub fn keys_but_attempts(&self) -> Vec<(String, String, i64)> {
+        let (attempts, others): (Vec<_>, Vec<_>) = self
             .keys()
             .into_iter()
-            .partition(|(key, _, _)| key.contains(":taker:"));
-        for (key, _, ttl) in takers {
+            .partition(|(key, _, _)| key.contains(":attempts:"));
+        for (key, _, ttl) in attempts {
             assert!(ttl > 0, "{key} has no time to live");
         }
         others

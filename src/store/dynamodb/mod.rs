@@ -7,7 +7,9 @@
 //! - `<prefix>answer#<digest>`: the published answer ([`StoredAnswer::encode`])
 //!   and its exact expiry in epoch milliseconds, which every read checks;
 //! - `<prefix>lease#<digest>`: the lease holder's id and the lease's expiry,
-//!   and who first took the lease and until when that is remembered.
+//!   and one attribute per holder's attempt at redeeming the token
+//!   (`attempt:<holder>`): until when it is remembered, in epoch
+//!   milliseconds, negated once the attempt ended.
 //!
 //! Every item also carries a TTL attribute (epoch seconds) past its last
 //! useful moment, so that a table with DynamoDB's TTL enabled cleans itself;
@@ -32,7 +34,8 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::config::retry::RetryConfig;
 use aws_sdk_dynamodb::config::timeout::TimeoutConfig;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
+use aws_sdk_dynamodb::operation::update_item::{UpdateItemError, UpdateItemOutput};
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
 
 use super::{LeaseGrant, LeaseHolder, LeaseTerms, ResolutionStore, StoredAnswer, TokenDigest};
 
@@ -59,9 +62,13 @@ const ANSWER: &str = "answer";
 const ANSWER_UNTIL: &str = "answer_until_ms";
 const HOLDER: &str = "holder";
 const LEASE_UNTIL: &str = "lease_until_ms";
-const TAKER: &str = "taker";
-const TAKER_UNTIL: &str = "taker_until_ms";
+/// Prefix of the attribute that records a holder's attempt.
+const ATTEMPT: &str = "attempt:";
 const RELEASED_BY: &str = "released_by";
+
+/// Attempts no longer remembered that an item may keep before they are
+/// removed (a write more, so not on every call).
+const STALE_ATTEMPTS_KEPT: usize = 8;
 
 /// A DynamoDB call failed: the connection, a timeout, the service's refusal
 /// (throttling, a missing table, missing permissions), or its reply.
@@ -318,72 +325,92 @@ impl DynamoDbStore {
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
     }
 
-    /// Takes, renews or re-takes the lease for `holder`; `taker` says whether
-    /// the write also makes `holder` the remembered first taker.
+    /// Takes, renews or re-takes the lease for `holder`, and records its
+    /// attempt unless already recorded.
     async fn write_lease(
         &self,
         token: TokenDigest,
         holder: &LeaseHolder,
         terms: LeaseTerms,
         now: u64,
-        taker: bool,
     ) -> Result<Written, DynamoDbStoreError> {
         let remember = terms.remember.max(terms.lease);
-        // Ours already: only ever moved later, so an attempt that lands after
-        // a later one (a stalled attempt of an abandoned call) changes
-        // nothing.
-        let mut condition = String::from(
-            "(attribute_not_exists(#holder) OR #lease <= :now \
-             OR (#holder = :me AND #lease <= :lease))",
-        );
-        let mut update =
-            String::from("SET #holder = :me, #lease = :lease, #ttl = :ttl REMOVE #released");
-        let mut request = self
+        let written = self
             .lease_update(token, holder, now)
+            // Ours already: only ever moved later, so an attempt that lands
+            // after a later one (a stalled attempt of an abandoned call)
+            // changes nothing.
+            .condition_expression(
+                "attribute_not_exists(#holder) OR #lease <= :now \
+                 OR (#holder = :me AND #lease <= :lease)",
+            )
+            .update_expression(
+                "SET #holder = :me, #lease = :lease, #ttl = :ttl, \
+                 #attempt = if_not_exists(#attempt, :attempt) REMOVE #released",
+            )
             .expression_attribute_names("#released", RELEASED_BY)
             .expression_attribute_names("#ttl", &*self.ttl_attribute)
+            .expression_attribute_names("#attempt", attempt_name(holder))
             .expression_attribute_values(":lease", number(until(now, terms.lease)))
-            .expression_attribute_values(":ttl", number(ttl_seconds(now, remember)));
-        if taker {
-            condition.push_str(
-                " AND (attribute_not_exists(#taker) OR #taker_until <= :now OR #taker = :me)",
-            );
-            update = String::from(
-                "SET #holder = :me, #lease = :lease, #taker = :me, #taker_until = :taker_until, \
-                 #ttl = :ttl REMOVE #released",
-            );
-            request = request
-                .expression_attribute_names("#taker", TAKER)
-                .expression_attribute_names("#taker_until", TAKER_UNTIL)
-                .expression_attribute_values(":taker_until", number(until(now, remember)));
-        }
-        let written = request
-            .condition_expression(condition)
-            .update_expression(update)
+            .expression_attribute_values(":attempt", number(until(now, remember)))
+            .expression_attribute_values(":ttl", number(ttl_seconds(now, remember)))
+            .return_values(ReturnValue::AllNew)
             .customize()
             .config_override(self.call_settings())
             .send()
             .await;
-        self.written("UpdateItem", token, written).await
+        self.written(token, written).await
     }
 
-    /// A conditional write's outcome: done, or refused with the item as it
-    /// stood (from the refusal, or read again if the refusal lacks it).
-    async fn written<T, R>(
+    /// Removes the attempts `item` holds that are no longer remembered, if
+    /// there are more than a few, unless one changed meanwhile; best-effort.
+    async fn prune(&self, token: TokenDigest, item: &Item, now: u64) {
+        let stale: Vec<_> = item.attempts().filter(|a| a.until <= now).collect();
+        if stale.len() <= STALE_ATTEMPTS_KEPT {
+            return;
+        }
+        let mut request = self
+            .client
+            .update_item()
+            .table_name(&*self.table)
+            .key(&*self.partition_key, self.lease_key(token));
+        let (mut condition, mut names) = (Vec::new(), Vec::new());
+        for (i, attempt) in stale.iter().enumerate() {
+            condition.push(format!("#a{i} = :a{i}"));
+            names.push(format!("#a{i}"));
+            request = request
+                .expression_attribute_names(format!("#a{i}"), attempt.name)
+                .expression_attribute_values(format!(":a{i}"), attempt.value.clone());
+        }
+        let pruned = request
+            .condition_expression(condition.join(" AND "))
+            .update_expression(format!("REMOVE {}", names.join(", ")))
+            .customize()
+            .config_override(self.call_settings())
+            .send()
+            .await;
+        if let Err(error) = pruned {
+            tracing::debug!(error = %DisplayErrorContext(&error), "could not prune lease attempts");
+        }
+    }
+
+    /// A conditional update's outcome: done (with the item as it is now, if
+    /// the update asked for it), or refused with the item as it stood (from
+    /// the refusal, or read again if the refusal lacks it).
+    async fn written<R>(
         &self,
-        operation: &'static str,
         token: TokenDigest,
-        written: Result<T, SdkError<impl RefusedWrite, R>>,
+        written: Result<UpdateItemOutput, SdkError<UpdateItemError, R>>,
     ) -> Result<Written, DynamoDbStoreError>
     where
         R: fmt::Debug + Send + Sync + 'static,
     {
         match written {
-            Ok(_) => Ok(Written::Done),
+            Ok(output) => Ok(Written::Done(Item(output.attributes.unwrap_or_default()))),
             Err(error) => match error.as_service_error().map(RefusedWrite::refused) {
                 Some(Some(Some(item))) => Ok(Written::Refused(Item(item))),
                 Some(Some(None)) => Ok(Written::Refused(self.lease_item(token).await?)),
-                _ => Err(DynamoDbStoreError::sdk(operation, error)),
+                _ => Err(DynamoDbStoreError::sdk("UpdateItem", error)),
             },
         }
     }
@@ -391,7 +418,8 @@ impl DynamoDbStore {
 
 /// What a conditional write came to.
 enum Written {
-    Done,
+    /// Done; the item as it is now, if the write asked for it.
+    Done(Item),
     /// Its condition did not hold; the item as it stood.
     Refused(Item),
 }
@@ -425,19 +453,40 @@ impl Item {
         if current != holder.as_str() {
             return Some(LeaseGrant::HeldElsewhere);
         }
-        if until < lease {
-            return None;
-        }
-        let another_first = self
-            .string(TAKER)
-            .is_some_and(|taker| taker != holder.as_str())
-            && self.number(TAKER_UNTIL).is_some_and(|until| until > now);
-        Some(if another_first {
-            LeaseGrant::TakenAfterAnother
-        } else {
-            LeaseGrant::Taken
+        (until >= lease).then_some(LeaseGrant::Taken)
+    }
+
+    /// The attempts the item records.
+    fn attempts(&self) -> impl Iterator<Item = Attempt<'_>> {
+        self.0.iter().filter_map(|(name, value)| {
+            let holder = name.strip_prefix(ATTEMPT)?;
+            let recorded: i64 = value.as_n().ok()?.parse().ok()?;
+            Some(Attempt {
+                name,
+                holder,
+                value,
+                under_way: recorded > 0,
+                until: recorded.unsigned_abs(),
+            })
         })
     }
+
+    /// Whether the item records an attempt of a holder other than `holder`
+    /// under way at `now`.
+    fn another_under_way(&self, holder: &LeaseHolder, now: u64) -> bool {
+        self.attempts()
+            .any(|a| a.holder != holder.as_str() && a.under_way && a.until > now)
+    }
+}
+
+/// A holder's attempt, as a lease item records it.
+struct Attempt<'a> {
+    name: &'a str,
+    holder: &'a str,
+    value: &'a AttributeValue,
+    under_way: bool,
+    /// Until when it is remembered, in epoch milliseconds.
+    until: u64,
 }
 
 /// The error of an operation that writes conditionally.
@@ -447,7 +496,7 @@ trait RefusedWrite: Error + Send + Sync + 'static {
     fn refused(&self) -> Option<Option<std::collections::HashMap<String, AttributeValue>>>;
 }
 
-impl RefusedWrite for aws_sdk_dynamodb::operation::update_item::UpdateItemError {
+impl RefusedWrite for UpdateItemError {
     fn refused(&self) -> Option<Option<std::collections::HashMap<String, AttributeValue>>> {
         match self {
             Self::ConditionalCheckFailedException(refused) => Some(refused.item.clone()),
@@ -506,25 +555,59 @@ impl ResolutionStore for DynamoDbStore {
     ) -> Result<LeaseGrant, DynamoDbStoreError> {
         let now = now_millis();
         let lease = until(now, terms.lease);
-        // Free, lapsed or ours, and no one else first took it: one write.
-        let stood = match self.write_lease(token, holder, terms, now, true).await? {
-            Written::Done => return Ok(LeaseGrant::Taken),
-            Written::Refused(stood) => stood,
-        };
-        if let Some(grant) = stood.grant_as_it_stands(holder, now, lease) {
-            return Ok(grant);
-        }
-        // Free, lapsed or ours, but another holder first took it: take it and
-        // keep the first taker remembered.
-        Ok(
-            match self.write_lease(token, holder, terms, now, false).await? {
-                Written::Done => LeaseGrant::TakenAfterAnother,
-                Written::Refused(stood) if stood.held_by(holder, now) => {
-                    LeaseGrant::TakenAfterAnother
+        let mut asked = 0;
+        loop {
+            asked += 1;
+            let stood = match self.write_lease(token, holder, terms, now).await? {
+                Written::Done(item) => {
+                    self.prune(token, &item, now).await;
+                    return Ok(LeaseGrant::Taken);
                 }
-                Written::Refused(_) => LeaseGrant::HeldElsewhere,
-            },
-        )
+                Written::Refused(stood) => stood,
+            };
+            if let Some(grant) = stood.grant_as_it_stands(holder, now, lease) {
+                return Ok(grant);
+            }
+            // Free or lapsed by the time the refusal was read: another
+            // holder's write came and went. Asked once more.
+            if asked == 2 {
+                return Ok(if stood.held_by(holder, now) {
+                    LeaseGrant::Taken
+                } else {
+                    LeaseGrant::HeldElsewhere
+                });
+            }
+        }
+    }
+
+    async fn end_attempt(
+        &self,
+        token: TokenDigest,
+        holder: &LeaseHolder,
+        terms: LeaseTerms,
+    ) -> Result<bool, DynamoDbStoreError> {
+        let now = now_millis();
+        let remember = terms.remember.max(terms.lease);
+        let ended = i64::try_from(until(now, remember)).map_or(i64::MIN, |until| -until);
+        let written = self
+            .client
+            .update_item()
+            .table_name(&*self.table)
+            .key(&*self.partition_key, self.lease_key(token))
+            .update_expression("SET #attempt = :ended, #ttl = :ttl")
+            .expression_attribute_names("#attempt", attempt_name(holder))
+            .expression_attribute_names("#ttl", &*self.ttl_attribute)
+            .expression_attribute_values(":ended", AttributeValue::N(ended.to_string()))
+            .expression_attribute_values(":ttl", number(ttl_seconds(now, remember)))
+            .return_values(ReturnValue::AllNew)
+            .customize()
+            .config_override(self.call_settings())
+            .send()
+            .await
+            .map_err(|e| DynamoDbStoreError::sdk("UpdateItem", e))?;
+        let item = Item(written.attributes.unwrap_or_default());
+        self.prune(token, &item, now).await;
+        Ok(item.another_under_way(holder, now))
     }
 
     async fn extend_lease(
@@ -546,8 +629,8 @@ impl ResolutionStore for DynamoDbStore {
             .config_override(self.call_settings())
             .send()
             .await;
-        Ok(match self.written("UpdateItem", token, written).await? {
-            Written::Done => true,
+        Ok(match self.written(token, written).await? {
+            Written::Done(_) => true,
             // Still ours, already until later than asked.
             Written::Refused(stood) => stood.held_by(holder, now),
         })
@@ -613,13 +696,18 @@ impl ResolutionStore for DynamoDbStore {
             .config_override(self.call_settings())
             .send()
             .await;
-        Ok(match self.written("UpdateItem", token, written).await? {
-            Written::Done => true,
+        Ok(match self.written(token, written).await? {
+            Written::Done(_) => true,
             // Released by an earlier attempt of this very call, whose reply
             // was lost; otherwise not (or no longer) this holder's.
             Written::Refused(stood) => stood.string(RELEASED_BY) == Some(mark.as_str()),
         })
     }
+}
+
+/// The attribute that records `holder`'s attempt.
+fn attempt_name(holder: &LeaseHolder) -> String {
+    format!("{ATTEMPT}{}", holder.as_str())
 }
 
 /// A mark no other release call leaves.

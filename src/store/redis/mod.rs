@@ -6,12 +6,15 @@
 //! - `<prefix>answer:{<digest>}`: the published answer
 //!   ([`StoredAnswer::encode`]), expiring with its lifetime (`PX`);
 //! - `<prefix>lease:{<digest>}`: the lease holder's id, expiring with the lease;
-//! - `<prefix>taker:{<digest>}`: who first took the lease, remembered a while
-//!   longer (see [`LeaseTerms::remember`]).
+//! - `<prefix>attempts:{<digest>}`: a sorted set of the holders' attempts at
+//!   redeeming the token, each scored by until when it is remembered (see
+//!   [`LeaseTerms::remember`]), negated once the attempt ended; expiring with
+//!   the last of them.
 //!
 //! Every write is a short Lua script run with `EVAL` (so a fresh or failed-over
 //! server needs nothing loaded), atomic on the server: taking the lease when
-//! free or already ours, extending or releasing it only while ours, and
+//! free or already ours, extending or releasing it only while ours, recording
+//! attempts on the server's clock (`TIME`, so Redis 5 or later), and
 //! publishing without ever replacing a stored customer by a refusal.
 
 mod connection;
@@ -45,8 +48,8 @@ return {answer, redis.call("PTTL", KEYS[1])}
 "#;
 
 /// Takes the lease (`KEYS[1]`) if free, renews it if already this holder's,
-/// and remembers who first took it (`KEYS[2]`): 0 held elsewhere, 1 taken, 2
-/// taken after another holder.
+/// and records the holder's attempt (`KEYS[2]`) unless already recorded: 0
+/// held elsewhere, 1 taken.
 const TRY_LEASE: &str = r#"
 local holder = redis.call("GET", KEYS[1])
 if holder == ARGV[1] then
@@ -55,11 +58,28 @@ elseif holder then
   return 0
 else
   redis.call("SET", KEYS[1], ARGV[1], "PX", ARGV[2])
-  redis.call("SET", KEYS[2], ARGV[1], "NX", "PX", ARGV[3])
 end
-local first = redis.call("GET", KEYS[2])
-if first and first ~= ARGV[1] then return 2 end
+local time = redis.call("TIME")
+local now = time[1] * 1000 + math.floor(time[2] / 1000)
+redis.call("ZREMRANGEBYSCORE", KEYS[2], -now, now)
+redis.call("ZADD", KEYS[2], "NX", now + ARGV[3], ARGV[1])
+if redis.call("PTTL", KEYS[2]) < tonumber(ARGV[3]) then
+  redis.call("PEXPIRE", KEYS[2], ARGV[3])
+end
 return 1
+"#;
+
+/// Records the holder's attempt (`KEYS[1]`) as ended, and counts the
+/// attempts still under way.
+const END_ATTEMPT: &str = r#"
+local time = redis.call("TIME")
+local now = time[1] * 1000 + math.floor(time[2] / 1000)
+redis.call("ZREMRANGEBYSCORE", KEYS[1], -now, now)
+redis.call("ZADD", KEYS[1], -(now + ARGV[2]), ARGV[1])
+if redis.call("PTTL", KEYS[1]) < tonumber(ARGV[2]) then
+  redis.call("PEXPIRE", KEYS[1], ARGV[2])
+end
+return redis.call("ZCOUNT", KEYS[1], "(" .. now, "+inf")
 "#;
 
 /// Extends the lease only while this holder has it.
@@ -289,8 +309,8 @@ impl RedisStore {
         format!("{}lease:{{{token}}}", self.prefix)
     }
 
-    fn taker_key(&self, token: TokenDigest) -> String {
-        format!("{}taker:{{{token}}}", self.prefix)
+    fn attempts_key(&self, token: TokenDigest) -> String {
+        format!("{}attempts:{{{token}}}", self.prefix)
     }
 
     /// Runs `script` on `keys` with `args`.
@@ -341,15 +361,32 @@ impl ResolutionStore for RedisStore {
         terms: LeaseTerms,
     ) -> Result<LeaseGrant, RedisStoreError> {
         let (lease, remember) = (millis(terms.lease), millis(terms.remember.max(terms.lease)));
-        let keys = [self.lease_key(token), self.taker_key(token)];
+        let keys = [self.lease_key(token), self.attempts_key(token)];
         let grant: i64 = self
             .eval(TRY_LEASE, &keys, &[holder.as_str(), &lease, &remember])
             .await?;
-        Ok(match grant {
-            0 => LeaseGrant::HeldElsewhere,
-            2 => LeaseGrant::TakenAfterAnother,
-            _ => LeaseGrant::Taken,
+        Ok(if grant == 0 {
+            LeaseGrant::HeldElsewhere
+        } else {
+            LeaseGrant::Taken
         })
+    }
+
+    async fn end_attempt(
+        &self,
+        token: TokenDigest,
+        holder: &LeaseHolder,
+        terms: LeaseTerms,
+    ) -> Result<bool, RedisStoreError> {
+        let remember = millis(terms.remember.max(terms.lease));
+        let under_way: i64 = self
+            .eval(
+                END_ATTEMPT,
+                &[self.attempts_key(token)],
+                &[holder.as_str(), &remember],
+            )
+            .await?;
+        Ok(under_way > 0)
     }
 
     async fn extend_lease(
@@ -416,7 +453,7 @@ mod tests {
         let hex = "0123456789abcdef0011223344556677";
         assert_eq!(store.answer_key(digest), format!("p:answer:{{{hex}}}"));
         assert_eq!(store.lease_key(digest), format!("p:lease:{{{hex}}}"));
-        assert_eq!(store.taker_key(digest), format!("p:taker:{{{hex}}}"));
+        assert_eq!(store.attempts_key(digest), format!("p:attempts:{{{hex}}}"));
     }
 
     #[test]

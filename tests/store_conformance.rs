@@ -527,6 +527,42 @@ async fn memory_store_keeps_the_contract() {
     contract(&store, &store.link()).await;
 }
 
+/// An attempt is remembered for `remember` from its holder's latest lease
+/// call (a run that took the lease late, or took it again after a lapse, may
+/// be at work that long), and an ended one is forgotten `remember` after it
+/// ended.
+#[tokio::test(start_paused = true)]
+async fn memory_an_attempt_is_remembered_from_its_latest_lease_call() {
+    let store = MemoryStore::new();
+    let token = digest_of(&MeteringEmulator::mint_token());
+    let (a, b) = (LeaseHolder::unique(), LeaseHolder::unique());
+    let terms = LeaseTerms {
+        lease: Duration::from_secs(1),
+        remember: Duration::from_secs(10),
+    };
+    assert!(store.try_lease(token, &a, terms).await.unwrap().is_taken());
+    tokio::time::sleep(Duration::from_secs(9)).await;
+    assert!(store.try_lease(token, &a, terms).await.unwrap().is_taken());
+    tokio::time::sleep(Duration::from_secs(9)).await;
+    assert!(
+        store.end_attempt(token, &b, terms).await.unwrap(),
+        "18 s after A's first lease call, 9 s after its latest"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(!store.end_attempt(token, &b, terms).await.unwrap());
+    assert!(store.try_lease(token, &b, terms).await.unwrap().is_taken());
+    assert!(
+        !store.end_attempt(token, &a, terms).await.unwrap(),
+        "B's ended attempt stays ended"
+    );
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    assert!(store.try_lease(token, &b, terms).await.unwrap().is_taken());
+    assert!(
+        store.end_attempt(token, &a, terms).await.unwrap(),
+        "forgotten once `remember` passed, B's attempt starts anew"
+    );
+}
+
 #[tokio::test(start_paused = true)]
 async fn memory_double_submit_on_two_replicas() {
     let store = MemoryStore::new();
@@ -1554,7 +1590,7 @@ mod redis_store {
         request[0] == "EVAL"
             && request
                 .get(1)
-                .is_some_and(|script| script.contains("\"NX\""))
+                .is_some_and(|script| script.contains("\"SET\"") && script.contains("\"ZADD\""))
     }
 
     /// The suite on one plain-TCP node.

@@ -366,11 +366,17 @@ impl ResolutionStore for MemoryStore {
                 attempts.retain(|_, attempt| now < attempt.until);
                 !attempts.is_empty()
             });
-            let attempts = attempts_of(state, token, now);
-            attempts.entry(holder.clone()).or_insert(Attempt {
-                until: expiry(now, terms.remember.max(terms.lease)),
-                under_way: true,
-            });
+            // Under way for `remember` from now, unless it ended.
+            let until = expiry(now, terms.remember.max(terms.lease));
+            let attempt = attempts_of(state, token, now)
+                .entry(holder.clone())
+                .or_insert(Attempt {
+                    until,
+                    under_way: true,
+                });
+            if attempt.under_way {
+                attempt.until = attempt.until.max(until);
+            }
             LeaseGrant::Taken
         })
         .await

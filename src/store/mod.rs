@@ -45,15 +45,15 @@ pub use self::stored_answer::{STORED_CUSTOMER_PREFIX, STORED_ENTITLED_PREFIX, St
 /// - [`try_lease`](Self::try_lease): takes the lease on `token` for `holder`
 ///   for `terms.lease`, atomically, if no one holds it, or renews it if
 ///   `holder` already does. Taken or renewed, it also records `holder`'s
-///   *attempt* at redeeming the token, if none is recorded yet: under way
-///   for `terms.remember` from then (longer than a lease: as long as that
-///   holder may still be at work after its lease lapsed). An attempt
-///   recorded as ended stays ended.
+///   *attempt* at redeeming the token as under way for at least
+///   `terms.remember` from now (longer than a lease: as long as that holder
+///   may still be at work after its lease lapsed). An attempt recorded as
+///   ended stays ended.
 /// - [`end_attempt`](Self::end_attempt): records `holder`'s attempt as ended
 ///   (it has no customer to publish), kept for `terms.remember` so that a
 ///   late lease call cannot start it again, and tells whether an attempt of
-///   *another* holder is still under way: recorded less than its
-///   `remember` ago and not ended.
+///   *another* holder is still under way: not ended, and recorded by a lease
+///   call less than its `remember` ago.
 /// - [`extend_lease`](Self::extend_lease): resets the lease's remaining time
 ///   to `duration` only if `holder` still holds it; `false` otherwise.
 /// - [`publish`](Self::publish): stores `answer` for its
@@ -223,8 +223,8 @@ pub struct LeaseTerms {
     /// How long the lease lasts unless extended.
     pub lease: Duration,
     /// How long the store remembers a holder's attempt at redeeming the
-    /// token, from the lease call that first recorded it (at least `lease`):
-    /// as long as that holder may still be at work, its lease lapsed or not.
+    /// token, from its latest lease call (at least `lease`): as long as that
+    /// holder may still be at work, its lease lapsed or not.
     pub remember: Duration,
 }
 

@@ -399,15 +399,11 @@ impl Run<'_> {
         let known = self.known.lock().unwrap_or_else(|e| e.into_inner()).take();
         let outcome = upstream(known).await;
         drop(permit);
-        match &outcome {
-            // A customer: until it is published, others wait for this run.
-            // An invalid token: no one hears "expired" for it, so no one
-            // waits. Either way, the attempt is left as recorded.
-            Ok(_)
-            | Err(Rejection::Resolve(ResolveError::InvalidToken | ResolveError::Refused(_))) => {
-                self.set_attempt(Attempt::Kept);
-            }
-            _ => {}
+        if let Err(Rejection::Resolve(ResolveError::InvalidToken | ResolveError::Refused(_))) =
+            &outcome
+        {
+            // No one hears "expired" for an invalid token, so no one waits.
+            self.set_attempt(Attempt::Kept);
         }
         self.finish(outcome, deliver).await;
     }
@@ -434,6 +430,10 @@ impl Run<'_> {
         let answer = lifetime
             .and_then(|lifetime| StoredAnswer::new(&outcome, lifetime))
             .filter(|answer| !answer.lifetime().is_zero());
+        if answer.as_ref().is_some_and(StoredAnswer::is_customer) {
+            // Until it is published, others wait for this run.
+            self.set_attempt(Attempt::Kept);
+        }
         if self.store.publish_first {
             if let Some(answer) = &answer {
                 self.publish(answer).await;

@@ -325,35 +325,47 @@ impl DynamoDbStore {
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
     }
 
-    /// Takes, renews or re-takes the lease for `holder`, and records its
-    /// attempt unless already recorded.
+    /// Takes, renews or re-takes the lease for `holder`. With `record`, also
+    /// records its attempt as under way until `remember` from now, and is
+    /// refused if the attempt ended or is recorded until later already.
     async fn write_lease(
         &self,
         token: TokenDigest,
         holder: &LeaseHolder,
         terms: LeaseTerms,
         now: u64,
+        record: bool,
     ) -> Result<Written, DynamoDbStoreError> {
         let remember = terms.remember.max(terms.lease);
-        let written = self
+        // Ours already: only ever moved later, so an attempt that lands after
+        // a later one (a stalled attempt of an abandoned call) changes
+        // nothing.
+        let mut condition = String::from(
+            "(attribute_not_exists(#holder) OR #lease <= :now \
+             OR (#holder = :me AND #lease <= :lease))",
+        );
+        let mut update = String::from("SET #holder = :me, #lease = :lease, #ttl = :ttl");
+        let mut request = self
             .lease_update(token, holder, now)
-            // Ours already: only ever moved later, so an attempt that lands
-            // after a later one (a stalled attempt of an abandoned call)
-            // changes nothing.
-            .condition_expression(
-                "attribute_not_exists(#holder) OR #lease <= :now \
-                 OR (#holder = :me AND #lease <= :lease)",
-            )
-            .update_expression(
-                "SET #holder = :me, #lease = :lease, #ttl = :ttl, \
-                 #attempt = if_not_exists(#attempt, :attempt) REMOVE #released",
-            )
             .expression_attribute_names("#released", RELEASED_BY)
             .expression_attribute_names("#ttl", &*self.ttl_attribute)
-            .expression_attribute_names("#attempt", attempt_name(holder))
             .expression_attribute_values(":lease", number(until(now, terms.lease)))
-            .expression_attribute_values(":attempt", number(until(now, remember)))
-            .expression_attribute_values(":ttl", number(ttl_seconds(now, remember)))
+            .expression_attribute_values(":ttl", number(ttl_seconds(now, remember)));
+        if record {
+            condition.push_str(
+                " AND (attribute_not_exists(#attempt) \
+                 OR (#attempt > :zero AND #attempt < :attempt))",
+            );
+            update.push_str(", #attempt = :attempt");
+            request = request
+                .expression_attribute_names("#attempt", attempt_name(holder))
+                .expression_attribute_values(":attempt", number(until(now, remember)))
+                .expression_attribute_values(":zero", number(0));
+        }
+        update.push_str(" REMOVE #released");
+        let written = request
+            .condition_expression(condition)
+            .update_expression(update)
             .return_values(ReturnValue::AllNew)
             .customize()
             .config_override(self.call_settings())
@@ -362,10 +374,15 @@ impl DynamoDbStore {
         self.written(token, written).await
     }
 
-    /// Removes the attempts `item` holds that are no longer remembered, if
-    /// there are more than a few, unless one changed meanwhile; best-effort.
-    async fn prune(&self, token: TokenDigest, item: &Item, now: u64) {
-        let stale: Vec<_> = item.attempts().filter(|a| a.until <= now).collect();
+    /// Removes, in the background, the attempts `item` holds that are no
+    /// longer remembered, if there are more than a few, unless one changed
+    /// meanwhile.
+    fn prune(&self, token: TokenDigest, item: &Item, now: u64) {
+        let stale: Vec<(String, AttributeValue)> = item
+            .attempts()
+            .filter(|a| a.until <= now)
+            .map(|a| (a.name.to_owned(), a.value.clone()))
+            .collect();
         if stale.len() <= STALE_ATTEMPTS_KEPT {
             return;
         }
@@ -375,23 +392,23 @@ impl DynamoDbStore {
             .table_name(&*self.table)
             .key(&*self.partition_key, self.lease_key(token));
         let (mut condition, mut names) = (Vec::new(), Vec::new());
-        for (i, attempt) in stale.iter().enumerate() {
+        for (i, (name, value)) in stale.into_iter().enumerate() {
             condition.push(format!("#a{i} = :a{i}"));
             names.push(format!("#a{i}"));
             request = request
-                .expression_attribute_names(format!("#a{i}"), attempt.name)
-                .expression_attribute_values(format!(":a{i}"), attempt.value.clone());
+                .expression_attribute_names(format!("#a{i}"), name)
+                .expression_attribute_values(format!(":a{i}"), value);
         }
-        let pruned = request
+        let request = request
             .condition_expression(condition.join(" AND "))
             .update_expression(format!("REMOVE {}", names.join(", ")))
             .customize()
-            .config_override(self.call_settings())
-            .send()
-            .await;
-        if let Err(error) = pruned {
-            tracing::debug!(error = %DisplayErrorContext(&error), "could not prune lease attempts");
-        }
+            .config_override(self.call_settings());
+        tokio::spawn(async move {
+            if let Err(error) = request.send().await {
+                tracing::debug!(error = %DisplayErrorContext(&error), "could not prune lease attempts");
+            }
+        });
     }
 
     /// A conditional update's outcome: done (with the item as it is now, if
@@ -555,29 +572,27 @@ impl ResolutionStore for DynamoDbStore {
     ) -> Result<LeaseGrant, DynamoDbStoreError> {
         let now = now_millis();
         let lease = until(now, terms.lease);
-        let mut asked = 0;
-        loop {
-            asked += 1;
-            let stood = match self.write_lease(token, holder, terms, now).await? {
-                Written::Done(item) => {
-                    self.prune(token, &item, now).await;
-                    return Ok(LeaseGrant::Taken);
-                }
-                Written::Refused(stood) => stood,
-            };
-            if let Some(grant) = stood.grant_as_it_stands(holder, now, lease) {
-                return Ok(grant);
+        // Free, lapsed or ours, and the attempt not ended: one write.
+        let stood = match self.write_lease(token, holder, terms, now, true).await? {
+            Written::Done(item) => {
+                self.prune(token, &item, now);
+                return Ok(LeaseGrant::Taken);
             }
-            // Free or lapsed by the time the refusal was read: another
-            // holder's write came and went. Asked once more.
-            if asked == 2 {
-                return Ok(if stood.held_by(holder, now) {
-                    LeaseGrant::Taken
-                } else {
-                    LeaseGrant::HeldElsewhere
-                });
-            }
+            Written::Refused(stood) => stood,
+        };
+        if let Some(grant) = stood.grant_as_it_stands(holder, now, lease) {
+            return Ok(grant);
         }
+        // Free, lapsed or ours, but the attempt ended (or is recorded until
+        // later already): take the lease, and leave the attempt as it is.
+        Ok(
+            match self.write_lease(token, holder, terms, now, false).await? {
+                Written::Done(_) => LeaseGrant::Taken,
+                Written::Refused(stood) => stood
+                    .grant_as_it_stands(holder, now, lease)
+                    .unwrap_or(LeaseGrant::HeldElsewhere),
+            },
+        )
     }
 
     async fn end_attempt(
@@ -605,9 +620,7 @@ impl ResolutionStore for DynamoDbStore {
             .send()
             .await
             .map_err(|e| DynamoDbStoreError::sdk("UpdateItem", e))?;
-        let item = Item(written.attributes.unwrap_or_default());
-        self.prune(token, &item, now).await;
-        Ok(item.another_under_way(holder, now))
+        Ok(Item(written.attributes.unwrap_or_default()).another_under_way(holder, now))
     }
 
     async fn extend_lease(

@@ -14,7 +14,7 @@
 //! Every write is a short Lua script run with `EVAL` (so a fresh or failed-over
 //! server needs nothing loaded), atomic on the server: taking the lease when
 //! free or already ours, extending or releasing it only while ours, recording
-//! attempts on the server's clock (`TIME`, so Redis 5 or later), and
+//! attempts on the server's clock (`TIME`, read before any write), and
 //! publishing without ever replacing a stored customer by a refusal.
 
 mod connection;
@@ -47,9 +47,19 @@ if not answer then return false end
 return {answer, redis.call("PTTL", KEYS[1])}
 "#;
 
+/// Effects replication (the default since Redis 5, asked for explicitly on
+/// servers that offer the choice) and the server's time, in milliseconds,
+/// before any write: a script that fails here has changed nothing.
+const NOW: &str = r#"
+if redis.replicate_commands then pcall(redis.replicate_commands) end
+local time = redis.call("TIME")
+local now = time[1] * 1000 + math.floor(time[2] / 1000)
+"#;
+
 /// Takes the lease (`KEYS[1]`) if free, renews it if already this holder's,
-/// and records the holder's attempt (`KEYS[2]`) unless already recorded: 0
-/// held elsewhere, 1 taken.
+/// and records the holder's attempt (`KEYS[2]`) as under way for `ARGV[3]`
+/// from now, unless it ended (an ended attempt stays ended): 0 held
+/// elsewhere, 1 taken. Follows [`NOW`].
 const TRY_LEASE: &str = r#"
 local holder = redis.call("GET", KEYS[1])
 if holder == ARGV[1] then
@@ -59,10 +69,12 @@ elseif holder then
 else
   redis.call("SET", KEYS[1], ARGV[1], "PX", ARGV[2])
 end
-local time = redis.call("TIME")
-local now = time[1] * 1000 + math.floor(time[2] / 1000)
 redis.call("ZREMRANGEBYSCORE", KEYS[2], -now, now)
-redis.call("ZADD", KEYS[2], "NX", now + ARGV[3], ARGV[1])
+local expires = now + ARGV[3]
+local recorded = redis.call("ZSCORE", KEYS[2], ARGV[1])
+if not recorded or (tonumber(recorded) > 0 and tonumber(recorded) < expires) then
+  redis.call("ZADD", KEYS[2], expires, ARGV[1])
+end
 if redis.call("PTTL", KEYS[2]) < tonumber(ARGV[3]) then
   redis.call("PEXPIRE", KEYS[2], ARGV[3])
 end
@@ -70,10 +82,8 @@ return 1
 "#;
 
 /// Records the holder's attempt (`KEYS[1]`) as ended, and counts the
-/// attempts still under way.
+/// attempts still under way. Follows [`NOW`].
 const END_ATTEMPT: &str = r#"
-local time = redis.call("TIME")
-local now = time[1] * 1000 + math.floor(time[2] / 1000)
 redis.call("ZREMRANGEBYSCORE", KEYS[1], -now, now)
 redis.call("ZADD", KEYS[1], -(now + ARGV[2]), ARGV[1])
 if redis.call("PTTL", KEYS[1]) < tonumber(ARGV[2]) then
@@ -363,7 +373,11 @@ impl ResolutionStore for RedisStore {
         let (lease, remember) = (millis(terms.lease), millis(terms.remember.max(terms.lease)));
         let keys = [self.lease_key(token), self.attempts_key(token)];
         let grant: i64 = self
-            .eval(TRY_LEASE, &keys, &[holder.as_str(), &lease, &remember])
+            .eval(
+                &format!("{NOW}{TRY_LEASE}"),
+                &keys,
+                &[holder.as_str(), &lease, &remember],
+            )
             .await?;
         Ok(if grant == 0 {
             LeaseGrant::HeldElsewhere
@@ -381,7 +395,7 @@ impl ResolutionStore for RedisStore {
         let remember = millis(terms.remember.max(terms.lease));
         let under_way: i64 = self
             .eval(
-                END_ATTEMPT,
+                &format!("{NOW}{END_ATTEMPT}"),
                 &[self.attempts_key(token)],
                 &[holder.as_str(), &remember],
             )

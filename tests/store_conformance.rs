@@ -908,6 +908,18 @@ async fn memory_a_redemption_after_an_attempt_refused_upstream_is_waited_for() {
         Ending::Refused(StatusCode::SERVICE_UNAVAILABLE, "overloaded".into())
     );
     assert_eq!(emulator.calls_for(token), 0);
+    let probe = LeaseHolder::unique();
+    let terms = LeaseTerms {
+        lease: Duration::from_secs(1),
+        remember: Duration::from_secs(1),
+    };
+    assert!(
+        !store
+            .end_attempt(digest_of(token), &probe, terms)
+            .await
+            .unwrap(),
+        "A recorded the end of its attempt"
+    );
     // R' with this suite's settings: twice the resolve timeout (the upstream
     // deadline), the resolve timeout, the lease (four store timeouts) and
     // eight store timeouts.
@@ -1095,6 +1107,37 @@ async fn memory_publish_before_answering_puts_the_answer_in_the_store_first() {
         assert_eq!(
             store.answer(digest_of(token)).is_some(),
             first,
+            "publish_before_answering({first})"
+        );
+    }
+}
+
+/// With `publish_before_answering`, a run with no customer to publish (AWS
+/// throttled it) records the end of its attempt before its buyer is answered,
+/// so a host that freezes the process after the response leaves no attempt
+/// under way for others to wait on; by default the buyer is answered first.
+#[tokio::test(start_paused = true)]
+async fn memory_publish_before_answering_ends_a_failed_attempt_first() {
+    for first in [true, false] {
+        let (emulator, tokens) = single_use_emulator(1).await;
+        let token = &tokens[0];
+        let store = MemoryStore::new();
+        let link = store.link();
+        link.fail_next(
+            StoreCall::EndAttempt,
+            StoreFault::Delayed(Duration::from_millis(100)),
+        );
+        let replica = Replica::new(link, emulator.in_process_resolver(), |b| {
+            b.publish_before_answering(first)
+        });
+        emulator.inject_times(Fault::Throttle, 1);
+        assert_eq!(
+            replica.submit_once(token).await,
+            (StatusCode::SERVICE_UNAVAILABLE, "throttled".into())
+        );
+        assert_eq!(
+            store.calls(StoreCall::EndAttempt),
+            u64::from(first),
             "publish_before_answering({first})"
         );
     }

@@ -168,7 +168,7 @@ impl SharedStore {
         loop {
             match run.look().await {
                 Ok(Look::Answer(answer)) => {
-                    deliver(from_store(answer));
+                    run.hand_over(deliver, from_store(answer)).await;
                     return run.close().await;
                 }
                 Ok(Look::Leased) => return run.hold(limit, upstream, deliver).await,
@@ -185,7 +185,8 @@ impl SharedStore {
             if !backoff.fits_before(run.give_up) {
                 // The holder is still at work: the buyer's retry will find
                 // its answer.
-                deliver((Err(Rejection::Resolve(ResolveError::Timeout)), None));
+                let timeout = (Err(Rejection::Resolve(ResolveError::Timeout)), None);
+                run.hand_over(deliver, timeout).await;
                 return run.close().await;
             }
             backoff.pause().await;
@@ -338,12 +339,12 @@ impl Run<'_> {
             // The previous holder may have published and released between our
             // read and our lease.
             match self.recheck().await.map(|answer| self.usable(answer)) {
-                Ok(Some(answer)) => return deliver(from_store(answer)),
+                Ok(Some(answer)) => return self.hand_over(deliver, from_store(answer)).await,
                 Ok(None) => {}
                 Err(error) => {
                     if self.store.on_unavailable == StoreUnavailable::FailClosed {
                         tracing::warn!(%error, "shared store unavailable: refusing to resolve");
-                        return deliver(store_unavailable());
+                        return self.hand_over(deliver, store_unavailable()).await;
                     }
                     // The lease is ours: the others wait for this replica.
                     tracing::warn!(%error, "shared store unavailable for the re-check: resolving under the lease");
@@ -367,7 +368,7 @@ impl Run<'_> {
         match self.store.on_unavailable {
             StoreUnavailable::FailClosed => {
                 tracing::warn!(%error, "shared store unavailable: refusing to resolve");
-                deliver(store_unavailable());
+                self.hand_over(deliver, store_unavailable()).await;
             }
             StoreUnavailable::ResolveLocally => {
                 tracing::warn!(%error, "shared store unavailable: resolving without it");
@@ -394,14 +395,12 @@ impl Run<'_> {
     ) {
         let permit = match limit.admit() {
             Ok(permit) => permit,
-            Err(refused) => return deliver((Err(refused), None)),
+            Err(refused) => return self.hand_over(deliver, (Err(refused), None)).await,
         };
         let known = self.known.lock().unwrap_or_else(|e| e.into_inner()).take();
         let outcome = upstream(known).await;
         drop(permit);
-        if let Err(Rejection::Resolve(ResolveError::InvalidToken | ResolveError::Refused(_))) =
-            &outcome
-        {
+        if let Err(Rejection::Resolve(ResolveError::InvalidToken)) = &outcome {
             // No one hears "expired" for an invalid token, so no one waits.
             self.set_attempt(Attempt::Kept);
         }
@@ -414,9 +413,12 @@ impl Run<'_> {
         let outcome = match outcome {
             Err(Rejection::Resolve(ResolveError::ExpiredToken)) => {
                 match self.settle_expired().await {
-                    Settled::Customer(answer) => return deliver(from_store(answer)),
+                    Settled::Customer(answer) => {
+                        return self.hand_over(deliver, from_store(answer)).await;
+                    }
                     Settled::Unknown(retryable) => {
-                        return deliver((Err(Rejection::Resolve(retryable)), None));
+                        let unknown = (Err(Rejection::Resolve(retryable)), None);
+                        return self.hand_over(deliver, unknown).await;
                     }
                     Settled::Expired => Err(Rejection::Resolve(ResolveError::ExpiredToken)),
                 }
@@ -438,7 +440,7 @@ impl Run<'_> {
             if let Some(answer) = &answer {
                 self.publish(answer).await;
             }
-            return deliver((outcome, lifetime));
+            return self.hand_over(deliver, (outcome, lifetime)).await;
         }
         deliver((outcome, lifetime));
         if let Some(answer) = &answer {
@@ -472,6 +474,31 @@ impl Run<'_> {
                 return Settled::Unknown(ResolveError::Timeout);
             }
             backoff.pause().await;
+        }
+    }
+
+    /// Hands `delivered` to the local requests. A host that freezes the
+    /// process once they are answered (`publish_first`) may never run what
+    /// comes after, so an attempt with no customer to publish is ended
+    /// first.
+    async fn hand_over(&self, deliver: impl FnOnce(Delivered), delivered: Delivered) {
+        if self.store.publish_first {
+            self.end_open_attempt().await;
+        }
+        deliver(delivered);
+    }
+
+    /// Ends this run's attempt if it may be under way with no customer to
+    /// publish, asked twice if the first call fails.
+    async fn end_open_attempt(&self) {
+        if self.attempt() != Attempt::Open {
+            return;
+        }
+        for _ in 0..2 {
+            match self.end_attempt().await {
+                Ok(_) => return,
+                Err(error) => tracing::debug!(%error, "could not end an attempt"),
+            }
         }
     }
 
@@ -632,30 +659,17 @@ impl Run<'_> {
             // No lease call of this run can have been applied.
             return;
         }
-        let end = async {
-            if self.attempt() != Attempt::Open {
-                return;
+        self.end_open_attempt().await;
+        for _ in 0..2 {
+            match self
+                .store
+                .call(self.store().release_lease(self.digest, &self.holder))
+                .await
+            {
+                Ok(_) => return,
+                Err(error) => tracing::debug!(%error, "could not release a lease"),
             }
-            for _ in 0..2 {
-                match self.end_attempt().await {
-                    Ok(_) => return,
-                    Err(error) => tracing::debug!(%error, "could not end an attempt"),
-                }
-            }
-        };
-        let release = async {
-            for _ in 0..2 {
-                match self
-                    .store
-                    .call(self.store().release_lease(self.digest, &self.holder))
-                    .await
-                {
-                    Ok(_) => return,
-                    Err(error) => tracing::debug!(%error, "could not release a lease"),
-                }
-            }
-        };
-        tokio::join!(end, release);
+        }
     }
 }
 
@@ -667,7 +681,8 @@ enum Attempt {
     /// Under way, perhaps: a lease call may have recorded it.
     Open,
     /// Left as recorded: the run has a customer to publish, or heard the
-    /// token is invalid (no one waits for an attempt on such a token).
+    /// token is invalid (no one hears "expired" for such a token, so no one
+    /// waits for an attempt on it).
     Kept,
     /// Recorded as ended.
     Ended,

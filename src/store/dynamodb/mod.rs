@@ -325,16 +325,18 @@ impl DynamoDbStore {
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
     }
 
-    /// Takes, renews or re-takes the lease for `holder`. With `record`, also
-    /// records its attempt as under way until `remember` from now, and is
-    /// refused if the attempt ended or is recorded until later already.
+    /// Takes, renews or re-takes the lease for `holder`, and records its
+    /// attempt as under way until `remember` from now. With `refresh`, the
+    /// write is refused if the attempt ended (and is still remembered) or is
+    /// recorded until later already; without, it records a missing attempt
+    /// and leaves one recorded as it is.
     async fn write_lease(
         &self,
         token: TokenDigest,
         holder: &LeaseHolder,
         terms: LeaseTerms,
         now: u64,
-        record: bool,
+        refresh: bool,
     ) -> Result<Written, DynamoDbStoreError> {
         let remember = terms.remember.max(terms.lease);
         // Ours already: only ever moved later, so an attempt that lands after
@@ -344,25 +346,36 @@ impl DynamoDbStore {
             "(attribute_not_exists(#holder) OR #lease <= :now \
              OR (#holder = :me AND #lease <= :lease))",
         );
-        let mut update = String::from("SET #holder = :me, #lease = :lease, #ttl = :ttl");
         let mut request = self
             .lease_update(token, holder, now)
             .expression_attribute_names("#released", RELEASED_BY)
             .expression_attribute_names("#ttl", &*self.ttl_attribute)
+            .expression_attribute_names("#attempt", attempt_name(holder))
             .expression_attribute_values(":lease", number(until(now, terms.lease)))
+            .expression_attribute_values(":attempt", number(until(now, remember)))
             .expression_attribute_values(":ttl", number(ttl_seconds(now, remember)));
-        if record {
+        let attempt = if refresh {
+            // Missing, under way until earlier, or ended and forgotten.
             condition.push_str(
                 " AND (attribute_not_exists(#attempt) \
-                 OR (#attempt > :zero AND #attempt < :attempt))",
+                 OR (#attempt > :zero AND #attempt < :attempt) \
+                 OR (#attempt < :zero AND #attempt >= :forgotten))",
             );
-            update.push_str(", #attempt = :attempt");
+            let forgotten = i64::try_from(now).map_or(i64::MIN, |now| -now);
             request = request
-                .expression_attribute_names("#attempt", attempt_name(holder))
-                .expression_attribute_values(":attempt", number(until(now, remember)))
-                .expression_attribute_values(":zero", number(0));
-        }
-        update.push_str(" REMOVE #released");
+                .expression_attribute_values(":zero", number(0))
+                .expression_attribute_values(
+                    ":forgotten",
+                    AttributeValue::N(forgotten.to_string()),
+                );
+            ":attempt"
+        } else {
+            "if_not_exists(#attempt, :attempt)"
+        };
+        let update = format!(
+            "SET #holder = :me, #lease = :lease, #ttl = :ttl, #attempt = {attempt} \
+             REMOVE #released"
+        );
         let written = request
             .condition_expression(condition)
             .update_expression(update)
@@ -584,7 +597,8 @@ impl ResolutionStore for DynamoDbStore {
             return Ok(grant);
         }
         // Free, lapsed or ours, but the attempt ended (or is recorded until
-        // later already): take the lease, and leave the attempt as it is.
+        // later already): take the lease, and leave the attempt as it is
+        // (recording it if it went missing since).
         Ok(
             match self.write_lease(token, holder, terms, now, false).await? {
                 Written::Done(_) => LeaseGrant::Taken,

@@ -320,8 +320,10 @@ impl ResolutionsBuilder {
     /// that wait for it (default: after). Hosts that freeze the process once
     /// the response is sent, such as AWS Lambda, need it: otherwise the
     /// answer may stay unpublished until the next invocation thaws the
-    /// process, and another execution environment would not find it. Costs
-    /// the publish round trip on a new token's response.
+    /// process, and another execution environment would not find it. A run
+    /// with nothing to publish (AWS throttled it, say) records the end of
+    /// its attempt first instead, so that no one waits for it. Costs the
+    /// publish round trip on a new token's response.
     pub fn publish_before_answering(mut self, first: bool) -> Self {
         self.publish_before_answering = first;
         self

@@ -1627,6 +1627,82 @@ mod redis_store {
         (proxy, store)
     }
 
+    /// Attempts on Redis, their times rewritten in place where the test needs
+    /// time to have passed: a lease call moves its holder's attempt to
+    /// `remember` from now (never earlier); an attempt past its time is not
+    /// under way, and is removed; an ended one stays ended until it is past
+    /// its time, and is then recorded anew.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn redis_attempts_are_remembered_from_the_latest_lease_call() {
+        let Some(redis) = RedisServer::start() else {
+            return;
+        };
+        let store = store(&redis);
+        let token = digest_of(&MeteringEmulator::mint_token());
+        let key = format!("tower-resolve-customer:attempts:{{{token}}}");
+        let (a, b) = (LeaseHolder::unique(), LeaseHolder::unique());
+        let terms = LeaseTerms {
+            lease: Duration::from_secs(30),
+            remember: Duration::from_secs(60),
+        };
+        let mut connection = redis.connection();
+        let mut score = |holder: &LeaseHolder, set: Option<f64>| -> Option<f64> {
+            if let Some(score) = set {
+                let _: i64 = redis::cmd("ZADD")
+                    .arg(&key)
+                    .arg(score)
+                    .arg(holder.as_str())
+                    .query(&mut connection)
+                    .expect("ZADD");
+            }
+            redis::cmd("ZSCORE")
+                .arg(&key)
+                .arg(holder.as_str())
+                .query(&mut connection)
+                .expect("ZSCORE")
+        };
+        let now = || {
+            let (seconds, micros): (u64, u64) = redis::cmd("TIME")
+                .query(&mut redis.connection())
+                .expect("TIME");
+            (seconds * 1000 + micros / 1000) as f64
+        };
+
+        let before = now();
+        assert!(store.try_lease(token, &a, terms).await.unwrap().is_taken());
+        let first = score(&a, None).expect("A's attempt");
+        assert!(
+            (before + 60_000.0..=now() + 60_000.0).contains(&first),
+            "{first}"
+        );
+        score(&a, Some(first - 50_000.0));
+        assert!(store.try_lease(token, &a, terms).await.unwrap().is_taken());
+        assert!(score(&a, None).unwrap() >= first, "moved to 60 s from now");
+        assert!(store.release_lease(token, &a).await.unwrap());
+
+        score(&a, Some(now() - 1.0));
+        assert!(
+            !store.end_attempt(token, &b, terms).await.unwrap(),
+            "A's attempt is past its time"
+        );
+        assert_eq!(score(&a, None), None, "and removed");
+        assert!(score(&b, None).unwrap() < 0.0, "B's attempt ended");
+        assert!(store.try_lease(token, &b, terms).await.unwrap().is_taken());
+        assert!(score(&b, None).unwrap() < 0.0, "and stays ended");
+        score(&b, Some(-(now() - 1.0)));
+        assert!(store.try_lease(token, &b, terms).await.unwrap().is_taken());
+        assert!(
+            score(&b, None).unwrap() > 0.0,
+            "past its time, recorded anew"
+        );
+        assert!(store.end_attempt(token, &a, terms).await.unwrap());
+        let ttl: i64 = redis::cmd("PTTL")
+            .arg(&key)
+            .query(&mut redis.connection())
+            .expect("PTTL");
+        assert!((59_000..=60_000).contains(&ttl), "{ttl}");
+    }
+
     /// Whether a request the proxy saw is an attempt at a lease (the script
     /// that may `SET` a lease key).
     fn is_lease_attempt(request: &[String]) -> bool {
@@ -2279,6 +2355,96 @@ mod dynamodb_store {
         assert_eq!(emulator.calls_for(token), 1);
         within("A's release", proxy.wait_for_where(is_lease_release, 1)).await;
         assert_eq!(proxy.faults_met(), 2);
+    }
+
+    /// Attempts on DynamoDB, their times rewritten in place where the test
+    /// needs time to have passed: as `redis_attempts_are_remembered_from_the_latest_lease_call`.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn dynamodb_attempts_are_remembered_from_the_latest_lease_call() {
+        use aws_sdk_dynamodb::types::AttributeValue;
+        let Some(table) = start().await else {
+            return;
+        };
+        let store = store(&table);
+        let token = digest_of(&MeteringEmulator::mint_token());
+        let (a, b) = (LeaseHolder::unique(), LeaseHolder::unique());
+        let terms = LeaseTerms {
+            lease: Duration::from_secs(30),
+            remember: Duration::from_secs(60),
+        };
+        let key = AttributeValue::S(format!("tower-resolve-customer#lease#{token}"));
+        let client = table.server.client();
+        let recorded = |holder: &LeaseHolder, set: Option<i64>| {
+            let (client, key, name) = (
+                client.clone(),
+                key.clone(),
+                format!("attempt:{}", holder.as_str()),
+            );
+            let table = table.name.clone();
+            async move {
+                if let Some(value) = set {
+                    client
+                        .update_item()
+                        .table_name(&table)
+                        .key("pk", key.clone())
+                        .update_expression("SET #a = :v")
+                        .expression_attribute_names("#a", &name)
+                        .expression_attribute_values(":v", AttributeValue::N(value.to_string()))
+                        .send()
+                        .await
+                        .expect("UpdateItem");
+                }
+                let item = client
+                    .get_item()
+                    .table_name(&table)
+                    .key("pk", key)
+                    .consistent_read(true)
+                    .send()
+                    .await
+                    .expect("GetItem")
+                    .item
+                    .unwrap_or_default();
+                item.get(&name)
+                    .map(|value| value.as_n().unwrap().parse::<i64>().unwrap())
+            }
+        };
+        let now = || {
+            SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap()
+                .as_millis() as i64
+        };
+
+        let before = now();
+        assert!(store.try_lease(token, &a, terms).await.unwrap().is_taken());
+        let first = recorded(&a, None).await.expect("A's attempt");
+        assert!(
+            (before + 60_000..=now() + 60_000).contains(&first),
+            "{first}"
+        );
+        recorded(&a, Some(first - 50_000)).await;
+        assert!(store.try_lease(token, &a, terms).await.unwrap().is_taken());
+        assert!(
+            recorded(&a, None).await.unwrap() >= first,
+            "moved to 60 s from now"
+        );
+        assert!(store.release_lease(token, &a).await.unwrap());
+
+        recorded(&a, Some(now() - 1)).await;
+        assert!(
+            !store.end_attempt(token, &b, terms).await.unwrap(),
+            "A's attempt is past its time"
+        );
+        assert!(recorded(&b, None).await.unwrap() < 0, "B's attempt ended");
+        assert!(store.try_lease(token, &b, terms).await.unwrap().is_taken());
+        assert!(recorded(&b, None).await.unwrap() < 0, "and stays ended");
+        recorded(&b, Some(-(now() - 1))).await;
+        assert!(store.try_lease(token, &b, terms).await.unwrap().is_taken());
+        assert!(
+            recorded(&b, None).await.unwrap() > 0,
+            "past its time, recorded anew"
+        );
+        assert!(store.end_attempt(token, &a, terms).await.unwrap());
     }
 
     /// A lease write that lands after a later one (a stalled attempt of a

@@ -1257,7 +1257,7 @@ async fn schedule(seed: u64, policy: StoreUnavailable) -> Result<Met, String> {
             links.push(link.clone());
             let mut extend_faults = 0;
             for _ in 0..rng.below(5) {
-                let call = StoreCall::ALL[rng.below(5) as usize];
+                let call = StoreCall::ALL[rng.below(StoreCall::ALL.len() as u64) as usize];
                 if call == StoreCall::ExtendLease {
                     extend_faults += 1;
                     if extend_faults > 1 {

@@ -880,6 +880,25 @@ async fn memory_a_lapsed_lease_whose_successor_hears_expired_first_still_serves_
     assert!(stored.is_customer());
 }
 
+/// A replica over `link` with an upstream budget of one call spends it on
+/// `other`'s buyer, then takes `token`'s lease and is refused upstream
+/// (`overloaded`) before any AWS call.
+async fn refused_as_overloaded(
+    emulator: &MeteringEmulator,
+    link: MemoryStore,
+    token: &str,
+    other: &str,
+) {
+    let a = Replica::new(link, emulator.in_process_resolver(), |b| {
+        b.miss_rate_limit(1, 1)
+    });
+    assert_eq!(a.submit(other, 1).await, account_of(other));
+    assert_eq!(
+        a.submit(token, 1).await,
+        Ending::Refused(StatusCode::SERVICE_UNAVAILABLE, "overloaded".into())
+    );
+}
+
 /// Run A takes the lease and is refused upstream (its budget spent) before
 /// any AWS call. Just under `R'` later (how long a store remembers an
 /// attempt), B takes the lease and AWS redeems the token for it, but B's link
@@ -894,19 +913,11 @@ async fn memory_a_redemption_after_an_attempt_refused_upstream_is_waited_for() {
     let (token, other) = (&tokens[0], &tokens[1]);
     let store = MemoryStore::new();
     let b_link = store.link();
-    let a = Replica::new(store.link(), emulator.in_process_resolver(), |b| {
-        b.miss_rate_limit(1, 1)
-    });
     let b_upstream = Gated::answered_then_held(emulator.in_process_resolver());
     let b = Replica::new(b_link.clone(), b_upstream.clone(), |b| b);
     let c = Replica::new(store.link(), emulator.in_process_resolver(), |b| b);
 
-    // A's one upstream call goes to another buyer; this token is refused.
-    assert_eq!(a.submit(other, 1).await, account_of(other));
-    assert_eq!(
-        a.submit(token, 1).await,
-        Ending::Refused(StatusCode::SERVICE_UNAVAILABLE, "overloaded".into())
-    );
+    refused_as_overloaded(&emulator, store.link(), token, other).await;
     assert_eq!(emulator.calls_for(token), 0);
     let probe = LeaseHolder::unique();
     let terms = LeaseTerms {
@@ -964,17 +975,10 @@ async fn memory_an_expired_token_is_refused_at_once_after_attempts_that_failed()
         .await;
     assert!(spent.is_ok(), "redeemed elsewhere: {spent:?}");
     let store = MemoryStore::new();
-    let a = Replica::new(store.link(), emulator.in_process_resolver(), |b| {
-        b.miss_rate_limit(1, 1)
-    });
     let b = Replica::new(store.link(), emulator.in_process_resolver(), |b| b);
     let c = Replica::new(store.link(), emulator.in_process_resolver(), |b| b);
 
-    assert_eq!(a.submit(other, 1).await, account_of(other));
-    assert_eq!(
-        a.submit(token, 1).await,
-        Ending::Refused(StatusCode::SERVICE_UNAVAILABLE, "overloaded".into())
-    );
+    refused_as_overloaded(&emulator, store.link(), token, other).await;
     emulator.inject_times(Fault::Throttle, 1);
     assert_eq!(
         b.submit(token, 1).await,

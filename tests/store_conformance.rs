@@ -1242,14 +1242,15 @@ struct Met {
 }
 
 /// One seeded schedule: 2 to 5 replicas, 1 to 3 tokens submitted 2 to 4
-/// times each at random replicas and moments, random upstream latencies,
-/// and up to four random store faults per link (at most one on renewals, so
-/// a lease never lapses while its holder lives), under `policy`.
-/// Every submission must end with its customer, from one upstream call per
-/// token, except that under `ResolveLocally` a schedule in which a replica
-/// may have counted the store as unavailable is excused (the README's
-/// `ResolveLocally` outage row) and only held to one upstream call per
-/// replica. Returns a description of what went wrong.
+/// times each at random replicas and moments, random upstream latencies, up
+/// to two calls throttled by AWS, and up to four random store faults per link
+/// (at most one on renewals, so a lease never lapses while its holder lives),
+/// under `policy`. Every submission must end with its customer (a throttled
+/// buyer retries), from one redemption per token and no upstream call but
+/// one per token and one per throttle, except that under `ResolveLocally` a
+/// schedule in which a replica may have counted the store as unavailable is
+/// excused (the README's `ResolveLocally` outage row) and only held to one
+/// redemption per replica. Returns a description of what went wrong.
 async fn schedule(seed: u64, policy: StoreUnavailable) -> Result<Met, String> {
     let mut rng = Rng(seed);
     let (emulator, tokens) = single_use_emulator(1 + rng.below(3) as usize).await;
@@ -1296,6 +1297,10 @@ async fn schedule(seed: u64, policy: StoreUnavailable) -> Result<Met, String> {
             });
         }
     }
+    // AWS throttles the first few calls (drawn last, so that the draws
+    // above are those of the schedules before throttling was added).
+    let throttled = rng.below(3) as usize;
+    emulator.inject_times(Fault::Throttle, throttled);
     let endings = within("every submission of the schedule", submissions.join_all()).await;
     let met = Met {
         faults: links.iter().map(MemoryStore::faults_met).sum(),
@@ -1305,9 +1310,11 @@ async fn schedule(seed: u64, policy: StoreUnavailable) -> Result<Met, String> {
         // Each replica that resolved without the store may have redeemed the
         // token once, and no more.
         for token in &tokens {
-            let calls = emulator.calls_for(token);
-            if calls > replicas.len() {
-                return Err(format!("seed {seed}: {calls} upstream calls for one token"));
+            let redemptions = emulator.redemptions_of(token);
+            if redemptions > replicas.len() {
+                return Err(format!(
+                    "seed {seed}: {redemptions} redemptions of one token"
+                ));
             }
         }
         return Ok(met);
@@ -1317,10 +1324,19 @@ async fn schedule(seed: u64, policy: StoreUnavailable) -> Result<Met, String> {
             return Err(format!("seed {seed}: a submission ended {ending:?}"));
         }
     }
+    let calls: usize = tokens.iter().map(|token| emulator.calls_for(token)).sum();
+    if calls > tokens.len() + throttled {
+        return Err(format!(
+            "seed {seed}: {calls} upstream calls for {} tokens, {throttled} throttled",
+            tokens.len()
+        ));
+    }
     for token in &tokens {
-        let calls = emulator.calls_for(token);
-        if calls != 1 {
-            return Err(format!("seed {seed}: {calls} upstream calls for one token"));
+        let redemptions = emulator.redemptions_of(token);
+        if redemptions != 1 {
+            return Err(format!(
+                "seed {seed}: {redemptions} redemptions of one token"
+            ));
         }
     }
     Ok(met)

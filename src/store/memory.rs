@@ -367,8 +367,11 @@ impl ResolutionStore for MemoryStore {
                 !attempts.is_empty()
             });
             // Under way for `remember` from now, unless it ended.
-            let until = expiry(now, terms.remember.max(terms.lease));
-            let attempt = attempts_of(state, token, now)
+            let until = expiry(now, terms.attempt_lifetime());
+            let attempt = state
+                .attempts
+                .entry(token)
+                .or_default()
                 .entry(holder.clone())
                 .or_insert(Attempt {
                     until,
@@ -393,7 +396,7 @@ impl ResolutionStore for MemoryStore {
             attempts.insert(
                 holder.clone(),
                 Attempt {
-                    until: expiry(now, terms.remember.max(terms.lease)),
+                    until: expiry(now, terms.attempt_lifetime()),
                     under_way: false,
                 },
             );

@@ -228,6 +228,14 @@ pub struct LeaseTerms {
     pub remember: Duration,
 }
 
+impl LeaseTerms {
+    /// How long a store keeps an attempt: [`remember`](Self::remember), but
+    /// never less than the lease.
+    pub(crate) fn attempt_lifetime(self) -> Duration {
+        self.remember.max(self.lease)
+    }
+}
+
 /// The answer to [`ResolutionStore::try_lease`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LeaseGrant {

@@ -338,7 +338,7 @@ impl DynamoDbStore {
         now: u64,
         refresh: bool,
     ) -> Result<Written, DynamoDbStoreError> {
-        let remember = terms.remember.max(terms.lease);
+        let remember = terms.attempt_lifetime();
         // Ours already: only ever moved later, so an attempt that lands after
         // a later one (a stalled attempt of an abandoned call) changes
         // nothing.
@@ -361,13 +361,9 @@ impl DynamoDbStore {
                  OR (#attempt > :zero AND #attempt < :attempt) \
                  OR (#attempt < :zero AND #attempt >= :forgotten))",
             );
-            let forgotten = i64::try_from(now).map_or(i64::MIN, |now| -now);
             request = request
                 .expression_attribute_values(":zero", number(0))
-                .expression_attribute_values(
-                    ":forgotten",
-                    AttributeValue::N(forgotten.to_string()),
-                );
+                .expression_attribute_values(":forgotten", negated(now));
             ":attempt"
         } else {
             "if_not_exists(#attempt, :attempt)"
@@ -616,8 +612,7 @@ impl ResolutionStore for DynamoDbStore {
         terms: LeaseTerms,
     ) -> Result<bool, DynamoDbStoreError> {
         let now = now_millis();
-        let remember = terms.remember.max(terms.lease);
-        let ended = i64::try_from(until(now, remember)).map_or(i64::MIN, |until| -until);
+        let remember = terms.attempt_lifetime();
         let written = self
             .client
             .update_item()
@@ -626,7 +621,7 @@ impl ResolutionStore for DynamoDbStore {
             .update_expression("SET #attempt = :ended, #ttl = :ttl")
             .expression_attribute_names("#attempt", attempt_name(holder))
             .expression_attribute_names("#ttl", &*self.ttl_attribute)
-            .expression_attribute_values(":ended", AttributeValue::N(ended.to_string()))
+            .expression_attribute_values(":ended", negated(until(now, remember)))
             .expression_attribute_values(":ttl", number(ttl_seconds(now, remember)))
             .return_values(ReturnValue::AllNew)
             .customize()
@@ -749,6 +744,13 @@ fn release_mark(holder: &LeaseHolder) -> String {
 
 fn number(value: u64) -> AttributeValue {
     AttributeValue::N(value.to_string())
+}
+
+/// `-value`: how an ended attempt's time (and the bound below which such
+/// times are past) is written.
+fn negated(value: u64) -> AttributeValue {
+    let negated = i64::try_from(value).map_or(i64::MIN, |value| -value);
+    AttributeValue::N(negated.to_string())
 }
 
 /// The replica's clock, in epoch milliseconds.

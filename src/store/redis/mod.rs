@@ -47,20 +47,29 @@ if not answer then return false end
 return {answer, redis.call("PTTL", KEYS[1])}
 "#;
 
-/// Effects replication (the default since Redis 5, asked for explicitly on
-/// servers that offer the choice) and the server's time, in milliseconds,
-/// before any write: a script that fails here has changed nothing.
-const NOW: &str = r#"
+/// `$script` preceded by effects replication (the default since Redis 5,
+/// asked for explicitly on servers that offer the choice) and `now`, the
+/// server's time in milliseconds, read before any write: a script that fails
+/// there has changed nothing.
+macro_rules! after_now {
+    ($script:literal) => {
+        concat!(
+            r#"
 if redis.replicate_commands then pcall(redis.replicate_commands) end
 local time = redis.call("TIME")
 local now = time[1] * 1000 + math.floor(time[2] / 1000)
-"#;
+"#,
+            $script
+        )
+    };
+}
 
 /// Takes the lease (`KEYS[1]`) if free, renews it if already this holder's,
 /// and records the holder's attempt (`KEYS[2]`) as under way for `ARGV[3]`
 /// from now, unless it ended (an ended attempt stays ended): 0 held
-/// elsewhere, 1 taken. Follows [`NOW`].
-const TRY_LEASE: &str = r#"
+/// elsewhere, 1 taken.
+const TRY_LEASE: &str = after_now!(
+    r#"
 local holder = redis.call("GET", KEYS[1])
 if holder == ARGV[1] then
   redis.call("PEXPIRE", KEYS[1], ARGV[2])
@@ -79,18 +88,21 @@ if redis.call("PTTL", KEYS[2]) < tonumber(ARGV[3]) then
   redis.call("PEXPIRE", KEYS[2], ARGV[3])
 end
 return 1
-"#;
+"#
+);
 
 /// Records the holder's attempt (`KEYS[1]`) as ended, and counts the
-/// attempts still under way. Follows [`NOW`].
-const END_ATTEMPT: &str = r#"
+/// attempts still under way.
+const END_ATTEMPT: &str = after_now!(
+    r#"
 redis.call("ZREMRANGEBYSCORE", KEYS[1], -now, now)
 redis.call("ZADD", KEYS[1], -(now + ARGV[2]), ARGV[1])
 if redis.call("PTTL", KEYS[1]) < tonumber(ARGV[2]) then
   redis.call("PEXPIRE", KEYS[1], ARGV[2])
 end
 return redis.call("ZCOUNT", KEYS[1], "(" .. now, "+inf")
-"#;
+"#
+);
 
 /// Extends the lease only while this holder has it.
 const EXTEND_LEASE: &str = r#"
@@ -370,14 +382,10 @@ impl ResolutionStore for RedisStore {
         holder: &LeaseHolder,
         terms: LeaseTerms,
     ) -> Result<LeaseGrant, RedisStoreError> {
-        let (lease, remember) = (millis(terms.lease), millis(terms.remember.max(terms.lease)));
+        let (lease, remember) = (millis(terms.lease), millis(terms.attempt_lifetime()));
         let keys = [self.lease_key(token), self.attempts_key(token)];
         let grant: i64 = self
-            .eval(
-                &format!("{NOW}{TRY_LEASE}"),
-                &keys,
-                &[holder.as_str(), &lease, &remember],
-            )
+            .eval(TRY_LEASE, &keys, &[holder.as_str(), &lease, &remember])
             .await?;
         Ok(if grant == 0 {
             LeaseGrant::HeldElsewhere
@@ -392,10 +400,10 @@ impl ResolutionStore for RedisStore {
         holder: &LeaseHolder,
         terms: LeaseTerms,
     ) -> Result<bool, RedisStoreError> {
-        let remember = millis(terms.remember.max(terms.lease));
+        let remember = millis(terms.attempt_lifetime());
         let under_way: i64 = self
             .eval(
-                &format!("{NOW}{END_ATTEMPT}"),
+                END_ATTEMPT,
                 &[self.attempts_key(token)],
                 &[holder.as_str(), &remember],
             )

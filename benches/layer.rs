@@ -27,6 +27,9 @@ fn pass_through(c: &mut Criterion) {
     bench_service(&mut group, &rt, "bare", handler(), make);
     let layered = pass_through_layer().layer(handler());
     bench_service(&mut group, &rt, "layered", layered, make);
+    // For scale: a familiar middleware that also wraps both bodies.
+    let limited = tower_http::limit::RequestBodyLimitLayer::new(64 * 1024).layer(handler());
+    bench_service(&mut group, &rt, "body_limit", limited, make);
     group.finish();
 }
 
@@ -54,6 +57,15 @@ fn header_cache_hit(c: &mut Criterion) {
     cache_hit(&mut group, TokenSource::header(HEADER), || {
         header_request(TOKEN)
     });
+    // The least any middleware can do here (see `common/floor.rs`).
+    let rt = runtime();
+    for (name, extensions) in [
+        ("floor", floor::Extensions::CustomerAndRedemption),
+        ("floor_one_extension", floor::Extensions::CustomerOnly),
+    ] {
+        let service = floor::FloorLayer::new(extensions, TOKEN).layer(handler());
+        bench_service(&mut group, &rt, name, service, || header_request(TOKEN));
+    }
     group.finish();
 }
 

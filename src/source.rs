@@ -127,10 +127,19 @@ impl TokenSource {
 
     /// Whether the body must be read: a form source is configured and the request
     /// is an urlencoded `POST`.
+    ///
+    /// The sources are asked first: a route that reads no form never looks
+    /// up the request's `Content-Type`.
     pub(crate) fn wants_body<B>(&self, request: &Request<B>) -> bool {
-        request.method() == Method::POST
+        self.reads_form()
+            && request.method() == Method::POST
             && is_urlencoded_form(request.headers())
-            && self.sources.iter().any(|s| matches!(s, Source::Form(_)))
+    }
+
+    /// Whether a form field is among the sources: the form fields to read
+    /// hold more than [`OFFER_TYPE_FIELD`].
+    fn reads_form(&self) -> bool {
+        self.form_fields.len() > 1
     }
 
     /// Looks in every source that needs no body. The token found is not

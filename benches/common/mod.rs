@@ -2,6 +2,8 @@
 
 #![allow(dead_code)]
 
+pub mod floor;
+
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

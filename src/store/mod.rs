@@ -229,9 +229,18 @@ pub struct LeaseTerms {
 }
 
 impl LeaseTerms {
-    /// How long a store keeps an attempt: [`remember`](Self::remember), but
-    /// never less than the lease.
-    pub(crate) fn attempt_lifetime(self) -> Duration {
+    /// How long a store keeps an attempt from its holder's latest lease
+    /// call, ended or not: [`remember`](Self::remember), but never less than
+    /// the lease. What a store of your own should use.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower_resolve_customer::LeaseTerms;
+    ///
+    /// let terms = LeaseTerms { lease: Duration::from_secs(15), remember: Duration::from_secs(10) };
+    /// assert_eq!(terms.attempt_lifetime(), Duration::from_secs(15));
+    /// ```
+    pub fn attempt_lifetime(self) -> Duration {
         self.remember.max(self.lease)
     }
 }

@@ -46,14 +46,15 @@ pub use self::stored_answer::{STORED_CUSTOMER_PREFIX, STORED_ENTITLED_PREFIX, St
 ///   for `terms.lease`, atomically, if no one holds it, or renews it if
 ///   `holder` already does. Taken or renewed, it also records `holder`'s
 ///   *attempt* at redeeming the token as under way for at least
-///   `terms.remember` from now (longer than a lease: as long as that holder
-///   may still be at work after its lease lapsed). An attempt recorded as
+///   [`terms.attempt_lifetime()`](LeaseTerms::attempt_lifetime) from now
+///   (longer than a lease: as long as that holder may still be at work
+///   after its lease lapsed). An attempt recorded as
 ///   ended stays ended.
 /// - [`end_attempt`](Self::end_attempt): records `holder`'s attempt as ended
-///   (it has no customer to publish), kept for `terms.remember` so that a
-///   late lease call cannot start it again, and tells whether an attempt of
-///   *another* holder is still under way: not ended, and recorded by a lease
-///   call less than its `remember` ago.
+///   (it has no customer to publish), kept for `terms.attempt_lifetime()` so
+///   that a late lease call cannot start it again, and tells whether an
+///   attempt of *another* holder is still under way: not ended, and recorded
+///   by a lease call less than its attempt lifetime ago.
 /// - [`extend_lease`](Self::extend_lease): resets the lease's remaining time
 ///   to `duration` only if `holder` still holds it; `false` otherwise.
 /// - [`publish`](Self::publish): stores `answer` for its

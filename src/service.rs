@@ -15,13 +15,15 @@ use tracing::Instrument;
 
 use std::time::SystemTime;
 
-use crate::answer::Entitled;
+use crate::answer::{Answer, Entitled};
 use crate::cache::{CacheStatus, Outcome, TokenKey};
-use crate::entitlements::EntitlementPolicy;
+use crate::customer::ResolvedCustomer;
+use crate::entitlements::{EntitlementPolicy, Entitlements};
 use crate::error::ResolveError;
 use crate::form::{check_content_length, read_limited};
 use crate::future::ResponseFuture;
 use crate::layer::Shared;
+use crate::redemption::Redemption;
 use crate::rejection::{Rejection, outcome_kind};
 use crate::request_body::RequestBody;
 use crate::response_body::ResponseBody;
@@ -231,11 +233,24 @@ where
     resolve_boxed(Arc::clone(&shared), parts, body, key, token).await
 }
 
-/// The cached answer for a token found in a request, once the token is
-/// checked: after the lookup, so that a hit checks only the token's length
-/// (see [`Candidate::validate`]).
-fn cached_answer(shared: &Shared, candidate: &Candidate<'_>) -> Result<Option<Outcome>, Rejection> {
-    let cached = shared.resolutions.cache().cached(candidate.key());
+/// What the cache answers for a token found in a request (the customer to
+/// accept the request with, or the rejection), once the token is checked:
+/// after the lookup, so that a hit checks only the token's length (see
+/// [`Candidate::validate`]).
+///
+/// The answer is read in place, under the cache's read lock: a hit copies
+/// only what goes into the request's extensions.
+fn cached_answer(
+    shared: &Shared,
+    candidate: &Candidate<'_>,
+) -> Result<Option<Result<Accepted, Rejection>>, Rejection> {
+    let cached = shared
+        .resolutions
+        .cache()
+        .cached_with(candidate.key(), |cached| match cached {
+            Ok(answer) => accept(shared, answer, false),
+            Err(refusal) => Err(Rejection::Resolve(refusal.clone())),
+        });
     candidate.validate(shared.config.max_token_len, cached.is_some())?;
     Ok(cached)
 }
@@ -289,7 +304,7 @@ where
         .resolutions
         .cache()
         .resolve(key, &token)
-        .instrument(trace.span.clone())
+        .instrument(trace.span())
         .await;
     drop(token);
     settle(&shared, &mut parts.extensions, outcome, status, &trace)
@@ -306,17 +321,21 @@ where
 fn settle_hit(
     shared: &Shared,
     extensions: &mut Extensions,
-    outcome: Outcome,
+    outcome: Result<Accepted, Rejection>,
 ) -> Result<(), Response<Bytes>> {
     let trace = ResolveTrace::begin();
-    settle(shared, extensions, outcome, CacheStatus::Hit, &trace)
-        .map_err(|error| trace.reject(shared, &error))
+    trace.record(CacheStatus::Hit, &outcome);
+    match outcome {
+        Ok(accepted) => {
+            accepted.insert_into(extensions);
+            Ok(())
+        }
+        Err(error) => Err(trace.reject(shared, &error)),
+    }
 }
 
-/// Applies the product allowlist and the entitlement policy to an answer,
-/// records it on the request's span, and puts an accepted customer in the
-/// request's extensions, with its [`Redemption`](crate::Redemption) and, if
-/// fetched, its [`Entitlements`](crate::Entitlements).
+/// Settles a resolve's answer: [`accept`]s it, records it on the request's
+/// span, and puts an accepted customer in the request's extensions.
 fn settle(
     shared: &Shared,
     extensions: &mut Extensions,
@@ -324,67 +343,90 @@ fn settle(
     status: CacheStatus,
     trace: &ResolveTrace,
 ) -> Result<(), Rejection> {
-    let outcome = outcome.and_then(|answer| {
-        if let Some(allowed) = &shared.config.allowed_products
-            && !allowed.contains(answer.customer.product_code())
-        {
-            return Err(Rejection::ProductMismatch);
-        }
-        if let Some(policy) = shared.resolutions.entitlement_policy() {
-            match &answer.entitlements {
-                Entitled::Fetched(entitlements) => {
-                    if policy == EntitlementPolicy::Required
-                        && !entitlements.has_current_at(SystemTime::now())
-                    {
-                        return Err(Rejection::NotEntitled);
-                    }
-                }
-                Entitled::Failed(error) => return Err(Rejection::Entitlements(error.clone())),
-                Entitled::NotFetched => {
-                    // Another redemption's customer, published without them:
-                    // the retry fetches them.
-                    return Err(Rejection::Entitlements(ResolveError::unavailable(
-                        "the entitlements are not fetched yet",
-                    )));
-                }
-            }
-        }
-        Ok(answer)
-    });
-    if let Some(started) = trace.started {
-        trace.span.record("cache", status.as_str());
-        trace.span.record("outcome", outcome_kind(&outcome));
-        trace
-            .span
-            .record("latency_us", started.elapsed().as_micros() as u64);
-    }
-    let answer = outcome?;
-    extensions.insert(answer.redemption(status == CacheStatus::Miss));
-    if let Some(entitlements) = answer.entitlements() {
-        extensions.insert(entitlements.clone());
-    }
-    extensions.insert(answer.customer);
+    let outcome = outcome.and_then(|answer| accept(shared, &answer, status == CacheStatus::Miss));
+    trace.record(status, &outcome);
+    outcome?.insert_into(extensions);
     Ok(())
 }
 
-/// The `resolve_customer` span of one request, and when it began if anyone
-/// listens (no clock reads otherwise).
+/// What a request is accepted with: the customer, with its
+/// [`Redemption`](crate::Redemption) and, if fetched, its
+/// [`Entitlements`](crate::Entitlements), for its extensions.
+struct Accepted {
+    customer: ResolvedCustomer,
+    redemption: Redemption,
+    entitlements: Option<Entitlements>,
+}
+
+impl Accepted {
+    fn insert_into(self, extensions: &mut Extensions) {
+        extensions.insert(self.redemption);
+        if let Some(entitlements) = self.entitlements {
+            extensions.insert(entitlements);
+        }
+        extensions.insert(self.customer);
+    }
+}
+
+/// Applies the product allowlist and the entitlement policy to an answer
+/// (`started`: the request started the run that delivered it).
+fn accept(shared: &Shared, answer: &Answer, started: bool) -> Result<Accepted, Rejection> {
+    if let Some(allowed) = &shared.config.allowed_products
+        && !allowed.contains(answer.customer.product_code())
+    {
+        return Err(Rejection::ProductMismatch);
+    }
+    if let Some(policy) = shared.resolutions.entitlement_policy() {
+        match &answer.entitlements {
+            Entitled::Fetched(entitlements) => {
+                if policy == EntitlementPolicy::Required
+                    && !entitlements.has_current_at(SystemTime::now())
+                {
+                    return Err(Rejection::NotEntitled);
+                }
+            }
+            Entitled::Failed(error) => return Err(Rejection::Entitlements(error.clone())),
+            Entitled::NotFetched => {
+                // Another redemption's customer, published without them:
+                // the retry fetches them.
+                return Err(Rejection::Entitlements(ResolveError::unavailable(
+                    "the entitlements are not fetched yet",
+                )));
+            }
+        }
+    }
+    Ok(Accepted {
+        customer: answer.customer.clone(),
+        redemption: answer.redemption(started),
+        entitlements: answer.entitlements().cloned(),
+    })
+}
+
+/// The `resolve_customer` span of one request, if anyone listens.
 struct ResolveTrace {
+    traced: Option<Traced>,
+}
+
+struct Traced {
     span: tracing::Span,
+    /// When the span began, if it is enabled (no clock reads otherwise).
     started: Option<tokio::time::Instant>,
 }
 
 impl ResolveTrace {
+    #[inline]
     fn begin() -> Self {
         // No subscriber yet: no span. A disabled span still costs a cache
         // hit a tenth of what the layer adds (more with `tracing`'s `log`
         // fallback compiled in, as axum's default features do).
         if !tracing::dispatcher::has_been_set() {
-            return Self {
-                span: tracing::Span::none(),
-                started: None,
-            };
+            return Self { traced: None };
         }
+        Self::traced()
+    }
+
+    #[cold]
+    fn traced() -> Self {
         let span = tracing::debug_span!(
             "resolve_customer",
             cache = tracing::field::Empty,
@@ -392,11 +434,37 @@ impl ResolveTrace {
             latency_us = tracing::field::Empty,
         );
         let started = (!span.is_disabled()).then(tokio::time::Instant::now);
-        Self { span, started }
+        Self {
+            traced: Some(Traced { span, started }),
+        }
+    }
+
+    /// The span, to instrument the resolve with.
+    fn span(&self) -> tracing::Span {
+        self.traced
+            .as_ref()
+            .map_or_else(tracing::Span::none, |traced| traced.span.clone())
+    }
+
+    /// Records how the request was answered on the span.
+    #[inline]
+    fn record<T>(&self, status: CacheStatus, outcome: &Result<T, Rejection>) {
+        if let Some(Traced {
+            span,
+            started: Some(started),
+        }) = &self.traced
+        {
+            span.record("cache", status.as_str());
+            span.record("outcome", outcome_kind(outcome));
+            span.record("latency_us", started.elapsed().as_micros() as u64);
+        }
     }
 
     /// The rejection for `error`, logged within the span.
     fn reject(&self, shared: &Shared, error: &Rejection) -> Response<Bytes> {
-        self.span.in_scope(|| reject(shared, error))
+        match &self.traced {
+            Some(traced) => traced.span.in_scope(|| reject(shared, error)),
+            None => reject(shared, error),
+        }
     }
 }

@@ -68,6 +68,19 @@ impl<V: Clone> FreshCache<V> {
 
     /// The value stored for `key` and when it expires, if it is fresh at `now`.
     pub(crate) fn get(&self, key: TokenKey, now: Instant) -> Option<(V, Instant)> {
+        self.get_with(key, now, |value, expires_at| (value.clone(), expires_at))
+    }
+
+    /// What `f` makes of the value stored for `key` and its expiry, if it is
+    /// fresh at `now`; `f` runs under the shard's read lock, so the value is
+    /// read in place, not cloned.
+    #[inline]
+    pub(crate) fn get_with<R>(
+        &self,
+        key: TokenKey,
+        now: Instant,
+        f: impl FnOnce(&V, Instant) -> R,
+    ) -> Option<R> {
         let shard = self.read(key);
         let entry = shard.entries.get(&key)?;
         if now >= entry.expires_at {
@@ -77,7 +90,7 @@ impl<V: Clone> FreshCache<V> {
         if !entry.referenced.load(Ordering::Relaxed) {
             entry.referenced.store(true, Ordering::Relaxed);
         }
-        Some((entry.value.clone(), entry.expires_at))
+        Some(f(&entry.value, entry.expires_at))
     }
 
     /// Stores `value` for `key` for `lifetime` from now, replacing what was

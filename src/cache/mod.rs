@@ -267,9 +267,16 @@ impl DedupeCache {
         }
     }
 
-    /// A fresh finished answer for `key`, if the cache holds one. Never waits.
-    pub(crate) fn cached(&self, key: TokenKey) -> Option<Outcome> {
-        self.inner.cached(key)
+    /// What `f` makes of the fresh finished answer for `key` (a customer, or
+    /// the error a refused token got), if the cache holds one; read in place,
+    /// under the cache's read lock. Never waits.
+    #[inline]
+    pub(crate) fn cached_with<R>(
+        &self,
+        key: TokenKey,
+        f: impl FnOnce(Result<&Answer, &ResolveError>) -> R,
+    ) -> Option<R> {
+        self.inner.cached_with(key, f)
     }
 
     /// The answer for `token` (whose key is `key`): from the cache, from a
@@ -343,16 +350,37 @@ impl Inner {
     }
 
     fn cached(&self, key: TokenKey) -> Option<Outcome> {
+        self.cached_with(key, |cached| match cached {
+            Ok(answer) => Ok(answer.clone()),
+            Err(refusal) => Err(Rejection::Resolve(refusal.clone())),
+        })
+    }
+
+    #[inline]
+    fn cached_with<R>(
+        &self,
+        key: TokenKey,
+        f: impl FnOnce(Result<&Answer, &ResolveError>) -> R,
+    ) -> Option<R> {
         let now = Instant::now();
-        if let Some((answer, _)) = self.answers.get(key, now) {
+        let wants_entitlements = self.policy.wants_entitlements;
+        // Taken by whichever map holds the key.
+        let mut f = Some(f);
+        let answered = self.answers.get_with(key, now, |answer, _| {
             // An answer still waiting for its entitlements is not a hit: the
             // next resolve fetches them (and only them).
-            return answer
-                .is_complete(self.policy.wants_entitlements)
-                .then_some(Ok(answer));
+            match answer.is_complete(wants_entitlements) {
+                true => f.take().map(|f| f(Ok(answer))),
+                false => None,
+            }
+        });
+        match (answered, f) {
+            (Some(answered), _) => answered,
+            (None, Some(f)) => self
+                .refusals
+                .get_with(key, now, |refusal, _| f(Err(refusal))),
+            (None, None) => None,
         }
-        let (refusal, _) = self.refusals.get(key, now)?;
-        Some(Err(Rejection::Resolve(refusal)))
     }
 }
 
@@ -576,9 +604,7 @@ mod tests {
             assert_eq!(status, CacheStatus::Miss);
             assert_eq!(outcome.is_ok(), token == &good);
             assert_eq!(
-                cache
-                    .cached(key_of(token.expose().as_bytes()))
-                    .map(|o| o.is_ok()),
+                cache.cached_with(key_of(token.expose().as_bytes()), |o| o.is_ok()),
                 Some(token == &good)
             );
         }

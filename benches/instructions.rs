@@ -29,11 +29,12 @@ use tower::{Service, ServiceExt};
 use tower_layer::Layer;
 use tower_resolve_customer::{ResolveCustomerLayer, TokenSource};
 
-/// The rows: a name, and whether it is a header hit (else pass-through).
-const ROWS: [(&str, &str); 7] = [
+/// The rows: the path, and the service on it.
+const ROWS: [(&str, &str); 8] = [
     ("pass-through", "bare"),
     ("pass-through", "layered"),
     ("pass-through", "body_limit"),
+    ("pass-through", "floor"),
     ("header hit", "bare"),
     ("header hit", "layered"),
     ("header hit", "floor"),
@@ -73,15 +74,18 @@ fn run_row(path: &str, variant: &str, requests: usize) {
                 }
                 ("header hit", "bare") => run(handler(), requests, header).await,
                 ("header hit", "layered") => run(layered.clone(), requests, header).await,
-                ("header hit", floor) => {
+                (path, floor) => {
                     let extensions = match floor {
                         "floor" => floor::Extensions::CustomerAndRedemption,
-                        _ => floor::Extensions::CustomerOnly,
+                        "floor_one_extension" => floor::Extensions::CustomerOnly,
+                        _ => panic!("no row {path}/{variant}"),
                     };
                     let service = floor::FloorLayer::new(extensions, TOKEN).layer(handler());
-                    run(service, requests, header).await
+                    match path {
+                        "pass-through" => run(service, requests, plain_get).await,
+                        _ => run(service, requests, header).await,
+                    }
                 }
-                _ => panic!("no row {path}/{variant}"),
             }
         }
     });

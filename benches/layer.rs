@@ -30,6 +30,9 @@ fn pass_through(c: &mut Criterion) {
     // For scale: a familiar middleware that also wraps both bodies.
     let limited = tower_http::limit::RequestBodyLimitLayer::new(64 * 1024).layer(handler());
     bench_service(&mut group, &rt, "body_limit", limited, make);
+    // And one with shared state that wraps nothing (see `common/floor.rs`).
+    let floor = floor::FloorLayer::new(floor::Extensions::CustomerAndRedemption, TOKEN);
+    bench_service(&mut group, &rt, "floor", floor.layer(handler()), make);
     group.finish();
 }
 

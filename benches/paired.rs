@@ -57,8 +57,9 @@ fn median(values: &mut [f64]) -> f64 {
     values[values.len() / 2]
 }
 
-/// One row: the medians of the bare and layered blocks and of their
-/// per-round differences, and the middle half of the differences.
+/// One row: the medians of the bare and layered blocks (`layered`: the
+/// layer, or a middleware it is compared with) and of their per-round
+/// differences, and the middle half of the differences.
 async fn row<S1, S2, B1, B2>(
     name: &str,
     bare: S1,
@@ -112,7 +113,7 @@ fn main() {
     let form = || form_request(BODY.get_or_init(form_body));
 
     println!("{rounds} rounds of {block} requests per side, bare and layered alternated");
-    println!("| Path | Bare | Layered | Added (median) | Added (middle half) |");
+    println!("| Path | Bare | Middleware | Added (median) | Added (middle half) |");
     println!("|---|---|---|---|---|");
     rt.block_on(async {
         let pass_through = pass_through_layer().layer(handler());
@@ -121,6 +122,38 @@ fn main() {
             handler(),
             pass_through,
             plain_get,
+            rounds,
+            block,
+        )
+        .await;
+        // For scale, as in `benches/layer.rs`: tower-http's body limit
+        // (wraps both bodies, no shared state) and the floor (shared state,
+        // wraps nothing).
+        let limit = tower_http::limit::RequestBodyLimitLayer::new(64 * 1024);
+        row(
+            "pass-through, no token: body limit",
+            handler(),
+            limit.layer(handler()),
+            plain_get,
+            rounds,
+            block,
+        )
+        .await;
+        let floor = floor::FloorLayer::new(floor::Extensions::CustomerAndRedemption, TOKEN);
+        row(
+            "pass-through, no token: floor",
+            handler(),
+            floor.layer(handler()),
+            plain_get,
+            rounds,
+            block,
+        )
+        .await;
+        row(
+            "cache hit, header: floor",
+            handler(),
+            floor.layer(handler()),
+            header,
             rounds,
             block,
         )

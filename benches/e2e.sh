@@ -83,13 +83,22 @@ done
 # And the best round: on a shared VM slow spells only ever take throughput
 # away, so each server's fastest round is its least disturbed one.
 best() { printf '%s' "${results[$1]}" | sort -n | tail -1 | cut -d' ' -f1; }
-printf "%-8s %12s %10s %10s %12s %9s %12s %9s\n" server "requests/s" p50 p99 "CPU/request" "/bare" "best round" "/bare"
+# And the ratio to bare within each round, the servers' runs seconds apart:
+# its median over the rounds, and the middle half ("q1..q3"). A slow spell
+# that covers a whole round cancels out of its ratios.
+paired() {
+  paste -d' ' <(printf '%s' "${results[$1]}" | cut -d' ' -f1) <(printf '%s' "${results[bare]}" | cut -d' ' -f1) |
+    awk '{ print $1 / $2 }' | sort -g |
+    awk '{ r[NR] = $1 } END { printf "%.3f %.3f..%.3f", r[int((NR + 1) / 2)], r[int((NR + 3) / 4)], r[int((3 * NR + 3) / 4)] }'
+}
+printf "%-8s %12s %10s %10s %12s %9s %12s %9s %15s\n" server "requests/s" p50 p99 "CPU/request" "/bare" "best round" "/bare" "round /bare"
 read -r bare_rps _ < <(median bare)
 bare_best=$(best bare)
 for name in "${servers[@]}"; do
   read -r rps p50 p99 cpu < <(median "$name")
   top=$(best "$name")
-  printf "%-8s %12s %10s %10s %12s %9s %12s %9s\n" "$name" "$rps" "$p50" "$p99" "$cpu" \
+  printf "%-8s %12s %10s %10s %12s %9s %12s %9s %s\n" "$name" "$rps" "$p50" "$p99" "$cpu" \
     "$(awk -v r="$rps" -v b="$bare_rps" 'BEGIN { printf "%.3f", r / b }')" \
-    "$top" "$(awk -v r="$top" -v b="$bare_best" 'BEGIN { printf "%.3f", r / b }')"
+    "$top" "$(awk -v r="$top" -v b="$bare_best" 'BEGIN { printf "%.3f", r / b }')" \
+    "$(paired "$name")"
 done

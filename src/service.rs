@@ -240,6 +240,7 @@ where
 ///
 /// The answer is read in place, under the cache's read lock: a hit copies
 /// only what goes into the request's extensions.
+#[inline]
 fn cached_answer(
     shared: &Shared,
     candidate: &Candidate<'_>,
@@ -318,6 +319,7 @@ where
     clippy::result_large_err,
     reason = "the rejection is the response itself, moved once, as everywhere in this module"
 )]
+#[inline]
 fn settle_hit(
     shared: &Shared,
     extensions: &mut Extensions,
@@ -359,6 +361,7 @@ struct Accepted {
 }
 
 impl Accepted {
+    #[inline]
     fn insert_into(self, extensions: &mut Extensions) {
         extensions.insert(self.redemption);
         if let Some(entitlements) = self.entitlements {
@@ -370,6 +373,7 @@ impl Accepted {
 
 /// Applies the product allowlist and the entitlement policy to an answer
 /// (`started`: the request started the run that delivered it).
+#[inline]
 fn accept(shared: &Shared, answer: &Answer, started: bool) -> Result<Accepted, Rejection> {
     if let Some(allowed) = &shared.config.allowed_products
         && !allowed.contains(answer.customer.product_code())

@@ -429,7 +429,8 @@ impl ResolveTrace {
         Self::traced()
     }
 
-    #[cold]
+    /// Out of line, so that `begin` stays small where no one listens.
+    #[inline(never)]
     fn traced() -> Self {
         let span = tracing::debug_span!(
             "resolve_customer",

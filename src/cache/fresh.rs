@@ -73,7 +73,8 @@ impl<V: Clone> FreshCache<V> {
 
     /// What `f` makes of the value stored for `key` and its expiry, if it is
     /// fresh at `now`; `f` runs under the shard's read lock, so the value is
-    /// read in place, not cloned.
+    /// read in place, not cloned. `f` must not call back into this cache: a
+    /// second read lock on the shard waits behind a waiting writer.
     #[inline]
     pub(crate) fn get_with<R>(
         &self,

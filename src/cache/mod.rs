@@ -269,7 +269,8 @@ impl DedupeCache {
 
     /// What `f` makes of the fresh finished answer for `key` (a customer, or
     /// the error a refused token got), if the cache holds one; read in place,
-    /// under the cache's read lock. Never waits.
+    /// under the cache's read lock, so `f` must not call back into the cache.
+    /// Never waits.
     #[inline]
     pub(crate) fn cached_with<R>(
         &self,

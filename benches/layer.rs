@@ -69,7 +69,47 @@ fn header_cache_hit(c: &mut Criterion) {
         let service = floor::FloorLayer::new(extensions, TOKEN).layer(handler());
         bench_service(&mut group, &rt, name, service, || header_request(TOKEN));
     }
+    #[cfg(feature = "test-util")]
+    header_cache_hit_with_store(&mut group, &rt);
     group.finish();
+}
+
+/// The header hit with a shared store configured (with `--features
+/// test-util`, which brings `MemoryStore`): the same path, and no store
+/// round trip.
+#[cfg(feature = "test-util")]
+fn header_cache_hit_with_store(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    rt: &tokio::runtime::Runtime,
+) {
+    let store = tower_resolve_customer::MemoryStore::new();
+    let resolutions = Resolutions::builder(CountingResolver::new(Duration::ZERO))
+        .store(store.link())
+        .build();
+    let layered = resolutions
+        .layer()
+        .token_source(TokenSource::header(HEADER))
+        .layer(handler());
+    rt.block_on(async {
+        layered
+            .clone()
+            .oneshot(header_request(TOKEN))
+            .await
+            .expect("warm up");
+        // The run publishes and releases after it answered.
+        while resolutions.stats().store_lookups > 0 {
+            tokio::task::yield_now().await;
+        }
+    });
+    let calls = store.total_calls();
+    bench_service(group, rt, "layered_with_store", layered, || {
+        header_request(TOKEN)
+    });
+    assert_eq!(
+        store.total_calls(),
+        calls,
+        "a cache hit makes no store round trip"
+    );
 }
 
 fn browser_header_cache_hit(c: &mut Criterion) {

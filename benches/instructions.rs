@@ -69,8 +69,7 @@ fn run_row(path: &str, variant: &str, requests: usize) {
                     run(pass_through_layer().layer(handler()), requests, plain_get).await
                 }
                 ("pass-through", "body_limit") => {
-                    let limit = tower_http::limit::RequestBodyLimitLayer::new(64 * 1024);
-                    run(limit.layer(handler()), requests, plain_get).await
+                    run(body_limit().layer(handler()), requests, plain_get).await
                 }
                 ("header hit", "bare") => run(handler(), requests, header).await,
                 ("header hit", "layered") => run(layered.clone(), requests, header).await,

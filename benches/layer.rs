@@ -28,7 +28,7 @@ fn pass_through(c: &mut Criterion) {
     let layered = pass_through_layer().layer(handler());
     bench_service(&mut group, &rt, "layered", layered, make);
     // For scale: a familiar middleware that also wraps both bodies.
-    let limited = tower_http::limit::RequestBodyLimitLayer::new(64 * 1024).layer(handler());
+    let limited = body_limit().layer(handler());
     bench_service(&mut group, &rt, "body_limit", limited, make);
     // And one with shared state that wraps nothing (see `common/floor.rs`).
     let floor = floor::FloorLayer::new(floor::Extensions::CustomerAndRedemption, TOKEN);

@@ -129,11 +129,10 @@ fn main() {
         // For scale, as in `benches/layer.rs`: tower-http's body limit
         // (wraps both bodies, no shared state) and the floor (shared state,
         // wraps nothing).
-        let limit = tower_http::limit::RequestBodyLimitLayer::new(64 * 1024);
         row(
             "pass-through, no token: body limit",
             handler(),
-            limit.layer(handler()),
+            body_limit().layer(handler()),
             plain_get,
             rounds,
             block,

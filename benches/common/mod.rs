@@ -84,6 +84,12 @@ pub fn plain_get() -> Request<Full<Bytes>> {
         .expect("request")
 }
 
+/// The middleware the layer is set next to for scale: tower-http's body
+/// limit, which also wraps both bodies, at 64 KiB.
+pub fn body_limit() -> tower_http::limit::RequestBodyLimitLayer {
+    tower_http::limit::RequestBodyLimitLayer::new(64 * 1024)
+}
+
 /// The pass-through rows' layer: optional, looking in the form and then in
 /// the token header, over a resolver never called.
 pub fn pass_through_layer() -> tower_resolve_customer::ResolveCustomerLayer {
